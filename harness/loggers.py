@@ -1,0 +1,71 @@
+"""Experiment loggers: W&B mirrors the parquet records (one run per cell, grouped by sweep).
+
+W&B runs offline unless an API key is configured (WANDB_API_KEY or `logger.mode=online`); the run
+id is kept in the cell directory so a resumed cell continues the same run. `logger=none` turns
+logging off.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class NullLogger:
+    def log_checkpoint(self, spec: Any, row: dict[str, Any]) -> None:
+        pass
+
+    def finish(self, spec: Any, status: str) -> None:
+        pass
+
+
+@dataclass
+class WandbLogger:
+    project: str = "sibench"
+    entity: str | None = None
+    mode: str = "auto"  # auto = online if WANDB_API_KEY is set, else offline; or online/offline/disabled
+
+    def __post_init__(self) -> None:
+        self._runs: dict[str, Any] = {}
+
+    def _mode(self) -> str:
+        if self.mode != "auto":
+            return self.mode
+        return "online" if os.environ.get("WANDB_API_KEY") else "offline"
+
+    def _run(self, spec: Any) -> Any:
+        if spec.cell_id in self._runs:
+            return self._runs[spec.cell_id]
+        import wandb
+
+        id_file = Path(spec.out_dir) / "wandb_id.txt"
+        run_id = id_file.read_text().strip() if id_file.exists() else wandb.util.generate_id()
+        id_file.write_text(run_id)
+        run = wandb.init(project=self.project, entity=self.entity, mode=self._mode(), id=run_id,
+                         resume="allow", group=spec.sweep_dir.name, name=spec.label,
+                         dir=str(spec.sweep_dir), config=spec.config, reinit="finish_previous")
+        self._runs[spec.cell_id] = run
+        return run
+
+    def log_checkpoint(self, spec: Any, row: dict[str, Any]) -> None:
+        run = self._run(spec)
+        run.log({k: v for k, v in row.items() if isinstance(v, (int, float))},
+                step=int(row["rollouts_used"]))
+
+    def finish(self, spec: Any, status: str) -> None:
+        run = self._runs.pop(spec.cell_id, None)
+        if run is not None:
+            run.summary["status"] = status
+            run.finish(exit_code=0 if status == "ok" else 1)
+
+
+def make_logger(cfg: dict[str, Any]) -> NullLogger | WandbLogger:
+    name = cfg.get("name", "none")
+    if name == "none":
+        return NullLogger()
+    if name == "wandb":
+        return WandbLogger(**{k: v for k, v in cfg.items() if k != "name"})
+    raise KeyError(f"unknown logger {name!r}; valid: none, wandb")

@@ -1,0 +1,144 @@
+"""The method protocol and the learning context methods talk to (DESIGN.md §3 "Method", "Budget").
+
+A method's `learn` gets the task, its training problems, the raw backend (for methods that touch
+weights), the budget meter and a `LearnContext`. Policy rollouts on training problems go through
+`ctx.rollouts` (metered, verified, recorded); unscored generations go through `ctx.aux`
+(recorded as aux, not counted). `ctx.checkpoint(learned)` evaluates the current state whenever
+the rollout count has crossed the next configured budget fraction, which is how one cell yields
+a learning curve.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from harness.budget import AttemptRecord, BudgetMeter
+from harness.types import Backend, Generation, GenerationRequest, Message, Problem, SamplingParams, Task, Verdict
+
+
+@runtime_checkable
+class Learned(Protocol):
+    """What a method hands to evaluation: a prompt renderer and the policy to sample from."""
+
+    policy: Backend
+
+    def render(self, problem: Problem) -> list[Message]: ...
+
+
+@runtime_checkable
+class Method(Protocol):
+    # True when learning changes the backend's weights in place: the launcher then never
+    # reuses that backend object for another cell.
+    mutates_policy: bool
+
+    def learn(self, task: Task, train: list[Problem], backend: Backend, budget: BudgetMeter,
+              ctx: "LearnContext") -> Learned: ...
+
+
+@dataclass
+class PromptOnly:
+    """The simplest Learned: the task's base prompt with optional guidance or instruction."""
+
+    task: Task
+    policy: Backend
+    guidance: str = ""
+    instruction: str | None = None
+
+    def render(self, problem: Problem) -> list[Message]:
+        return self.task.prompt(problem, guidance=self.guidance, instruction=self.instruction)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    problem: Problem
+    generation: Generation
+    verdict: Verdict
+    sample_idx: int
+
+
+@dataclass
+class LearnContext:
+    task: Task
+    backend: Backend
+    meter: BudgetMeter
+    sampling: SamplingParams  # default sampling for learning-phase policy rollouts
+    cell_dir: Any  # pathlib.Path of the cell's output directory (methods write artefacts here)
+    seed: int
+    checkpoint_fractions: tuple[float, ...] = ()
+    evaluate_fn: Callable[[Learned, int], None] | None = None  # set by the cell runner
+    records: list[AttemptRecord] = field(default_factory=list)
+    _next_checkpoint: int = 0
+    _call_counter: int = 0
+
+    # ---- policy rollouts (counted) ----
+    def rollouts(self, items: list[tuple[Problem, list[Message]]], n: int = 1,
+                 params: SamplingParams | None = None, tag: str = "",
+                 backend: Backend | None = None) -> list[list[Attempt]]:
+        """Generate `n` samples for each (problem, prompt), verify them, count n*len(items) rollouts.
+
+        Raises BudgetExhausted (claiming nothing) if the whole request does not fit.
+        """
+        if not items:
+            return []
+        self.meter.reserve(n * len(items))
+        p = params or self.sampling
+        self._call_counter += 1
+        p = SamplingParams(n=n, temperature=p.temperature, top_p=p.top_p, max_tokens=p.max_tokens,
+                           stop=p.stop, seed=p.seed * 1_000_003 + self.seed * 7919 + self._call_counter)
+        requests = [GenerationRequest(tuple(msgs), p, oracle_answer=prob.answer) for prob, msgs in items]
+        out: list[list[Attempt]] = []
+        for (prob, _), gens in zip(items, (backend or self.backend).generate(requests)):
+            group = []
+            for i, g in enumerate(gens):
+                v = self.task.verify(prob, g.text, truncated=g.finish_reason == "length")
+                self.meter.add_tokens("policy", g.prompt_tokens + g.completion_tokens)
+                self.records.append(AttemptRecord(
+                    phase="learn", checkpoint=-1, role="policy", counted_rollout=True,
+                    problem_id=prob.id, sample_idx=i, prompt_tokens=g.prompt_tokens,
+                    completion_tokens=g.completion_tokens, reward=v.reward, passed=v.passed,
+                    finish_reason=g.finish_reason, latency_s=g.latency_s, cached=g.cached,
+                    completion=g.text, parsed=v.parsed, tag=tag))
+                group.append(Attempt(prob, g, v, i))
+            out.append(group)
+        return out
+
+    def rollout(self, problem: Problem, messages: list[Message], n: int = 1,
+                params: SamplingParams | None = None, tag: str = "") -> list[Attempt]:
+        return self.rollouts([(problem, messages)], n=n, params=params, tag=tag)[0]
+
+    # ---- aux calls (tokens only) ----
+    def aux(self, prompts: list[list[Message]], params: SamplingParams | None = None,
+            tag: str = "", problem_id: str = "", backend: Backend | None = None) -> list[str]:
+        """Unscored generations (reflections, proposals, summaries): recorded, never counted."""
+        p = params or SamplingParams(temperature=0.7, top_p=0.95, max_tokens=256)
+        requests = [GenerationRequest(tuple(m), p) for m in prompts]
+        texts = []
+        for gens in (backend or self.backend).generate(requests):
+            for i, g in enumerate(gens):
+                self.meter.add_tokens("aux", g.prompt_tokens + g.completion_tokens)
+                self.records.append(AttemptRecord(
+                    phase="learn", checkpoint=-1, role="aux", counted_rollout=False,
+                    problem_id=problem_id, sample_idx=i, prompt_tokens=g.prompt_tokens,
+                    completion_tokens=g.completion_tokens, reward=None, passed=None,
+                    finish_reason=g.finish_reason, latency_s=g.latency_s, cached=g.cached,
+                    completion=g.text, tag=tag))
+            texts.append(gens[0].text if gens else "")
+        return texts
+
+    # ---- learning-curve checkpoints ----
+    def checkpoint_due(self) -> bool:
+        fr = self.checkpoint_fractions
+        return (self._next_checkpoint < len(fr)
+                and self.meter.rollouts_used >= fr[self._next_checkpoint] * self.meter.budget)
+
+    def checkpoint(self, learned: Learned) -> bool:
+        """Evaluate `learned` if a budget fraction was crossed since the last checkpoint."""
+        if not self.checkpoint_due():
+            return False
+        while self.checkpoint_due():  # one evaluation covers every fraction crossed at once
+            self._next_checkpoint += 1
+        if self.evaluate_fn is not None:
+            self.evaluate_fn(learned, self.meter.rollouts_used)
+        return True

@@ -1,0 +1,64 @@
+"""`python -m harness.plot --sweep NAME`: learning curves (Pass@1 vs rollouts used), one PNG per task.
+
+Each method's curve is its checkpoints averaged over seeds; the band is the mean bootstrap CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import pandas as pd
+
+from harness.table import sweep_dir_of
+
+
+def plot_sweep(summary: pd.DataFrame, out_dir) -> list:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for (task, budget), df in summary.groupby(["task", "budget"]):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for method, m in df.groupby("method"):
+            curve = m.groupby("rollouts_used")[["pass@1", "pass@1_lo", "pass@1_hi"]].mean().sort_index()
+            x = curve.index.to_numpy()
+            ax.plot(x, curve["pass@1"], marker="o", label=method)
+            ax.fill_between(x, curve["pass@1_lo"], curve["pass@1_hi"], alpha=0.15)
+        base = [c for c in df.columns if c == "baseline_majority_answer"]
+        if base:
+            ax.axhline(df[base[0]].iloc[0], color="grey", ls="--", lw=1, label="majority answer")
+        ax.set_xlabel("rollouts used")
+        ax.set_ylabel("Pass@1 (held-out)")
+        ax.set_title(f"{task}, budget {budget}")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        path = out_dir / f"learning_curve_{task}_B{budget}.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sweep", default="default")
+    ap.add_argument("--results-dir", default="results")
+    args = ap.parse_args(argv)
+    sdir = sweep_dir_of(args.sweep, args.results_dir)
+    if not (sdir / "summary.parquet").exists():
+        print(f"sibench: error: no results for sweep {args.sweep!r} ({sdir / 'summary.parquet'} missing)",
+              file=sys.stderr)
+        return 2
+    for path in plot_sweep(pd.read_parquet(sdir / "summary.parquet"), sdir / "plots"):
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

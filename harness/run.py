@@ -1,0 +1,26 @@
+"""`python -m harness.run <overrides>`: run exactly one cell (no comma sweeps) and print its summary."""
+
+from __future__ import annotations
+
+import sys
+
+from harness.config import UserError, expand_grid
+from harness.sweep import main as sweep_main
+
+
+def main(argv: list[str] | None = None) -> int:
+    overrides = list(sys.argv[1:] if argv is None else argv)
+    try:
+        grid = expand_grid(overrides)
+    except UserError as exc:
+        print(f"sibench: error: {exc}", file=sys.stderr)
+        return 2
+    if len(grid) != 1:
+        print(f"sibench: error: harness.run runs one cell but the overrides make {len(grid)}; "
+              f"use harness.sweep (make sweep) for grids", file=sys.stderr)
+        return 2
+    return sweep_main(overrides)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""`python -m harness.sweep <hydra overrides>`: expand the grid, skip finished cells, run the rest.
+
+Comma lists sweep (`task=math,countdown method=zero_shot,core seed=0,1`). Every cell is composed
+and validated before anything is written; bad input exits 2 with one line. Results go to
+`results/<sweep>/`; the sweep's `summary.parquet` is rewritten after every finished cell. The
+command exits 1 if any cell failed, after listing each failure with its error.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from harness.backends import check_backend_config
+from harness.cell import CellOutcome, CellSpec, build_task
+from harness.config import REPO, UserError, compose, expand_grid, params_of, to_dict
+from harness.records import collect_summaries, write_parquet
+from harness.registry import METHODS, UnknownName
+
+
+def plan(overrides: list[str]) -> tuple[Path, list[CellSpec], dict[str, Any]]:
+    """Compose and validate every cell of the grid; nothing is written here."""
+    cells = [to_dict(compose(ov)) for ov in expand_grid(overrides)]
+    sweeps = {c["sweep"] for c in cells}
+    if len(sweeps) != 1:
+        raise UserError(f"one sweep name per run, got {sorted(sweeps)}")
+    first = cells[0]
+    results = Path(first["results_dir"])
+    sweep_dir = (results if results.is_absolute() else REPO / results) / first["sweep"]
+    specs, seen = [], set()
+    for cfg in cells:
+        try:
+            check_backend_config(cfg["model"])
+            build_task(cfg)
+            method_cls = METHODS.get(cfg["method"]["name"])
+            method_cls(**params_of(cfg["method"]))
+        except UnknownName as exc:
+            raise UserError(str(exc)) from None
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"{cfg['task']['name']}/{cfg['method']['name']}/{cfg['model'].get('label')}: {exc}") from None
+        spec = CellSpec(cfg, sweep_dir)
+        if spec.cell_id not in seen:  # identical cells from redundant overrides run once
+            seen.add(spec.cell_id)
+            specs.append(spec)
+    return sweep_dir, specs, first
+
+
+class Progress:
+    """Live sweep progress: cells done/running/failed, rollouts used, eval generations and tokens/s."""
+
+    def __init__(self, specs: list[CellSpec]):
+        from tqdm import tqdm
+
+        self.tqdm = tqdm
+        self.total, self.done, self.failed, self.skipped = len(specs), 0, 0, 0
+        self.rollouts, self.tokens, self.t0 = 0, 0, time.perf_counter()
+        self.bar = None
+        self.outcomes: list[CellOutcome] = []
+
+    def start(self, spec: CellSpec) -> None:
+        if spec.done:
+            return
+        self.bar = self.tqdm(desc=f"[{self._n() + 1}/{self.total}] {spec.label}", unit="gen",
+                             leave=False, mininterval=5.0, dynamic_ncols=True, file=sys.stderr,
+                             disable=not sys.stderr.isatty())
+
+    def _n(self) -> int:
+        return self.done + self.failed + self.skipped
+
+    def __call__(self, n_generations: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n_generations)
+
+    def report(self, o: CellOutcome) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        self.outcomes.append(o)
+        if o.status == "skipped":
+            self.skipped += 1
+            return
+        self.done += o.status == "ok"
+        self.failed += o.status == "failed"
+        self.rollouts += o.rollouts_used
+        self.tokens += o.tokens
+        rate = o.tokens / o.wall_s if o.wall_s else 0.0
+        final = next((r for r in o.summary if r.get("final")), {})
+        score = f"pass@1={final['pass@1']:.3f}" if final else o.error[:200]
+        print(f"[{self._n()}/{self.total}] {o.status:6s} {o.label} {score} rollouts={o.rollouts_used} "
+              f"{o.wall_s:.1f}s {rate:.0f} tok/s | done={self.done} failed={self.failed} "
+              f"skipped={self.skipped}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    overrides = list(sys.argv[1:] if argv is None else argv)
+    try:
+        sweep_dir, specs, first = plan(overrides)
+    except UserError as exc:
+        print(f"sibench: error: {exc}", file=sys.stderr)
+        return 2
+    from harness.launchers import LAUNCHERS
+
+    todo = sum(not s.done for s in specs)
+    print(f"sweep {sweep_dir.name}: {len(specs)} cells ({len(specs) - todo} already finished) "
+          f"-> {sweep_dir}", flush=True)
+    progress = Progress(specs)
+
+    def report(o: CellOutcome) -> None:
+        progress.report(o)
+        if o.status == "ok":
+            write_parquet(collect_summaries(sweep_dir), sweep_dir / "summary.parquet")
+
+    report.start = progress.start  # type: ignore[attr-defined]
+    launcher = dict(first["launcher"])
+    run = LAUNCHERS[launcher.pop("name")]
+    try:
+        outcomes = run(specs, first["logger"], report, progress=progress, **launcher)
+    except UserError as exc:
+        print(f"sibench: error: {exc}", file=sys.stderr)
+        return 2
+    summary = collect_summaries(sweep_dir)
+    if len(summary):
+        write_parquet(summary, sweep_dir / "summary.parquet")
+    failed = [o for o in outcomes if o.status == "failed"]
+    wall = time.perf_counter() - progress.t0
+    print(f"sweep {sweep_dir.name} finished in {wall:.1f}s: {progress.done} ran, {progress.skipped} "
+          f"skipped, {len(failed)} failed; summary: {sweep_dir / 'summary.parquet'}")
+    for o in failed:
+        print(f"  FAILED {o.label} ({o.cell_id}): {o.error}  [see {sweep_dir / 'cells' / o.cell_id / 'status.json'}]")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Self-improvement methods, one module each, registered by name (harness.registry.METHODS)."""

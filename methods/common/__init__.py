@@ -1,0 +1,1 @@
+"""Helpers shared by several methods (memory stores, embedders)."""

@@ -1,0 +1,1 @@
+"""Helpers shared by task modules: the reasoning-gym adapter and answer extraction."""

@@ -1,0 +1,64 @@
+"""countdown: reach a target with +, -, *, / over given numbers (reasoning-gym `countdown`).
+
+Default: 3 numbers in 1..20, target 10..60 (≈20% greedy for SmolLM2 in the reference notes).
+reasoning-gym's scorer evaluates the answer with sympy's `parse_expr`, which runs Python, so
+the answer is first checked against a whitelist grammar: digits, spaces, + - * / and
+parentheses only, no `**`, at most 200 characters and 10 levels of nesting. Anything else scores
+0 without reaching sympy. Every number must be used exactly once.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from harness.registry import register_task
+from harness.types import Problem
+from tasks.common.reasoning_gym import ReasoningGymTask
+
+_ALLOWED = re.compile(r"^[0-9+\-*/() ]{1,200}$")
+MAX_DEPTH = 10
+
+
+def safe_expression(text: str) -> bool:
+    """True only for plain arithmetic: the whitelist that guards sympy's parse_expr."""
+    if not _ALLOWED.match(text) or "**" in text or "//" in text:
+        return False
+    depth = 0
+    for ch in text:
+        depth += ch == "("
+        depth -= ch == ")"
+        if depth < 0 or depth > MAX_DEPTH:
+            return False
+    return depth == 0
+
+
+@register_task("countdown")
+@dataclass
+class CountdownTask(ReasoningGymTask):
+    name: ClassVar[str] = "countdown"
+    dataset: ClassVar[str] = "countdown"
+    instruction: ClassVar[str] = (
+        "Combine the given numbers with +, -, * and / to reach the target, using each number exactly "
+        "once. Finish with a final line of the form 'Answer: <expression>'.")
+    min_numbers: int = 3  # how many numbers are given
+    max_numbers: int = 3
+    min_value: int = 1  # range of the given numbers
+    max_value: int = 20
+    min_target: int = 10  # range of the target
+    max_target: int = 60
+    max_tokens: int = 64
+
+    def generator_config(self) -> dict[str, Any]:
+        return dict(min_numbers=self.min_numbers, max_numbers=self.max_numbers, min_value=self.min_value,
+                    max_value=self.max_value, min_target=self.min_target, max_target=self.max_target)
+
+    def score(self, parsed: str, problem: Problem) -> float:
+        expr = parsed.replace("×", "*").replace("÷", "/").strip()
+        if not safe_expression(expr):
+            return 0.0
+        return super().score(expr, problem)
+
+    def chance_baseline(self, problems: list[Problem]) -> dict[str, float]:
+        return {}  # answers are expressions: no constant answer can be right for two problems

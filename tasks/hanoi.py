@@ -1,0 +1,38 @@
+"""hanoi: Tower of Hanoi move sequences (reasoning-gym `tower_of_hanoi`), a planning task.
+
+Default 1-2 disks, 3 pegs (≈32% greedy for SmolLM2). The answer is every non-empty line after
+`Answer:`, one `Move disk X from Peg Y to Peg Z` per line; reasoning-gym's scorer replays the
+moves and checks legality and the final state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from harness.registry import register_task
+from harness.types import Problem
+from tasks.common.reasoning_gym import ReasoningGymTask
+
+
+@register_task("hanoi")
+@dataclass
+class HanoiTask(ReasoningGymTask):
+    name: ClassVar[str] = "hanoi"
+    dataset: ClassVar[str] = "tower_of_hanoi"
+    instruction: ClassVar[str] = (
+        "Solve the Tower of Hanoi problem. Write 'Answer:' on its own line, followed by one move per "
+        "line in the form 'Move disk X from Peg Y to Peg Z'.")
+    multiline_answer: ClassVar[bool] = True
+    min_disks: int = 1
+    max_disks: int = 2
+    min_pegs: int = 3
+    max_pegs: int = 3
+    max_tokens: int = 128
+
+    def generator_config(self) -> dict[str, Any]:
+        return dict(min_disks=self.min_disks, max_disks=self.max_disks, min_pegs=self.min_pegs,
+                    max_pegs=self.max_pegs)
+
+    def demo_reply(self, problem: Problem) -> str:
+        return f"Answer:\n{problem.answer}"

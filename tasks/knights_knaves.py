@@ -1,0 +1,35 @@
+"""knights_knaves: truth-teller / liar puzzles (reasoning-gym `knights_knaves`).
+
+Default 2 people (≈36% greedy for SmolLM2; guessing at random scores 1/2^n_people = 25%, shown
+beside the result). reasoning-gym's scorer compares the set of role assignments in any order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from harness.registry import register_task
+from harness.types import Problem
+from tasks.common.reasoning_gym import ReasoningGymTask
+
+
+@register_task("knights_knaves")
+@dataclass
+class KnightsKnavesTask(ReasoningGymTask):
+    name: ClassVar[str] = "knights_knaves"
+    dataset: ClassVar[str] = "knights_knaves"
+    instruction: ClassVar[str] = (
+        "Solve the logic puzzle. Finish with a final line of the form "
+        "'Answer: <name> is a <role>, and <name> is a <role>'.")
+    n_people: int = 2  # inhabitants per puzzle
+    depth_constraint: int = 2  # maximum nesting of a statement
+    width_constraint: int = 2  # maximum branches of a statement
+    max_tokens: int = 96
+
+    def generator_config(self) -> dict[str, Any]:
+        return dict(n_people=self.n_people, depth_constraint=self.depth_constraint,
+                    width_constraint=self.width_constraint)
+
+    def chance_baseline(self, problems: list[Problem]) -> dict[str, float]:
+        return {**super().chance_baseline(problems), "random_guess": 0.5 ** self.n_people}
