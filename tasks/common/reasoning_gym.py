@@ -1,8 +1,10 @@
 """Adapter from a reasoning-gym generator to the sibench Task contract (DESIGN.md §3 "Task").
 
-Splits: problems come from disjoint generator seed ranges (train: 1_000_000 + seed, test:
-2_000_000 + seed, few-shot demos: 3_000_000); duplicates and demo problems are dropped, and the
-cell runner additionally removes any test id from the training set and asserts no overlap.
+Splits: reasoning-gym derives item i of a dataset with seed S from `Random(S + i)`, so seeds S and
+S + 1 give the same problems shifted by one. Each split and run seed therefore starts at
+`SEED_BASE[split] + seed * SEED_STRIDE` (bases 1e9 / 2e9 / 3e9, stride 1_000_003, all below
+2**32), which keeps pools of up to a million draws apart. Duplicates and demo problems are
+dropped, and the cell runner removes any test id from the training set and asserts no overlap.
 
 Prompt (fixed per task and recorded by `describe()`): a system message with the task's
 instruction (plus the method's guidance, if any), `few_shot` demos as user/assistant turns, then
@@ -25,7 +27,8 @@ from typing import Any, ClassVar
 from harness.types import Message, Problem, Verdict
 from tasks.common.answer import extract_answer
 
-SEED_BASE = {"train": 1_000_000, "test": 2_000_000, "demo": 3_000_000}
+SEED_BASE = {"train": 1_000_000_000, "test": 2_000_000_000, "demo": 3_000_000_000}
+SEED_STRIDE = 1_000_003
 FEEDBACK_MODES = ("binary", "rich")
 
 
@@ -113,7 +116,9 @@ class ReasoningGymTask:
     def problems(self, split: str, n: int, seed: int) -> list[Problem]:
         if split not in ("train", "test"):
             raise ValueError(f"unknown split {split!r}; valid: train, test")
-        return self._generate(SEED_BASE[split] + seed, n, {d.id for d in self.demos()})
+        if not 0 <= seed < 999:
+            raise ValueError(f"seed {seed} out of range; valid: 0..998")
+        return self._generate(SEED_BASE[split] + seed * SEED_STRIDE, n, {d.id for d in self.demos()})
 
     # ---- prompting ----
     def demo_reply(self, problem: Problem) -> str:

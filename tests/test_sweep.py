@@ -1,0 +1,138 @@
+"""End-to-end sweeps through the CLI on the mock backend: records schema, recomputation of
+summary metrics from attempts, resume after a kill, failure isolation and bad-input exits."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness.evaluate import summarize_attempts
+from harness.metrics import mean_pass_at_k
+from harness.records import ATTEMPT_COLUMNS, SUMMARY_COLUMNS
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def sweep(tmp_path: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "harness.sweep", "model=mock", "logger=none",
+           f"results_dir={tmp_path}", *args]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def test_grid_sweep_writes_schema_and_recomputable_summary(tmp_path):
+    r = sweep(tmp_path, "task=math,countdown,knights_knaves", "method=zero_shot", "budget=10",
+              "sweep=x", "task.test_size=30")
+    assert r.returncode == 0, r.stderr
+    summary = pd.read_parquet(tmp_path / "x" / "summary.parquet")
+    assert set(SUMMARY_COLUMNS) <= set(summary.columns)
+    assert {"pass@2", "pass@3", "pass@4", "pass@1_lo", "pass@1_hi"} <= set(summary.columns)
+    assert sorted(summary.task) == ["countdown", "knights_knaves", "math"]
+    for _, row in summary.iterrows():
+        attempts = pd.read_parquet(tmp_path / "x" / "cells" / row.cell_id / "attempts.parquet")
+        assert list(attempts.columns[:len(ATTEMPT_COLUMNS)]) == ATTEMPT_COLUMNS
+        ev = attempts[(attempts.phase == "eval") & (attempts.checkpoint == row.checkpoint)]
+        sampled = ev[ev.tag == "sample"]
+        counts = [(len(g), int(g.passed.sum())) for _, g in sampled.groupby("problem_id")]
+        assert len(counts) == row.n_test == 30
+        for k in range(1, 5):
+            assert row[f"pass@{k}"] == pytest.approx(mean_pass_at_k(counts, k))
+        again = summarize_attempts(ev, seed=0)
+        assert again["pass@1_lo"] == pytest.approx(row["pass@1_lo"])
+        assert row["greedy_pass"] == pytest.approx(ev[ev.tag == "greedy"].passed.mean())
+    assert "3 ran, 0 skipped, 0 failed" in r.stdout
+
+
+def test_rerun_skips_finished_cells(tmp_path):
+    assert sweep(tmp_path, "task=math", "budget=10", "sweep=s", "seed=0,1").returncode == 0
+    r = sweep(tmp_path, "task=math", "budget=10", "sweep=s", "seed=0,1,2")
+    assert r.returncode == 0
+    assert "1 ran, 2 skipped" in r.stdout
+    assert len(pd.read_parquet(tmp_path / "s" / "summary.parquet")) == 3
+
+
+def test_killed_sweep_resumes_without_duplicate_or_missing_rows(tmp_path):
+    args = ["task=math", "budget=10", "sweep=k", "seed=0,1,2,3", "task.test_size=20",
+            "model.latency_s=0.05", "eval.batch_problems=1"]
+    cmd = [sys.executable, "-m", "harness.sweep", "model=mock", "logger=none", f"results_dir={tmp_path}", *args]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            start_new_session=True)
+    # wait until the first cell finished and the second is running, then kill the whole group
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((tmp_path / "k").glob("cells/*/done.json"))) < 1:
+        time.sleep(0.1)
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = len(list((tmp_path / "k").glob("cells/*/done.json")))
+    assert 1 <= done_before < 4
+    r = sweep(tmp_path, *args)
+    assert r.returncode == 0, r.stderr
+    assert f"{done_before} skipped" in r.stdout
+    summary = pd.read_parquet(tmp_path / "k" / "summary.parquet")
+    assert sorted(summary.seed) == [0, 1, 2, 3]
+    assert not list((tmp_path / "k").rglob("*.tmp"))
+    for cell in summary.cell_id:
+        a = pd.read_parquet(tmp_path / "k" / "cells" / cell / "attempts.parquet")
+        ev = a[a.phase == "eval"]
+        assert len(ev) == 20 * (4 + 1)  # 20 problems x (4 samples + 1 greedy), exactly once
+        assert not ev.duplicated(["problem_id", "sample_idx", "tag", "checkpoint"]).any()
+
+
+def test_failing_cell_does_not_stop_the_others(tmp_path):
+    # math easy has ~200 distinct problems: train_size 500 fails inside the cell, at run time
+    r = sweep(tmp_path, "task=math,countdown", "budget=10", "sweep=f", "task.train_size=500")
+    assert r.returncode == 1
+    assert "FAILED math/zero_shot" in r.stdout and "only" in r.stdout
+    summary = pd.read_parquet(tmp_path / "f" / "summary.parquet")
+    assert list(summary.task) == ["countdown"]
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["task=nope"], "'nope'; valid tasks: countdown, hanoi, knights_knaves, math, zebra"),
+    (["method=nope"], "valid methods: zero_shot"),
+    (["model=nope"], "valid models:"),
+    (["budget=0"], "budget must be a positive integer, got 0"),
+    (["budget=-5"], "got -5"),
+    (["eval.k=[5]"], "eval.k=5 is not in 1..eval.n_samples=4"),
+    (["task.difficulty=insane"], "valid: easy, medium, hard"),
+    (["task"], "malformed override 'task'"),
+    (["nokey=1"], "Could not override 'nokey'"),
+    (["model.bogus=1"], "Could not override 'model.bogus'"),
+    (["task.feedback=loud"], "valid: binary, rich"),
+])
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, args, needle):
+    r = sweep(tmp_path, "sweep=bad", *args, timeout=60)
+    assert r.returncode == 2
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and needle in lines[0], r.stderr
+    assert not (tmp_path / "bad").exists()
+
+
+def test_run_entry_point_refuses_grids(tmp_path):
+    cmd = [sys.executable, "-m", "harness.run", "model=mock", "task=math,countdown"]
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "make 2" in r.stderr
+
+
+def test_table_and_plot(tmp_path):
+    assert sweep(tmp_path, "task=math", "budget=10", "sweep=t", "seed=0,1").returncode == 0
+    r = subprocess.run([sys.executable, "-m", "harness.table", "--sweep", "t", "--results-dir", str(tmp_path)],
+                       cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "| math" in r.stdout and "zero_shot" in r.stdout and "majority_answer" in r.stdout
+    table = pd.read_csv(tmp_path / "t" / "table.csv")
+    assert table.seeds.tolist() == [2]
+    r = subprocess.run([sys.executable, "-m", "harness.plot", "--sweep", "t", "--results-dir", str(tmp_path)],
+                       cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "t" / "plots" / "learning_curve_math_B10.png").stat().st_size > 1000
+    r = subprocess.run([sys.executable, "-m", "harness.table", "--sweep", "missing", "--results-dir", str(tmp_path)],
+                       cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "t" in r.stderr
