@@ -8,6 +8,8 @@ logging off.
 from __future__ import annotations
 
 import os
+import secrets
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,18 @@ class WandbLogger:
 
     def __post_init__(self) -> None:
         self._runs: dict[str, Any] = {}
+        self._broken = False
+
+    def _guard(self, fn, *args) -> None:
+        """W&B mirrors the parquet records: its failure warns once and never fails a cell."""
+        if self._broken:
+            return
+        try:
+            fn(*args)
+        except Exception as exc:
+            self._broken = True
+            print(f"sibench: warning: W&B logging disabled after error: {type(exc).__name__}: {exc}",
+                  file=sys.stderr)
 
     def _mode(self) -> str:
         if self.mode != "auto":
@@ -42,7 +56,7 @@ class WandbLogger:
         import wandb
 
         id_file = Path(spec.out_dir) / "wandb_id.txt"
-        run_id = id_file.read_text().strip() if id_file.exists() else wandb.util.generate_id()
+        run_id = id_file.read_text().strip() if id_file.exists() else f"{spec.cell_id[:8]}-{secrets.token_hex(4)}"
         id_file.write_text(run_id)
         run = wandb.init(project=self.project, entity=self.entity, mode=self._mode(), id=run_id,
                          resume="allow", group=spec.sweep_dir.name, name=spec.label,
@@ -51,15 +65,18 @@ class WandbLogger:
         return run
 
     def log_checkpoint(self, spec: Any, row: dict[str, Any]) -> None:
-        run = self._run(spec)
-        run.log({k: v for k, v in row.items() if isinstance(v, (int, float))},
-                step=int(row["rollouts_used"]))
+        def log() -> None:
+            self._run(spec).log({k: v for k, v in row.items() if isinstance(v, (int, float))},
+                                step=int(row["rollouts_used"]))
+        self._guard(log)
 
     def finish(self, spec: Any, status: str) -> None:
-        run = self._runs.pop(spec.cell_id, None)
-        if run is not None:
-            run.summary["status"] = status
-            run.finish(exit_code=0 if status == "ok" else 1)
+        def fin() -> None:
+            run = self._runs.pop(spec.cell_id, None)
+            if run is not None:
+                run.summary["status"] = status
+                run.finish(exit_code=0 if status == "ok" else 1)
+        self._guard(fin)
 
 
 def make_logger(cfg: dict[str, Any]) -> NullLogger | WandbLogger:

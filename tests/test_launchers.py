@@ -1,0 +1,50 @@
+"""Ray launcher: cells run as Ray tasks, resources are checked before submitting, and the
+W&B logger writes one offline run per cell."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness.cell import CellSpec
+from harness.config import UserError
+from harness.launchers import check_resources
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_preflight_rejects_cells_the_cluster_cannot_hold(cell_config, tmp_path):
+    spec = CellSpec(cell_config("model.resources.num_gpus=1"), tmp_path)
+    with pytest.raises(UserError, match="needs 1 GPU but the Ray cluster has 0"):
+        check_resources({"CPU": 2.0}, [spec])
+    check_resources({"CPU": 2.0, "GPU": 1.0}, [spec])  # fits: no error
+
+
+def test_ray_sweep_runs_cells_and_fails_fast_on_missing_gpus(tmp_path):
+    base = [sys.executable, "-m", "harness.sweep", "model=mock", "logger=none", "launcher=ray",
+            "launcher.num_cpus=2", f"results_dir={tmp_path}", "task=math", "task.test_size=10", "budget=5"]
+    r = subprocess.run(base + ["sweep=r", "seed=0,1"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert sorted(pd.read_parquet(tmp_path / "r" / "summary.parquet").seed) == [0, 1]
+    r = subprocess.run(base + ["sweep=g", "model.resources.num_gpus=1"], cwd=REPO, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 2
+    assert "needs 1 GPU but the Ray cluster has 0" in r.stderr
+
+
+def test_wandb_logger_writes_one_offline_run_per_cell(tmp_path, run_one, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    r = subprocess.run([sys.executable, "-m", "harness.sweep", "model=mock", "logger=wandb",
+                        f"results_dir={tmp_path}", "task=math", "task.test_size=10", "budget=5", "sweep=w",
+                        "seed=0,1"], cwd=REPO, capture_output=True, text=True, timeout=300,
+                       env={**__import__("os").environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    runs = list((tmp_path / "w" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2
+    ids = sorted(p.read_text() for p in (tmp_path / "w").glob("cells/*/wandb_id.txt"))
+    assert len(ids) == 2 and all(any(i in p.name for p in runs) for i in ids)

