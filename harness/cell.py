@@ -9,6 +9,7 @@ can leave neither duplicate nor half-written rows.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import time
 import traceback
 from collections.abc import Callable
@@ -30,13 +31,18 @@ REPO = Path(__file__).resolve().parent.parent
 ID_KEYS = ("task", "method", "model", "budget", "seed", "eval", "learn", "checkpoints")
 
 
-def code_version() -> str:
-    """Hash of the engine, method and task sources: a code change gives new cell ids."""
+def code_version(task_name: str, method_name: str) -> str:
+    """Hash of the code a cell runs: the engine, the shared task/method helpers, and this cell's
+    task and method modules. Editing them gives new cell ids; adding another method does not."""
+    files = set()
+    for pkg in ("harness", "tasks/common", "methods/common"):
+        files.update((REPO / pkg).rglob("*.py"))
+    for obj in (TASKS.get(task_name), METHODS.get(method_name)):
+        files.add(Path(inspect.getfile(obj)).resolve())
     h = hashlib.sha256()
-    for pkg in ("harness", "methods", "tasks"):
-        for path in sorted((REPO / pkg).rglob("*.py")):
-            h.update(path.relative_to(REPO).as_posix().encode())
-            h.update(path.read_bytes())
+    for path in sorted(files):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
     return h.hexdigest()[:12]
 
 
@@ -53,7 +59,7 @@ class CellSpec:
             model.pop("resources", None)  # where a cell runs does not change what it computes
             ident["model"] = model
             if self.config.get("code_version_in_id", True):
-                ident["code"] = code_version()
+                ident["code"] = code_version(self.config["task"]["name"], self.config["method"]["name"])
             self.cell_id = content_hash(ident, 16)
 
     @property

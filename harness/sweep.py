@@ -59,9 +59,12 @@ class Progress:
         self.bar = None
         self.outcomes: list[CellOutcome] = []
 
+    HEARTBEAT_S = 60.0  # without a terminal, print a progress line this often during a cell
+
     def start(self, spec: CellSpec) -> None:
         if spec.done:
             return
+        self.label, self.cell_t0, self.cell_gens, self.last_beat = spec.label, time.perf_counter(), 0, time.perf_counter()
         self.bar = self.tqdm(desc=f"[{self._n() + 1}/{self.total}] {spec.label}", unit="gen",
                              leave=False, mininterval=5.0, dynamic_ncols=True, file=sys.stderr,
                              disable=not sys.stderr.isatty())
@@ -70,8 +73,15 @@ class Progress:
         return self.done + self.failed + self.skipped
 
     def __call__(self, n_generations: int) -> None:
-        if self.bar is not None:
-            self.bar.update(n_generations)
+        if self.bar is None:
+            return
+        self.bar.update(n_generations)
+        self.cell_gens += n_generations
+        now = time.perf_counter()
+        if self.bar.disable and now - self.last_beat >= self.HEARTBEAT_S:
+            self.last_beat = now
+            print(f"    ... {self.label}: {self.cell_gens} eval generations in {now - self.cell_t0:.0f}s",
+                  flush=True)
 
     def report(self, o: CellOutcome) -> None:
         if self.bar is not None:

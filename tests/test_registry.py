@@ -44,6 +44,10 @@ def test_new_method_file_runs_in_a_sweep_without_touching_harness(tmp_path):
     dst.mkdir()
     for part in ("harness", "methods", "tasks", "conf"):
         subprocess.run(["cp", "-r", str(REPO / part), str(dst / part)], check=True)
+    common = [sys.executable, "-m", "harness.sweep", "model=mock", "logger=none",
+              "+model.boosts={check each step: 0.6}", "budget=5", "sweep=e", "task.test_size=40"]
+    first = subprocess.run(common + ["method=zero_shot"], cwd=dst, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
     (dst / "methods" / "echo.py").write_text(textwrap.dedent('''
         """echo: test method that puts a fixed guidance line into the prompt."""
         from dataclasses import dataclass
@@ -62,10 +66,9 @@ def test_new_method_file_runs_in_a_sweep_without_touching_harness(tmp_path):
     '''))
     (dst / "conf" / "method" / "echo.yaml").write_text("name: echo\nguidance: check each step\n")
     harness_before = sorted(p.read_bytes() for p in (dst / "harness").rglob("*.py"))
-    r = subprocess.run([sys.executable, "-m", "harness.sweep", "model=mock", "logger=none",
-                        "+model.boosts={check each step: 0.6}", "method=zero_shot,echo", "budget=5",
-                        "sweep=e", "task.test_size=40"], cwd=dst, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(common + ["method=zero_shot,echo"], cwd=dst, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr + r.stdout
+    assert "1 ran, 1 skipped" in r.stdout  # the new method file does not invalidate finished cells
     assert sorted(p.read_bytes() for p in (dst / "harness").rglob("*.py")) == harness_before
     import pandas as pd
 
