@@ -15,7 +15,7 @@ MODEL   ?= smollm2_135m
 SWEEP   ?= default
 ARGS    ?=
 
-.PHONY: setup sweep run test test-fast test-gpu table plot bench clean help
+.PHONY: setup setup-llamacpp sweep run test test-fast test-gpu table plot bench clean help
 
 help:
 	@echo "make sweep TASK=math BUDGET=500 [METHOD=a,b SEEDS=0,1 MODEL=mock SWEEP=name ARGS='eval.n_samples=8']"
@@ -33,6 +33,11 @@ endif
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# Optional: llama-cpp-python from source (several minutes on 2 cores) for MODEL=smollm2_135m_llamacpp
+setup-llamacpp: setup
+	CMAKE_ARGS="-DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DGGML_BLAS=OFF" CMAKE_BUILD_PARALLEL_LEVEL=2 \
+		$(PIP) install -c constraints-cpu.txt 'llama-cpp-python>=0.3.16'
 
 sweep: setup
 	$(PY) -m harness.sweep task=$(TASK) method=$(METHOD) budget=$(BUDGET) seed=$(SEEDS) model=$(MODEL) sweep=$(SWEEP) $(ARGS)

@@ -156,7 +156,7 @@ def _run(spec: CellSpec, cfg: dict[str, Any], meter: BudgetMeter, get_backend, l
     method = METHODS.get(cfg["method"]["name"])(**params_of(cfg["method"]))
     max_tokens = task.describe().get("max_tokens", 128)
     ecfg = dict(cfg["eval"])
-    ecfg.pop("k", None)
+    report_k = max(ecfg.pop("k", None) or [ecfg["n_samples"]])
     eval_cfg = EvalConfig(**{**ecfg, "max_tokens": ecfg.get("max_tokens") or max_tokens})
     lcfg = cfg["learn"]
     sampling = SamplingParams(temperature=lcfg["temperature"], top_p=lcfg["top_p"],
@@ -177,7 +177,7 @@ def _run(spec: CellSpec, cfg: dict[str, Any], meter: BudgetMeter, get_backend, l
                **metrics, "learn_policy_tokens": meter.policy_tokens,
                "learn_aux_tokens": meter.aux_tokens,
                "context_tokens_added": context_tokens_added(task, learned, test),
-               "wall_s": time.perf_counter() - start, "status": "ok", "final": final,
+               "wall_s": time.perf_counter() - start, "status": "ok", "final": final, "report_k": report_k,
                "train_size": len(train), "feedback": tcfg.get("feedback", "binary"),
                **{f"baseline_{k}": v for k, v in baselines.items()}}
         summary.append(row)

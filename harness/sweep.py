@@ -99,7 +99,7 @@ class Progress:
         final = next((r for r in o.summary if r.get("final")), {})
         score = f"pass@1={final['pass@1']:.3f}" if final else o.error[:200]
         print(f"[{self._n()}/{self.total}] {o.status:6s} {o.label} {score} rollouts={o.rollouts_used} "
-              f"{o.wall_s:.1f}s {rate:.0f} tok/s | done={self.done} failed={self.failed} "
+              f"{o.wall_s:.1f}s {rate:.0f} tok/s (prompt+completion) | done={self.done} failed={self.failed} "
               f"skipped={self.skipped}", flush=True)
 
 

@@ -28,14 +28,14 @@ def final_rows(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def build_table(summary: pd.DataFrame) -> pd.DataFrame:
-    df = final_rows(summary)
-    kcols = sorted((c for c in df.columns if c.startswith("pass@") and c[5:].isdigit()),
-                   key=lambda c: int(c[5:]))
-    kmax = kcols[-1] if kcols else None
+    df = final_rows(summary).copy()
+    # Pass@k column: k = max(eval.k) of the cell (default n_samples); one k per table
+    k = int(df["report_k"].min()) if "report_k" in df else int(df["n_samples"].min())
+    kmax = f"pass@{k}"
     keys = [k for k in ("task", "model", "train_size", "method", "budget") if k in df.columns]
     agg = df.groupby(keys, dropna=False).agg(
         seeds=("seed", "nunique"), pass1=("pass@1", "mean"), lo=("pass@1_lo", "mean"),
-        hi=("pass@1_hi", "mean"), passk=(kmax, "mean") if kmax else ("pass@1", "mean"),
+        hi=("pass@1_hi", "mean"), passk=(kmax, "mean"),
         greedy=("greedy_pass", "mean"), rollouts=("rollouts_used", "mean"),
         policy_tok=("learn_policy_tokens", "mean"), aux_tok=("learn_aux_tokens", "mean"),
         ctx_added=("context_tokens_added", "mean"),
@@ -44,7 +44,7 @@ def build_table(summary: pd.DataFrame) -> pd.DataFrame:
     out = agg[keys].copy()
     out["seeds"] = agg["seeds"]
     out["Pass@1 [95% CI]"] = [f"{p:.3f} [{lo:.3f}, {hi:.3f}]" for p, lo, hi in zip(agg.pass1, agg.lo, agg.hi)]
-    out[f"Pass@{kmax[5:] if kmax else 1}"] = agg["passk"].round(3)
+    out[f"Pass@{k}"] = agg["passk"].round(3)
     out["greedy"] = agg["greedy"].round(3)
     out["rollouts"] = agg["rollouts"].round(0).astype(int)
     out["learn tok (policy/aux)"] = [f"{int(a)}/{int(b)}" for a, b in zip(agg.policy_tok, agg.aux_tok)]

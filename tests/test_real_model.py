@@ -51,3 +51,18 @@ def test_zero_shot_cell_on_the_default_model(tmp_path):
     assert len(attempts) == 8 * 3 and (attempts.completion_tokens > 0).all()
     assert attempts.parsed.notna().mean() > 0.5  # the model follows the Answer: format most of the time
     assert set(attempts.finish_reason) <= {"stop", "length"}
+
+
+def test_llamacpp_backend_matches_the_contract():
+    pytest.importorskip("llama_cpp", reason="optional extra: make setup-llamacpp")
+    from harness.backends import make_backend
+    from harness.config import compose, to_dict
+
+    b = make_backend(to_dict(compose(["model=smollm2_135m_llamacpp"]))["model"])
+    msgs = ({"role": "user", "content": "What is 3 + 4? Reply with 'Answer: <number>'."},)
+    greedy = GenerationRequest(msgs, SamplingParams(n=2, temperature=0.0, max_tokens=24))
+    out = b.generate([greedy])[0]
+    assert len(out) == 2 and out[0].text == out[1].text and out[0].completion_tokens > 0
+    assert out[0].prompt_tokens == b.count_tokens(list(msgs))
+    short = b.generate([GenerationRequest(msgs, SamplingParams(n=1, temperature=0.0, max_tokens=2))])[0][0]
+    assert short.finish_reason == "length" and short.completion_tokens == 2

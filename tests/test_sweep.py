@@ -122,13 +122,14 @@ def test_run_entry_point_refuses_grids(tmp_path):
 
 
 def test_table_and_plot(tmp_path):
-    assert sweep(tmp_path, "task=math", "budget=10", "sweep=t", "seed=0,1").returncode == 0
+    assert sweep(tmp_path, "task=math", "budget=10", "sweep=t", "seed=0,1", "eval.k=[1,2]").returncode == 0
     r = subprocess.run([sys.executable, "-m", "harness.table", "--sweep", "t", "--results-dir", str(tmp_path)],
                        cwd=REPO, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "| math" in r.stdout and "zero_shot" in r.stdout and "majority_answer" in r.stdout
     table = pd.read_csv(tmp_path / "t" / "table.csv")
     assert table.seeds.tolist() == [2]
+    assert "Pass@2" in table.columns and "Pass@4" not in table.columns  # eval.k picks the reported k
     r = subprocess.run([sys.executable, "-m", "harness.plot", "--sweep", "t", "--results-dir", str(tmp_path)],
                        cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr

@@ -15,6 +15,7 @@ from harness.types import Backend
 BACKENDS: dict[str, str] = {
     "mock": "harness.backends.mock:MockBackend",
     "hf": "harness.backends.hf:HFBackend",
+    "llamacpp": "harness.backends.llamacpp:LlamaCppBackend",
     "openai": "harness.backends.openai_api:OpenAIBackend",
     "vllm": "harness.backends.vllm_offline:VLLMBackend",
 }
