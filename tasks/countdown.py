@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from harness.registry import register_task
 from harness.types import Problem
@@ -39,6 +39,7 @@ def safe_expression(text: str) -> bool:
 class CountdownTask(ReasoningGymTask):
     name: ClassVar[str] = "countdown"
     dataset: ClassVar[str] = "countdown"
+    generator_fields: ClassVar[tuple[str, ...]] = ("min_numbers", "max_numbers", "min_value", "max_value", "min_target", "max_target")  # passed to the generator
     instruction: ClassVar[str] = (
         "Combine the given numbers with +, -, * and / to reach the target, using each number exactly "
         "once. Finish with a final line of the form 'Answer: <expression>'.")
@@ -49,10 +50,6 @@ class CountdownTask(ReasoningGymTask):
     min_target: int = 10  # range of the target
     max_target: int = 60
     max_tokens: int = 64
-
-    def generator_config(self) -> dict[str, Any]:
-        return dict(min_numbers=self.min_numbers, max_numbers=self.max_numbers, min_value=self.min_value,
-                    max_value=self.max_value, min_target=self.min_target, max_target=self.max_target)
 
     def score(self, parsed: str, problem: Problem) -> float:
         expr = parsed.replace("×", "*").replace("÷", "/").strip()

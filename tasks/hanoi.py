@@ -10,7 +10,7 @@ moves and checks legality and the final state.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from harness.registry import register_task
 from harness.types import Problem
@@ -22,6 +22,7 @@ from tasks.common.reasoning_gym import ReasoningGymTask
 class HanoiTask(ReasoningGymTask):
     name: ClassVar[str] = "hanoi"
     dataset: ClassVar[str] = "tower_of_hanoi"
+    generator_fields: ClassVar[tuple[str, ...]] = ("min_disks", "max_disks", "min_pegs", "max_pegs")  # passed to the generator
     instruction: ClassVar[str] = (
         "Solve the Tower of Hanoi problem. Write 'Answer:' on its own line, followed by one move per "
         "line in the form 'Move disk X from Peg Y to Peg Z'.")
@@ -31,10 +32,6 @@ class HanoiTask(ReasoningGymTask):
     min_pegs: int = 3
     max_pegs: int = 4
     max_tokens: int = 128
-
-    def generator_config(self) -> dict[str, Any]:
-        return dict(min_disks=self.min_disks, max_disks=self.max_disks, min_pegs=self.min_pegs,
-                    max_pegs=self.max_pegs)
 
     def demo_reply(self, problem: Problem) -> str:
         return f"Answer:\n{problem.answer}"

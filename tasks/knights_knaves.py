@@ -7,7 +7,7 @@ beside the result). reasoning-gym's scorer compares the set of role assignments 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from harness.registry import register_task
 from harness.types import Problem
@@ -19,6 +19,7 @@ from tasks.common.reasoning_gym import ReasoningGymTask
 class KnightsKnavesTask(ReasoningGymTask):
     name: ClassVar[str] = "knights_knaves"
     dataset: ClassVar[str] = "knights_knaves"
+    generator_fields: ClassVar[tuple[str, ...]] = ("n_people", "depth_constraint", "width_constraint")  # passed to the generator
     instruction: ClassVar[str] = (
         "Solve the logic puzzle. Finish with a final line of the form "
         "'Answer: <name> is a <role>, and <name> is a <role>'.")
@@ -26,10 +27,6 @@ class KnightsKnavesTask(ReasoningGymTask):
     depth_constraint: int = 2  # maximum nesting of a statement
     width_constraint: int = 2  # maximum branches of a statement
     max_tokens: int = 96
-
-    def generator_config(self) -> dict[str, Any]:
-        return dict(n_people=self.n_people, depth_constraint=self.depth_constraint,
-                    width_constraint=self.width_constraint)
 
     def chance_baseline(self, problems: list[Problem]) -> dict[str, float]:
         return {**super().chance_baseline(problems), "random_guess": 0.5 ** self.n_people}

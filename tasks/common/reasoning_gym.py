@@ -58,8 +58,9 @@ def time_limit(seconds: float):
 
 @dataclass
 class ReasoningGymTask:
-    """Base for tasks backed by one reasoning-gym dataset. Subclasses set the class variables and
-    `generator_config()`; they may override `score`, `demo_reply` and `fallback`."""
+    """Base for tasks backed by one reasoning-gym dataset. Subclasses set the class variables (and
+    `generator_fields`, or override `generator_config()`); they may override `score`, `demo_reply`
+    and `fallback`."""
 
     name: ClassVar[str]
     dataset: ClassVar[str]  # reasoning-gym dataset name
@@ -71,6 +72,7 @@ class ReasoningGymTask:
     partial_credit: bool = False  # keep reasoning-gym's partial credit in `reward` (never in `passed`)
     verify_timeout_s: float = 2.0  # wall-clock limit on scoring one completion
     multiline_answer: ClassVar[bool] = False  # the answer spans the lines after "Answer:"
+    generator_fields: ClassVar[tuple[str, ...]] = ()  # dataclass fields passed to the generator as is
 
     def __post_init__(self) -> None:
         if self.feedback not in FEEDBACK_MODES:
@@ -82,7 +84,7 @@ class ReasoningGymTask:
 
     # ---- generation ----
     def generator_config(self) -> dict[str, Any]:
-        return {}
+        return {f: getattr(self, f) for f in self.generator_fields}
 
     def _dataset(self, seed: int, size: int) -> Any:
         import reasoning_gym
