@@ -41,7 +41,7 @@ def test_mock_greedy_is_one_answer_and_aux_calls_get_the_aux_reply():
 def test_unknown_model_option_is_rejected_with_valid_choices():
     with pytest.raises(ValueError, match="unknown option 'nope' for backend 'mock'; valid: .*base_accuracy"):
         check_backend_config({"backend": "mock", "nope": 1})
-    with pytest.raises(ValueError, match="valid: hf, mock, openai, vllm"):
+    with pytest.raises(ValueError, match="valid: hf, llamacpp, mock, openai, vllm"):
         check_backend_config({"backend": "tgi"})
 
 
