@@ -66,6 +66,12 @@ class BudgetMeter:
                 f"request for {n} rollout(s) refused: {self.rollouts_used}/{self.budget} used")
         self.rollouts_used += n
 
+    def refund(self, n: int) -> None:
+        """Return a reservation whose generations never happened (the backend raised)."""
+        if not 0 <= n <= self.rollouts_used:
+            raise ValueError(f"cannot refund {n} of {self.rollouts_used} rollouts")
+        self.rollouts_used -= n
+
     def add_tokens(self, role: str, tokens: int) -> None:
         if role == "policy":
             self.policy_tokens += tokens

@@ -88,8 +88,13 @@ class LearnContext:
         p = SamplingParams(n=n, temperature=p.temperature, top_p=p.top_p, max_tokens=p.max_tokens,
                            stop=p.stop, seed=p.seed * 1_000_003 + self.seed * 7919 + self._call_counter)
         requests = [GenerationRequest(tuple(msgs), p, oracle_answer=prob.answer) for prob, msgs in items]
+        try:
+            generated = (backend or self.backend).generate(requests)
+        except BaseException:
+            self.meter.refund(n * len(items))  # nothing was generated: the count must not include it
+            raise
         out: list[list[Attempt]] = []
-        for (prob, _), gens in zip(items, (backend or self.backend).generate(requests)):
+        for (prob, _), gens in zip(items, generated):
             group = []
             for i, g in enumerate(gens):
                 v = self.task.verify(prob, g.text, truncated=g.finish_reason == "length")
@@ -105,8 +110,9 @@ class LearnContext:
         return out
 
     def rollout(self, problem: Problem, messages: list[Message], n: int = 1,
-                params: SamplingParams | None = None, tag: str = "") -> list[Attempt]:
-        return self.rollouts([(problem, messages)], n=n, params=params, tag=tag)[0]
+                params: SamplingParams | None = None, tag: str = "",
+                backend: Backend | None = None) -> list[Attempt]:
+        return self.rollouts([(problem, messages)], n=n, params=params, tag=tag, backend=backend)[0]
 
     # ---- aux calls (tokens only) ----
     def aux(self, prompts: list[list[Message]], params: SamplingParams | None = None,

@@ -94,3 +94,23 @@ def test_one_evaluation_covers_several_crossed_fractions(run_one):
 
 def test_registered_test_method_is_known():
     assert "_test_spender" in METHODS.names()
+
+
+def test_failed_generation_is_refunded(cell_config, tmp_path):
+    from harness.backends.mock import MockBackend
+    from harness.cell import build_task
+    from harness.types import SamplingParams
+
+    class Broken(MockBackend):
+        def generate(self, requests):
+            raise ConnectionError("endpoint down")
+
+    task = build_task(cell_config())
+    meter = BudgetMeter(10)
+    ctx = LearnContext(task=task, backend=Broken(), meter=meter, sampling=SamplingParams(), cell_dir=tmp_path, seed=0)
+    p = task.problems("train", 1, 0)[0]
+    with pytest.raises(ConnectionError):
+        ctx.rollout(p, task.prompt(p), n=4)
+    assert meter.rollouts_used == 0 and ctx.records == []
+    ctx.rollout(p, task.prompt(p), n=4, backend=MockBackend())
+    assert meter.rollouts_used == 4 == len(ctx.records)
