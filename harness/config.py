@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 REPO = Path(__file__).resolve().parent.parent
 CONF_DIR = REPO / "conf"
-GROUPS = ("task", "method", "model", "launcher", "logger", "paper")
+GROUPS = ("task", "method", "model", "launcher", "logger")
 
 
 class UserError(ValueError):
