@@ -47,6 +47,10 @@ def test_grid_sweep_writes_schema_and_recomputable_summary(tmp_path):
         assert again["pass@1_lo"] == pytest.approx(row["pass@1_lo"])
         assert row["greedy_pass"] == pytest.approx(ev[ev.tag == "greedy"].passed.mean())
     assert "3 ran, 0 skipped, 0 failed" in r.stdout
+    import json
+    recorded = json.loads((tmp_path / "x" / "cells" / summary.cell_id.iloc[0] / "task.json").read_text())
+    assert recorded["instruction"] and len(recorded["demo_ids"]) == recorded["few_shot"] == 2
+    assert recorded["example_prompt"][0]["role"] == "system" and len(recorded["test_ids"]) == 30
 
 
 def test_rerun_skips_finished_cells(tmp_path):
