@@ -152,12 +152,12 @@ def _run(spec: CellSpec, cfg: dict[str, Any], meter: BudgetMeter, get_backend, l
     tcfg = cfg["task"]
     train, test = disjoint_splits(task, tcfg["train_size"], tcfg["test_size"], cfg["seed"],
                                   tcfg.get("test_seed", 0))
-    example = test[0]
-    write_json({**task.describe(), "example_prompt": task.prompt(example), "train_ids": [p.id for p in train],
+    described = task.describe()
+    write_json({**described, "example_prompt": task.prompt(test[0]), "train_ids": [p.id for p in train],
                 "test_ids": [p.id for p in test]}, spec.out_dir / "task.json")
     backend = get_backend(cfg["model"])
     method = METHODS.get(cfg["method"]["name"])(**params_of(cfg["method"]))
-    max_tokens = task.describe().get("max_tokens", 128)
+    max_tokens = described.get("max_tokens", 128)
     ecfg = dict(cfg["eval"])
     report_k = max(ecfg.pop("k", None) or [ecfg["n_samples"]])
     eval_cfg = EvalConfig(**{**ecfg, "max_tokens": ecfg.get("max_tokens") or max_tokens})
