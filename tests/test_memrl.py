@@ -1,0 +1,81 @@
+"""MemRL mechanics: the Q update formula, two-phase retrieval ranking, determinism at ε = 0,
+and a learning run whose memory writes are aux calls while attempts are counted rollouts."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from methods.common.embedder import HashingEmbedder
+from methods.memrl import Memory, MemRLState, q_update, zscore
+
+
+def state(**kw) -> MemRLState:
+    args = dict(task=None, policy=None, embedder=HashingEmbedder(), k1=5, k2=2, delta=0.0, lam=0.5,
+                q_min_threshold=-10.0, sim_norm_mean=None, sim_norm_std=None, max_memory_chars=500)
+    args.update(kw)
+    return MemRLState(**args)
+
+
+def add(s: MemRLState, question: str, q: float, success: bool = True) -> Memory:
+    m = Memory(question, f"content for {question}", success, q)
+    s.store.add(s.embedder.embed([question])[0], m)
+    return m
+
+
+def test_q_update_is_the_ema_of_eq8():
+    a, b = Memory("a", "", True, 0.0), Memory("b", "", False, 0.5)
+    q_update([a, b], reward=1.0, alpha=0.3)
+    assert a.q == pytest.approx(0.3) and b.q == pytest.approx(0.5 + 0.3 * (1.0 - 0.5))
+    q_update([a], reward=-1.0, alpha=0.3)
+    assert a.q == pytest.approx(0.3 + 0.3 * (-1.0 - 0.3)) and a.visits == 2 and b.visits == 1
+
+
+def test_phase_b_blends_z_scored_similarity_and_q():
+    s = state(k2=3)
+    near_low = add(s, "apples pears bananas grapes", q=-1.0)
+    mid_high = add(s, "apples pears plums figs", q=1.0)
+    far_mid = add(s, "apples rockets violins moons", q=0.0)
+    query = "apples pears bananas grapes"
+    sims = s.embedder.embed([query]) @ s.embedder.embed([m.question for m in (near_low, mid_high, far_mid)]).T
+    qs = np.array([-1.0, 1.0, 0.0])
+    expected = 0.5 * zscore(sims[0]) + 0.5 * np.clip(zscore(qs), -3, 3)
+    order = [[near_low, mid_high, far_mid][i] for i in np.argsort(-expected, kind="stable")]
+    assert s.retrieve(query) == order
+    assert s.retrieve(query)[0] is mid_high  # high Q beats the nearest neighbour at λ = 0.5
+    s0 = state(lam=0.0, k2=1)  # λ = 0 is pure similarity
+    s0.store = s.store
+    assert s0.retrieve(query) == [near_low]
+
+
+def test_phase_a_threshold_and_q_floor_filter_candidates():
+    s = state(delta=0.5)
+    close = add(s, "count the red apples in the basket", q=0.0)
+    add(s, "violins and moons", q=5.0)
+    assert s.retrieve("count the red apples in a basket") == [close]
+    assert s.retrieve("completely unrelated words xyz") == []
+    s.q_min_threshold = 0.5
+    assert s.retrieve("count the red apples in a basket") == []
+
+
+def test_epsilon_zero_is_deterministic_and_epsilon_one_explores():
+    s = state(k2=1)
+    for i in range(5):
+        add(s, f"apples pears item{i}", q=float(i))
+    picks0 = {id(s.retrieve("apples pears", 0.0, random.Random(i))[0]) for i in range(20)}
+    picks1 = {id(s.retrieve("apples pears", 1.0, random.Random(i))[0]) for i in range(20)}
+    assert len(picks0) == 1 and len(picks1) > 1
+
+
+def test_learning_counts_attempts_and_writes_memories_with_aux_calls(run_one):
+    outcome, attempts, summary = run_one("method=memrl", "method.embedder=hashing", "budget=17")
+    assert outcome.status == "ok" and outcome.rollouts_used == 17
+    learn = attempts[attempts.phase == "learn"]
+    policy, aux = learn[learn.role == "policy"], learn[learn.role == "aux"]
+    assert len(policy) == 17 and policy.counted_rollout.all()
+    assert len(aux) == 17 and not aux.counted_rollout.any()  # one script or reflection per attempt
+    assert set(aux.tag) <= {"script", "reflection"}
+    assert (aux.tag == "script").sum() == policy.passed.sum()
+    assert summary[summary.final].iloc[0].context_tokens_added > 0
