@@ -100,7 +100,8 @@ def test_failing_cell_does_not_stop_the_others(tmp_path):
 
 @pytest.mark.parametrize("args,needle", [
     (["task=nope"], "'nope'; valid tasks: countdown, hanoi, knights_knaves, math, zebra"),
-    (["method=nope"], "valid methods: zero_shot"),
+    (["method=nope"], "unknown method 'nope'; valid methods: "
+     + ", ".join(sorted(p.stem for p in (REPO / "conf" / "method").glob("*.yaml")))),
     (["model=nope"], "valid models:"),
     (["budget=0"], "budget must be a positive integer, got 0"),
     (["budget=-5"], "got -5"),
