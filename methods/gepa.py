@@ -1,0 +1,121 @@
+"""gepa: reflective prompt evolution with Pareto selection (GEPA, arXiv 2507.19457), via `gepa.optimize`.
+
+Why `gepa.optimize` with our own adapter rather than `dspy.GEPA`: the adapter makes every
+task-LM call a harness rollout (metered, verified, recorded) and every reflection call a harness
+aux call, with no litellm or dspy output format in between (dspy's default adapters break a
+135M model 4 times in 6, reference/feasibility.md §8). The optimisation loop, Pareto candidate
+selection, minibatch sampling and the reflection prompt are gepa's own, at its defaults.
+
+Budget: `max_metric_calls` = the cell budget, valset = trainset when the training set is small
+(the CORE paper's setting). gepa checks its budget only before an iteration, and an iteration
+(parent minibatch b + child minibatch b + full validation |val| if accepted) is indivisible, so
+gepa alone can overshoot B. A stopper therefore ends the run when fewer than 2b + |val| rollouts
+remain: gepa's own `total_metric_calls` equals the meter's rollout count and never exceeds B, at
+the price of leaving at most 2b + |val| - 1 rollouts unused (reported as rollouts_used < budget).
+The component evolved is the task's system instruction; the best candidate and every
+candidate's validation score are written to `gepa_result.json`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from harness.budget import BudgetMeter
+from harness.method import LearnContext, PromptOnly
+from harness.registry import register_method
+from harness.types import Backend, Problem, SamplingParams, Task
+
+COMPONENT = "instruction"
+
+
+@dataclass
+class HarnessAdapter:
+    """gepa adapter backed by the cell's LearnContext: evaluate = counted rollouts."""
+
+    task: Task
+    ctx: LearnContext
+    meter: BudgetMeter
+    propose_new_texts: Any = None  # gepa reads this attribute; None = use its reflection LM
+    best: tuple[float, str] | None = None  # (mean full-val score, instruction) seen so far
+    valset_size: int = 0
+
+    def evaluate(self, batch: list[Problem], candidate: dict[str, str], capture_traces: bool = False):
+        from gepa.core.adapter import EvaluationBatch
+
+        items = [(p, self.task.prompt(p, instruction=candidate[COMPONENT])) for p in batch]
+        attempts = [g[0] for g in self.ctx.rollouts(items, n=1, tag="gepa_eval")]  # the meter refuses overruns
+        scores = [a.verdict.reward for a in attempts]
+        outputs = [a.generation.text for a in attempts]
+        traces = [{"question": a.problem.question, "output": a.generation.text, "feedback": a.verdict.feedback}
+                  for a in attempts]
+        if len(batch) == self.valset_size:
+            mean = sum(scores) / len(scores)
+            if self.best is None or mean > self.best[0]:
+                self.best = (mean, candidate[COMPONENT])
+        if self.best is not None:
+            self.ctx.checkpoint(PromptOnly(self.task, self.ctx.backend, instruction=self.best[1]))
+        return EvaluationBatch(outputs=outputs, scores=scores, trajectories=traces if capture_traces else None)
+
+    def make_reflective_dataset(self, candidate: dict[str, str], eval_batch: Any,
+                                components_to_update: list[str]) -> Mapping[str, Sequence[Mapping[str, Any]]]:
+        records = [{"Inputs": t["question"], "Generated Outputs": t["output"], "Feedback": t["feedback"]}
+                   for t in eval_batch.trajectories or []]
+        return {c: records for c in components_to_update}
+
+
+@register_method("gepa")
+@dataclass
+class GEPA:
+    reflection_minibatch_size: int = 3  # gepa default b
+    candidate_selection_strategy: str = "pareto"  # pareto | current_best | epsilon_greedy | top_k_pareto
+    use_merge: bool = False  # gepa.optimize default (dspy.GEPA defaults to True)
+    valset_size: int | None = None  # None = valset is the trainset (CORE paper, few training problems)
+    reflection_temperature: float = 0.7  # aux sampling of the reflection LM (not stated by the papers)
+    reflection_max_tokens: int = 256  # cap on a proposed instruction
+    mutates_policy: ClassVar[bool] = False
+
+    def learn(self, task: Task, train: list[Problem], backend: Backend, budget: BudgetMeter,
+              ctx: LearnContext) -> PromptOnly:
+        import gepa
+
+        if self.valset_size is None or self.valset_size >= len(train):
+            trainset, valset = train, train
+        else:
+            trainset, valset = train[self.valset_size:], train[:self.valset_size]
+        adapter = HarnessAdapter(task, ctx, budget, valset_size=len(valset))
+        params = SamplingParams(temperature=self.reflection_temperature, top_p=0.95,
+                                max_tokens=self.reflection_max_tokens)
+
+        def reflection_lm(prompt: str | list[dict[str, str]]) -> str:
+            messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+            return ctx.aux([messages], params, tag="gepa_reflection")[0]
+
+        seed_text = task.prompt(train[0])[0]["content"]  # the task's own system instruction
+        worst_iteration = 2 * self.reflection_minibatch_size + len(valset)
+        if budget.remaining < len(valset):
+            raise ValueError(f"gepa needs at least |valset| = {len(valset)} rollouts for the seed evaluation, "
+                             f"budget is {budget.remaining}")
+
+        def out_of_budget(_state: Any) -> bool:
+            return budget.remaining < worst_iteration
+
+        result = gepa.optimize(
+            seed_candidate={COMPONENT: seed_text}, trainset=trainset, valset=valset, adapter=adapter,
+            reflection_lm=reflection_lm, candidate_selection_strategy=self.candidate_selection_strategy,
+            reflection_minibatch_size=self.reflection_minibatch_size, use_merge=self.use_merge,
+            max_metric_calls=budget.budget, stop_callbacks=[out_of_budget], seed=ctx.seed, raise_on_exception=True,
+            display_progress_bar=False)
+        if result.total_metric_calls != budget.rollouts_used:
+            raise AssertionError(f"gepa counted {result.total_metric_calls} metric calls, "
+                                 f"the meter {budget.rollouts_used}")
+        best = result.best_candidate[COMPONENT]
+        (ctx.cell_dir / "gepa_result.json").write_text(json.dumps({
+            "best_instruction": best, "seed_instruction": seed_text,
+            "total_metric_calls": result.total_metric_calls,
+            "candidates": [{"instruction": c[COMPONENT], "val_score": s, "parents": p}
+                           for c, s, p in zip(result.candidates, result.val_aggregate_scores, result.parents)],
+        }, indent=2))
+        return PromptOnly(task, backend, instruction=best)
