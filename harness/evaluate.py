@@ -44,12 +44,12 @@ def evaluate(task: Task, learned: Learned, test: list[Problem], cfg: EvalConfig,
     if cfg.greedy:
         passes.append(("greedy", SamplingParams(n=1, temperature=0.0, max_tokens=cfg.max_tokens,
                                                 seed=cfg.seed)))
+    prompts = {p.id: tuple(learned.render(p)) for p in test}  # render (and retrieve) once per problem
     rows: list[AttemptRecord] = []
     for tag, params in passes:
         for start in range(0, len(test), cfg.batch_problems):
             chunk = test[start:start + cfg.batch_problems]
-            requests = [GenerationRequest(tuple(learned.render(p)), params, oracle_answer=p.answer)
-                        for p in chunk]
+            requests = [GenerationRequest(prompts[p.id], params, oracle_answer=p.answer) for p in chunk]
             for problem, gens in zip(chunk, policy.generate(requests)):
                 for i, g in enumerate(gens):
                     v = task.verify(problem, g.text, truncated=g.finish_reason == "length")

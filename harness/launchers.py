@@ -45,12 +45,12 @@ def _mutates(spec: CellSpec) -> bool:
 
 
 def run_local(specs: list[CellSpec], logger_cfg: dict[str, Any], report: Callable[[CellOutcome], None],
-              progress: Callable[[int], None] | None = None, **_: Any) -> list[CellOutcome]:
+              progress: Callable[[int], None] | None = None,
+              on_start: Callable[[CellSpec], None] | None = None, **_: Any) -> list[CellOutcome]:
     cache, logger, outcomes = BackendCache(), make_logger(logger_cfg), []
     for spec in specs:
-        report_start = getattr(report, "start", None)
-        if report_start:
-            report_start(spec)
+        if on_start is not None:
+            on_start(spec)
         outcome = run_cell(spec, cache, logger, progress)
         if _mutates(spec):
             cache.drop()

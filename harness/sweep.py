@@ -122,11 +122,10 @@ def main(argv: list[str] | None = None) -> int:
         if o.status == "ok":
             write_parquet(collect_summaries(sweep_dir), sweep_dir / "summary.parquet")
 
-    report.start = progress.start  # type: ignore[attr-defined]
     launcher = dict(first["launcher"])
     run = LAUNCHERS[launcher.pop("name")]
     try:
-        outcomes = run(specs, first["logger"], report, progress=progress, **launcher)
+        outcomes = run(specs, first["logger"], report, progress=progress, on_start=progress.start, **launcher)
     except UserError as exc:
         print(f"sibench: error: {exc}", file=sys.stderr)
         return 2
