@@ -28,7 +28,7 @@ from harness.registry import METHODS, TASKS
 from harness.types import Backend, Problem, SamplingParams, Task, content_hash
 
 REPO = Path(__file__).resolve().parent.parent
-ID_KEYS = ("task", "method", "model", "budget", "seed", "eval", "learn", "checkpoints")
+ID_KEYS = ("task", "method", "model", "aux_model", "budget", "seed", "eval", "learn", "checkpoints")
 
 
 def code_version(task_name: str, method_name: str) -> str:
@@ -55,9 +55,9 @@ class CellSpec:
     def __post_init__(self) -> None:
         if not self.cell_id:
             ident = {k: self.config.get(k) for k in ID_KEYS}
-            model = dict(ident["model"] or {})
-            model.pop("resources", None)  # where a cell runs does not change what it computes
-            ident["model"] = model
+            for key in ("model", "aux_model"):  # where a cell runs does not change what it computes
+                if ident[key]:
+                    ident[key] = {k: v for k, v in ident[key].items() if k != "resources"}
             if self.config.get("code_version_in_id", True):
                 ident["code"] = code_version(self.config["task"]["name"], self.config["method"]["name"])
             self.cell_id = content_hash(ident, 16)
@@ -115,7 +115,7 @@ def build_task(cfg: dict[str, Any]) -> Task:
 
 
 def run_cell(spec: CellSpec, get_backend: Callable[[dict[str, Any]], Backend],
-             logger: Any = None, on_progress: Callable[[int], None] | None = None) -> CellOutcome:
+             logger: Any = None, on_progress: Callable[[int, str], None] | None = None) -> CellOutcome:
     """Run one cell to completion (or failure). Never raises for errors inside the cell."""
     if spec.done:
         return CellOutcome(spec.cell_id, spec.label, "skipped")
@@ -156,6 +156,7 @@ def _run(spec: CellSpec, cfg: dict[str, Any], meter: BudgetMeter, get_backend, l
     write_json({**described, "example_prompt": task.prompt(test[0]), "train_ids": [p.id for p in train],
                 "test_ids": [p.id for p in test]}, spec.out_dir / "task.json")
     backend = get_backend(cfg["model"])
+    aux_backend = get_backend(cfg["aux_model"]) if cfg.get("aux_model") else None
     method = METHODS.get(cfg["method"]["name"])(**params_of(cfg["method"]))
     max_tokens = described.get("max_tokens", 128)
     ecfg = dict(cfg["eval"])
@@ -187,7 +188,8 @@ def _run(spec: CellSpec, cfg: dict[str, Any], meter: BudgetMeter, get_backend, l
         if logger is not None:
             logger.log_checkpoint(spec, row)
 
-    ctx = LearnContext(task=task, backend=backend, meter=meter, sampling=sampling, cell_dir=spec.out_dir,
+    ctx = LearnContext(task=task, backend=backend, aux_backend=aux_backend, meter=meter, sampling=sampling,
+                       cell_dir=spec.out_dir, progress=on_progress,
                        seed=cfg["seed"], checkpoint_fractions=tuple(sorted(cfg.get("checkpoints") or ())),
                        evaluate_fn=evaluate_fn)
     learned = method.learn(task, train, backend, meter, ctx)

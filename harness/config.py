@@ -53,7 +53,7 @@ def expand_grid(overrides: list[str]) -> list[list[str]]:
 
 def _check_group_choices(overrides: list[str]) -> None:
     for ov in _parse(overrides):
-        key = ov.get_key_element().lstrip("+~")
+        key = ov.get_key_element().lstrip("+~").split("@")[0]  # model@aux_model picks from the model group
         if key in GROUPS and not ov.is_delete():
             values = list(ov.sweep_string_iterator()) if ov.is_sweep_override() else [
                 ov.get_value_element_as_str()]

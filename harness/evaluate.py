@@ -60,7 +60,7 @@ def evaluate(task: Task, learned: Learned, test: list[Problem], cfg: EvalConfig,
                         finish_reason=g.finish_reason, latency_s=g.latency_s, cached=g.cached,
                         completion=g.text, parsed=v.parsed, tag=tag))
             if progress is not None:
-                progress(len(chunk) * params.n)
+                progress(len(chunk) * params.n, "eval")
     return rows
 
 

@@ -22,22 +22,25 @@ from harness.types import Backend, content_hash
 
 
 class BackendCache:
-    """Keeps the most recent backend so consecutive cells with the same model skip the load."""
+    """Keeps the `size` most recently used backends (a cell's policy and its aux model) so
+    consecutive cells with the same models skip the load; the least recently used is freed first."""
 
-    def __init__(self) -> None:
-        self.key: str | None = None
-        self.backend: Backend | None = None
+    def __init__(self, size: int = 2) -> None:
+        self.size = size
+        self.backends: dict[str, Backend] = {}
 
     def __call__(self, model_cfg: dict[str, Any]) -> Backend:
         key = content_hash(params_of(model_cfg, drop=("resources", "label")))
-        if key != self.key:
-            self.backend = None  # free the old model before loading the next
-            self.backend = make_backend(model_cfg)
-            self.key = key
-        return self.backend  # type: ignore[return-value]
+        if key in self.backends:
+            self.backends[key] = self.backends.pop(key)  # most recently used last
+        else:
+            while len(self.backends) >= self.size:
+                self.backends.pop(next(iter(self.backends)))  # free the old model before loading the next
+            self.backends[key] = make_backend(model_cfg)
+        return self.backends[key]
 
     def drop(self) -> None:
-        self.key, self.backend = None, None
+        self.backends.clear()
 
 
 def _mutates(spec: CellSpec) -> bool:
@@ -45,7 +48,7 @@ def _mutates(spec: CellSpec) -> bool:
 
 
 def run_local(specs: list[CellSpec], logger_cfg: dict[str, Any], report: Callable[[CellOutcome], None],
-              progress: Callable[[int], None] | None = None,
+              progress: Callable[[int, str], None] | None = None,
               on_start: Callable[[CellSpec], None] | None = None, **_: Any) -> list[CellOutcome]:
     cache, logger, outcomes = BackendCache(), make_logger(logger_cfg), []
     for spec in specs:
@@ -68,10 +71,18 @@ def _remote_cell(config: dict[str, Any], sweep_dir: str, cell_id: str,
     return o.__dict__
 
 
+def cell_resources(config: dict[str, Any]) -> dict[str, float]:
+    """What one cell reserves: its model's resources plus its aux model's, if it has one."""
+    models = [config["model"]] + ([config["aux_model"]] if config.get("aux_model") else [])
+    needs = [m.get("resources") or {} for m in models]
+    return {"num_cpus": max(n.get("num_cpus", 1) for n in needs),  # one process runs both
+            "num_gpus": sum(n.get("num_gpus", 0) for n in needs)}
+
+
 def check_resources(available: dict[str, float], specs: Iterable[CellSpec]) -> None:
     for spec in specs:
-        need = spec.config["model"].get("resources") or {}
-        for res, amount in (("CPU", need.get("num_cpus", 1)), ("GPU", need.get("num_gpus", 0))):
+        need = cell_resources(spec.config)
+        for res, amount in (("CPU", need["num_cpus"]), ("GPU", need["num_gpus"])):
             if amount and available.get(res, 0) < amount:
                 raise UserError(
                     f"cell {spec.label} needs {amount} {res} but the Ray cluster has "
@@ -100,8 +111,8 @@ def run_ray(specs: list[CellSpec], logger_cfg: dict[str, Any], report: Callable[
             report(o)
         pending = {}
         for s in todo:
-            need = s.config["model"].get("resources") or {}
-            fn = ray.remote(num_cpus=need.get("num_cpus", 1), num_gpus=need.get("num_gpus", 0),
+            need = cell_resources(s.config)
+            fn = ray.remote(num_cpus=need["num_cpus"], num_gpus=need["num_gpus"],
                             max_retries=max_retries)(_remote_cell)
             pending[fn.remote(s.config, str(s.sweep_dir), s.cell_id, logger_cfg)] = s
         while pending:

@@ -29,6 +29,10 @@ class Learned(Protocol):
 
 @runtime_checkable
 class Method(Protocol):
+    """A method may also define `check_cell(budget: int, train_size: int) -> None`, raising
+    ValueError when a cell cannot run (e.g. a fixed pre-learning cost above the budget): the
+    sweep calls it while planning, so the bad value is reported before anything is written."""
+
     # True when learning changes the backend's weights in place: the launcher then never
     # reuses that backend object for another cell.
     mutates_policy: bool
@@ -68,6 +72,8 @@ class LearnContext:
     seed: int
     checkpoint_fractions: tuple[float, ...] = ()
     evaluate_fn: Callable[[Learned, int], None] | None = None  # set by the cell runner
+    aux_backend: Backend | None = None  # the config's aux_model; None = aux calls go to the policy backend
+    progress: Callable[[int, str], None] | None = None  # told (generations, "learn") after every call
     records: list[AttemptRecord] = field(default_factory=list)
     _next_checkpoint: int = 0
     _call_counter: int = 0
@@ -93,6 +99,8 @@ class LearnContext:
         except BaseException:
             self.meter.refund(n * len(items))  # nothing was generated: the count must not include it
             raise
+        if self.progress is not None:
+            self.progress(n * len(items), "learn")
         out: list[list[Attempt]] = []
         for (prob, _), gens in zip(items, generated):
             group = []
@@ -117,11 +125,14 @@ class LearnContext:
     # ---- aux calls (tokens only) ----
     def aux(self, prompts: list[list[Message]], params: SamplingParams | None = None,
             tag: str = "", problem_id: str = "", backend: Backend | None = None) -> list[str]:
-        """Unscored generations (reflections, proposals, summaries): recorded, never counted."""
+        """Unscored generations (reflections, proposals, summaries): recorded, never counted.
+        They go to `backend`, else the configured aux model, else the policy backend."""
         p = params or SamplingParams(temperature=0.7, top_p=0.95, max_tokens=256)
         requests = [GenerationRequest(tuple(m), p) for m in prompts]
         texts = []
-        for gens in (backend or self.backend).generate(requests):
+        if self.progress is not None:
+            self.progress(len(requests), "learn")
+        for gens in (backend or self.aux_backend or self.backend).generate(requests):
             for i, g in enumerate(gens):
                 self.meter.add_tokens("aux", g.prompt_tokens + g.completion_tokens)
                 self.records.append(AttemptRecord(

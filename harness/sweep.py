@@ -33,9 +33,14 @@ def plan(overrides: list[str]) -> tuple[Path, list[CellSpec], dict[str, Any]]:
     for cfg in cells:
         try:
             check_backend_config(cfg["model"])
+            if cfg.get("aux_model"):
+                check_backend_config(cfg["aux_model"])
             build_task(cfg)
             method_cls = METHODS.get(cfg["method"]["name"])
-            method_cls(**params_of(cfg["method"]))
+            method = method_cls(**params_of(cfg["method"]))
+            check_cell = getattr(method, "check_cell", None)  # optional: a method's own budget/size preconditions
+            if check_cell is not None:
+                check_cell(budget=int(cfg["budget"]), train_size=int(cfg["task"]["train_size"]))
         except UnknownName as exc:
             raise UserError(str(exc)) from None
         except (TypeError, ValueError) as exc:
@@ -64,7 +69,8 @@ class Progress:
     def start(self, spec: CellSpec) -> None:
         if spec.done:
             return
-        self.label, self.cell_t0, self.cell_gens, self.last_beat = spec.label, time.perf_counter(), 0, time.perf_counter()
+        self.label, self.cell_t0, self.last_beat = spec.label, time.perf_counter(), time.perf_counter()
+        self.cell_gens: dict[str, int] = {}
         self.bar = self.tqdm(desc=f"[{self._n() + 1}/{self.total}] {spec.label}", unit="gen",
                              leave=False, mininterval=5.0, dynamic_ncols=True, file=sys.stderr,
                              disable=not sys.stderr.isatty())
@@ -72,16 +78,17 @@ class Progress:
     def _n(self) -> int:
         return self.done + self.failed + self.skipped
 
-    def __call__(self, n_generations: int) -> None:
+    def __call__(self, n_generations: int, phase: str = "eval") -> None:
         if self.bar is None:
             return
         self.bar.update(n_generations)
-        self.cell_gens += n_generations
+        self.cell_gens[phase] = self.cell_gens.get(phase, 0) + n_generations
+        self.bar.set_postfix(self.cell_gens, refresh=False)
         now = time.perf_counter()
         if self.bar.disable and now - self.last_beat >= self.HEARTBEAT_S:
             self.last_beat = now
-            print(f"    ... {self.label}: {self.cell_gens} eval generations in {now - self.cell_t0:.0f}s",
-                  flush=True)
+            done = ", ".join(f"{n} {p}" for p, n in self.cell_gens.items())
+            print(f"    ... {self.label}: {done} generations in {now - self.cell_t0:.0f}s", flush=True)
 
     def report(self, o: CellOutcome) -> None:
         if self.bar is not None:

@@ -24,6 +24,35 @@ def test_preflight_rejects_cells_the_cluster_cannot_hold(cell_config, tmp_path):
     check_resources({"CPU": 2.0, "GPU": 1.0}, [spec])  # fits: no error
 
 
+def test_a_cell_reserves_its_aux_models_gpus_too(cell_config, tmp_path):
+    spec = CellSpec(cell_config("model.resources.num_gpus=1", "model@aux_model=mock",
+                                "aux_model.resources.num_gpus=1"), tmp_path)
+    with pytest.raises(UserError, match="needs 2 GPU but the Ray cluster has 1"):
+        check_resources({"CPU": 2.0, "GPU": 1.0}, [spec])
+
+
+def test_aux_calls_go_to_the_aux_model_and_policy_calls_do_not(run_one):
+    outcome, attempts, _ = run_one("method=memrl", "method.embedder=hashing", "budget=6", "model@aux_model=mock",
+                                   "+aux_model.aux_reply=AUX-MODEL-REPLY")
+    assert outcome.status == "ok"
+    aux = attempts[attempts.role == "aux"]
+    policy = attempts[attempts.role == "policy"]
+    assert len(aux) == 6 and (aux.completion == "AUX-MODEL-REPLY").all()
+    assert not policy.completion.str.contains("AUX-MODEL").any()
+    _, without, _ = run_one("method=memrl", "method.embedder=hashing", "budget=6")
+    assert not without[without.role == "aux"].completion.str.contains("AUX-MODEL").any()
+
+
+def test_progress_hears_learning_and_evaluation_generations(cell_config, tmp_path):
+    from harness.backends import make_backend
+    from harness.cell import run_cell
+
+    heard: dict[str, int] = {}
+    spec = CellSpec(cell_config("method=memrl", "method.embedder=hashing", "budget=6"), tmp_path)
+    run_cell(spec, make_backend, on_progress=lambda n, phase: heard.__setitem__(phase, heard.get(phase, 0) + n))
+    assert heard == {"learn": 6 + 6, "eval": 20 * (4 + 1)}  # 6 rollouts + 6 memory writes; 20 test × (4 + greedy)
+
+
 def test_ray_sweep_runs_cells_and_fails_fast_on_missing_gpus(tmp_path):
     base = [sys.executable, "-m", "harness.sweep", "model=mock", "logger=none", "launcher=ray",
             "launcher.num_cpus=2", f"results_dir={tmp_path}", "task=math", "task.test_size=10", "budget=5"]

@@ -111,6 +111,8 @@ def test_failing_cell_does_not_stop_the_others(tmp_path):
     (["nokey=1"], "Could not override 'nokey'"),
     (["model.bogus=1"], "Could not override 'model.bogus'"),
     (["task.feedback=loud"], "valid: binary, rich"),
+    (["model@aux_model=nope"], "unknown model 'nope'; valid models:"),
+    (["method=core", "budget=40"], "budget=40 is below CORE's baseline estimate"),
 ])
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, args, needle):
     r = sweep(tmp_path, "sweep=bad", *args, timeout=60)
