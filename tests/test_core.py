@@ -72,6 +72,11 @@ def test_reflections_parse_to_list_items_only():
     assert parse_insights(text, limit=3, max_chars=200) == [
         "Add the ones digits first, then the tens.", "Check the sign of every term.", "Write the final line as Answer: N."]
     assert parse_insights("no list here at all", limit=3, max_chars=200) == []
+    prose = "Add the ones first. Then carry!\nAlways write Answer: N at the end. Ok."
+    assert parse_insights(prose, limit=3, max_chars=200, list_only=False) == [
+        "Add the ones first.", "Always write Answer: N at the end."]  # "Then carry!" and "Ok." are fragments
+    assert parse_insights("- a list wins over prose here. More prose follows now.", 3, 200, list_only=False) == [
+        "a list wins over prose here. More prose follows now."]
     assert parse_insights("- " + "word " * 100, limit=3, max_chars=30) == [("word " * 6).strip()]
 
 
