@@ -14,8 +14,8 @@ import pandas as pd
 
 from harness.budget import AttemptRecord
 from harness.metrics import bootstrap_ci, mean_pass_at_k, pass_at_k
-from harness.method import Learned
-from harness.types import GenerationRequest, Problem, SamplingParams, Task
+from harness.method import Learned, SecondAttempt
+from harness.types import GenerationRequest, Message, Problem, SamplingParams, Task
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,46 @@ def evaluate(task: Task, learned: Learned, test: list[Problem], cfg: EvalConfig,
                         completion=g.text, parsed=v.parsed, tag=tag))
             if progress is not None:
                 progress(len(chunk) * params.n, "eval")
+    if isinstance(learned, SecondAttempt):
+        rows += second_attempts(task, learned, test, prompts, rows, cfg, checkpoint, progress)
+    return rows
+
+
+def second_attempts(task: Task, learned: SecondAttempt, test: list[Problem], prompts: dict[str, tuple[Message, ...]],
+                    first: list[AttemptRecord], cfg: EvalConfig, checkpoint: int, progress=None) -> list[AttemptRecord]:
+    """For every failed sampled first attempt: a reflection (aux) and a retry (policy, `attempt2`),
+    both sampled like the first attempt; the retry keeps the first attempt's sample_idx."""
+    by_id = {p.id: p for p in test}
+    failed = [r for r in first if r.tag == "sample" and not r.passed]
+    rows: list[AttemptRecord] = []
+    policy = learned.policy  # type: ignore[attr-defined]
+    for start in range(0, len(failed), cfg.batch_problems):
+        chunk = failed[start:start + cfg.batch_problems]
+        reflect = [learned.reflection_prompt(by_id[r.problem_id], list(prompts[r.problem_id]), r.completion,
+                                             task.verify(by_id[r.problem_id], r.completion)) for r in chunk]
+        params = SamplingParams(n=1, temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed + 1,
+                                max_tokens=learned.reflection_max_tokens)
+        reflections = [gens[0] for gens in policy.generate([GenerationRequest(tuple(m), params) for m in reflect])]
+        retry = [learned.retry_prompt(m, g.text) for m, g in zip(reflect, reflections)]
+        params = SamplingParams(n=1, temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed + 2,
+                                max_tokens=cfg.max_tokens)
+        requests = [GenerationRequest(tuple(m), params, oracle_answer=by_id[r.problem_id].answer)
+                    for m, r in zip(retry, chunk)]
+        for r, refl, gens in zip(chunk, reflections, policy.generate(requests)):
+            g = gens[0]
+            v = task.verify(by_id[r.problem_id], g.text, truncated=g.finish_reason == "length")
+            common = dict(phase="eval", checkpoint=checkpoint, counted_rollout=False, problem_id=r.problem_id,
+                          sample_idx=r.sample_idx, cached=False)
+            rows.append(AttemptRecord(role="aux", prompt_tokens=refl.prompt_tokens,
+                                      completion_tokens=refl.completion_tokens, reward=None, passed=None,
+                                      finish_reason=refl.finish_reason, latency_s=refl.latency_s,
+                                      completion=refl.text, tag="reflection", **common))
+            rows.append(AttemptRecord(role="policy", prompt_tokens=g.prompt_tokens, completion_tokens=g.completion_tokens,
+                                      reward=v.reward, passed=v.passed, finish_reason=g.finish_reason,
+                                      latency_s=g.latency_s, completion=g.text, parsed=v.parsed, tag="attempt2",
+                                      **common))
+        if progress is not None:
+            progress(2 * len(chunk), "eval")
     return rows
 
 
@@ -76,6 +116,11 @@ def summarize_attempts(eval_rows: pd.DataFrame, n_bootstrap: int = 1000,
         out[f"pass@{k}"] = mean_pass_at_k(counts, k)
     per_problem_p1 = [pass_at_k(nn, c, 1) for nn, c in counts]
     out["pass@1_lo"], out["pass@1_hi"] = bootstrap_ci(per_problem_p1, n_boot=n_bootstrap, seed=seed)
+    retries = eval_rows[eval_rows["tag"] == "attempt2"]
+    if len(retries):  # success within two attempts, per sampled first attempt
+        second = set(zip(retries.problem_id[retries.passed.astype(bool)], retries.sample_idx[retries.passed.astype(bool)]))
+        both = [bool(p) or (pid, i) in second for pid, i, p in zip(sampled.problem_id, sampled.sample_idx, sampled.passed)]
+        out["pass@1_attempt2"] = float(sum(both) / len(both)) if both else float("nan")
     greedy = eval_rows[eval_rows["tag"] == "greedy"]
     out["greedy_pass"] = float(greedy["passed"].mean()) if len(greedy) else float("nan")
     first = eval_rows.drop_duplicates("problem_id")

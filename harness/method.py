@@ -29,9 +29,10 @@ class Learned(Protocol):
 
 @runtime_checkable
 class Method(Protocol):
-    """A method may also define `check_cell(budget: int, train_size: int) -> None`, raising
-    ValueError when a cell cannot run (e.g. a fixed pre-learning cost above the budget): the
-    sweep calls it while planning, so the bad value is reported before anything is written."""
+    """A method may also define `check_cell(budget: int, train_size: int, model: dict) -> None`,
+    raising ValueError when a cell cannot run (a fixed pre-learning cost above the budget, a
+    backend that cannot train): the sweep calls it while planning, so the bad value is reported
+    before anything is written."""
 
     # True when learning changes the backend's weights in place: the launcher then never
     # reuses that backend object for another cell.
@@ -39,6 +40,20 @@ class Method(Protocol):
 
     def learn(self, task: Task, train: list[Problem], backend: Backend, budget: BudgetMeter,
               ctx: "LearnContext") -> Learned: ...
+
+
+@runtime_checkable
+class SecondAttempt(Protocol):
+    """A Learned that answers a failed first attempt with a reflection and a retry (Reflect, Retry,
+    Reward). Evaluation then also reports the pass rate after one reflection (`pass@1_attempt2`):
+    per failed sample, one reflection (an aux call) and one retry (tagged `attempt2`)."""
+
+    reflection_max_tokens: int
+
+    def reflection_prompt(self, problem: Problem, prompt: list[Message], completion: str,
+                          verdict: Verdict) -> list[Message]: ...
+
+    def retry_prompt(self, reflection_prompt: list[Message], reflection: str) -> list[Message]: ...
 
 
 @dataclass
@@ -149,6 +164,12 @@ class LearnContext:
         fr = self.checkpoint_fractions
         return (self._next_checkpoint < len(fr)
                 and self.meter.rollouts_used >= fr[self._next_checkpoint] * self.meter.budget)
+
+    def evaluate_now(self, learned: Learned) -> None:
+        """Evaluate `learned` at the current rollout count, outside the configured fractions (e.g.
+        the untrained policy before a training phase)."""
+        if self.evaluate_fn is not None:
+            self.evaluate_fn(learned, self.meter.rollouts_used)
 
     def checkpoint(self, learned: Learned) -> bool:
         """Evaluate `learned` if a budget fraction was crossed since the last checkpoint."""

@@ -40,7 +40,8 @@ def plan(overrides: list[str]) -> tuple[Path, list[CellSpec], dict[str, Any]]:
             method = method_cls(**params_of(cfg["method"]))
             check_cell = getattr(method, "check_cell", None)  # optional: a method's own budget/size preconditions
             if check_cell is not None:
-                check_cell(budget=int(cfg["budget"]), train_size=int(cfg["task"]["train_size"]))
+                check_cell(budget=int(cfg["budget"]), train_size=int(cfg["task"]["train_size"]),
+                           model=cfg["model"])
         except UnknownName as exc:
             raise UserError(str(exc)) from None
         except (TypeError, ValueError) as exc:

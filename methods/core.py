@@ -257,7 +257,7 @@ class CORE:
             if getattr(self, knob) < 1:
                 raise ValueError(f"{knob}={getattr(self, knob)}; valid: >= 1")
 
-    def check_cell(self, budget: int, train_size: int) -> None:
+    def check_cell(self, budget: int, train_size: int, model: dict | None = None) -> None:
         """Plan-time check: the baseline estimate alone must fit in the budget."""
         need = self.baseline_samples * train_size
         if need > budget:

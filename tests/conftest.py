@@ -54,3 +54,38 @@ def run_one(tmp_path, cell_config):
         summary = pd.read_parquet(spec.out_dir / "summary.parquet") if outcome.status == "ok" else None
         return outcome, attempts, summary
     return run
+
+
+@pytest.fixture
+def tiny_hf():
+    """Factory for an `hf` backend around a tiny random Llama and a character-level tokenizer,
+    both built in memory (no download): GRPO-family tests train it in seconds."""
+    import string
+
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from harness.backends.hf import HFBackend
+
+    special = ["<pad>", "<|im_start|>", "<|im_end|>"]
+
+    def make(seed: int = 0, batch_size: int = 16, init_range: float = 0.02) -> HFBackend:
+        vocab = {t: i for i, t in enumerate(special + list(dict.fromkeys(string.printable)))}
+        core = Tokenizer(models.WordLevel(vocab, unk_token="?"))
+        core.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+        core.decoder = decoders.Fuse()
+        tok = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="<|im_end|>")
+        tok.add_special_tokens({"additional_special_tokens": special[1:]})
+        tok.chat_template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+                             "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+        tok.padding_side = "left"
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(LlamaConfig(
+            vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+            num_key_value_heads=2, max_position_embeddings=2048, pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id, bos_token_id=None, tie_word_embeddings=True,
+            initializer_range=init_range))  # larger init = sharper, more context-dependent distributions
+        model.eval()
+        return HFBackend.from_model(model, tok, batch_size=batch_size, name="tiny")
+    return make

@@ -1,0 +1,241 @@
+"""Shared machinery of the weight-training methods (GRPO, Reflect-Retry-Reward, LTE, grpo_extra).
+
+Training runs in TRL's `GRPOTrainer` (trl 1.16, pinned). Every completion it learns from is
+generated *through the harness* by a rollout function that TRL calls once per optimizer step
+(`rollout_func`, an experimental TRL API): verifier-scored completions go through `ctx.rollouts`
+(counted against the budget, recorded) and unscored ones (RRR's reflections) through `ctx.aux`.
+The backend's model *is* the model being trained (LoRA-wrapped in place), so rollouts always
+come from the current weights. TRL receives each prompt `group_size` times in a row, gets back
+token ids, the reward (forwarded as `harness_reward` to the single reward function) and an
+optional `env_mask` (1 = token carries the advantage), and computes group-normalised advantages
+and the loss. Per-step metrics go to `train_log.jsonl` in the cell directory and the trained
+adapter (or full weights) to `policy/`.
+
+The model must come from a trainable backend (`hf`: it exposes `model` and `tokenizer`); the
+mock cannot train. On a GPU the same code runs on CUDA with transformers generation; TRL's
+vLLM-colocate mode does not apply because the harness, not TRL, generates.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from harness.method import Learned, LearnContext
+from harness.types import Backend, Message, Problem, SamplingParams, Task
+
+LOSS_TYPES = ("dapo", "grpo", "bnpo", "dr_grpo")
+TRAINABLE_BACKENDS = ("hf",)
+RolloutFunc = Callable[[list[list[Message]], Any], dict[str, list]]
+
+
+@dataclass
+class PolicyGradientKnobs:
+    """Knobs every GRPO-family method shares (TRL GRPOConfig names where one exists)."""
+
+    group_size: int = 4  # G: completions per prompt (TRL num_generations; GEPA paper's GRPO: 12, LTE: 8)
+    prompts_per_step: int = 2  # prompts per optimizer step; rollouts per step = prompts_per_step × G
+    learning_rate: float = 1e-4  # AdamW lr (LoRA; feasibility.md used 1e-4 LoRA / 1e-5 full)
+    lora_rank: int = 16  # 0 = full fine-tune (saves ~0.5 GB of weights per cell for the default model)
+    lora_alpha: int = 32
+    beta: float = 0.0  # KL coefficient (TRL default 0: no reference model; GEPA paper's GRPO: 0.01)
+    epsilon: float = 0.2  # PPO clip range
+    loss_type: str = "dapo"  # dapo (TRL default) | grpo | bnpo | dr_grpo
+    scale_rewards: str = "group"  # group | batch | none: divide advantages by the reward std
+    temperature: float = 0.7  # sampling of training rollouts (T=1.0 halves this model's accuracy)
+    top_p: float = 0.95
+    max_completion_length: int | None = None  # None = the task's completion cap
+    max_grad_norm: float = 1.0
+
+    def validate(self) -> None:
+        if self.loss_type not in LOSS_TYPES:
+            raise ValueError(f"loss_type={self.loss_type!r}; valid: {', '.join(LOSS_TYPES)}")
+        if self.scale_rewards not in ("group", "batch", "none"):
+            raise ValueError(f"scale_rewards={self.scale_rewards!r}; valid: group, batch, none")
+        if self.group_size < 2:
+            raise ValueError(f"group_size={self.group_size}; valid: >= 2 (advantages are relative to the group)")
+        if self.prompts_per_step < 1 or self.lora_rank < 0:
+            raise ValueError("prompts_per_step must be >= 1 and lora_rank >= 0")
+
+    @property
+    def rollouts_per_step(self) -> int:
+        return self.group_size * self.prompts_per_step
+
+    def check_trainable(self, model: dict | None) -> None:
+        backend = (model or {}).get("backend")
+        if model is not None and backend not in TRAINABLE_BACKENDS:
+            raise ValueError(f"model backend {backend!r} cannot train weights; valid: {', '.join(TRAINABLE_BACKENDS)} "
+                             f"(e.g. model=smollm2_135m)")
+
+    def sampling(self, task: Task) -> SamplingParams:
+        cap = self.max_completion_length or task.describe().get("max_tokens", 128)
+        return SamplingParams(temperature=self.temperature, top_p=self.top_p, max_tokens=cap)
+
+
+def attach_policy(backend: Backend, knobs: PolicyGradientKnobs) -> Any:
+    """Make the backend's model trainable in place (LoRA on every linear layer unless rank 0)."""
+    if not (hasattr(backend, "model") and hasattr(backend, "tokenizer")):
+        raise ValueError(f"backend {getattr(backend, 'name', backend)!r} cannot train weights; "
+                         f"valid: {', '.join(TRAINABLE_BACKENDS)}")
+    model = backend.model
+    if knobs.lora_rank > 0 and not hasattr(model, "peft_config"):
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=knobs.lora_rank, lora_alpha=knobs.lora_alpha, lora_dropout=0.0,
+                                                 target_modules="all-linear", task_type="CAUSAL_LM"))
+        backend.model = model
+    return model
+
+
+def chat_ids(tokenizer: Any, messages: list[Message], generation_prompt: bool = True) -> list[int]:
+    text = tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=generation_prompt)
+    return tokenizer(text, add_special_tokens=False).input_ids
+
+
+def completion_ids(tokenizer: Any, token_ids: tuple[int, ...], finish_reason: str) -> list[int]:
+    """A sampled completion as TRL wants it: ended with EOS unless it was cut at the length cap
+    (TRL reads a missing EOS as truncation)."""
+    ids = list(token_ids)
+    return ids + [tokenizer.eos_token_id] if finish_reason != "length" or not ids else ids
+
+
+def groups_of(prompts: list[list[Message]], size: int) -> list[list[Message]]:
+    """TRL hands each prompt `size` times in a row; return each once (checked, not assumed)."""
+    if len(prompts) % size:
+        raise RuntimeError(f"TRL passed {len(prompts)} prompts, not a multiple of group_size={size}")
+    firsts = prompts[::size]
+    for i, first in enumerate(firsts):
+        if any(p != first for p in prompts[i * size:(i + 1) * size]):
+            raise RuntimeError("TRL did not pass each prompt group_size times in a row")
+    return firsts
+
+
+def prompt_key(messages: list[Message]) -> str:
+    return json.dumps([(m["role"], m["content"]) for m in messages])
+
+
+def harness_reward(prompts: list, completions: list, harness_reward: list[float] | None = None, **_: Any) -> list[float]:
+    """TRL reward function: the verifier reward the rollout function already computed."""
+    if harness_reward is None:
+        raise RuntimeError("the rollout function did not return harness_reward")
+    return list(harness_reward)
+
+
+def grpo_config(knobs: PolicyGradientKnobs, ctx: LearnContext, steps: int, output_dir: str) -> Any:
+    import torch
+    from trl import GRPOConfig
+
+    cuda = torch.cuda.is_available()
+    return GRPOConfig(
+        output_dir=output_dir, use_cpu=not cuda, bf16=cuda, num_generations=knobs.group_size,
+        per_device_train_batch_size=knobs.rollouts_per_step, gradient_accumulation_steps=1, steps_per_generation=1,
+        num_iterations=1, max_steps=steps, learning_rate=knobs.learning_rate, beta=knobs.beta,
+        epsilon=knobs.epsilon, loss_type=knobs.loss_type, scale_rewards=knobs.scale_rewards,
+        max_completion_length=knobs.max_completion_length or 128, temperature=knobs.temperature, top_p=knobs.top_p,
+        max_grad_norm=knobs.max_grad_norm, gradient_checkpointing=False, report_to="none", save_strategy="no", logging_steps=1,
+        seed=ctx.seed, data_seed=ctx.seed, disable_tqdm=True, remove_unused_columns=False)
+
+
+def make_callback(ctx: LearnContext, learned: Learned, stop_below: int) -> Any:
+    """Per-step log lines (train_log.jsonl), learning-curve checkpoints, and an early stop when the
+    remaining budget cannot pay for another step's base rollouts."""
+    from transformers import TrainerCallback
+
+    class HarnessCallback(TrainerCallback):
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+            self.t_step = time.perf_counter()
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                row = {"step": state.global_step, "rollouts_used": ctx.meter.rollouts_used,
+                       **{k: v for k, v in logs.items() if isinstance(v, int | float)}}
+                self.lines.append(json.dumps(row))
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.t_step = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.lines.append(json.dumps({"step": state.global_step, "step_seconds": time.perf_counter() - self.t_step}))
+            ctx.checkpoint(learned)
+            if ctx.meter.remaining < stop_below:
+                control.should_training_stop = True
+
+    return HarnessCallback()
+
+
+def run_trainer(knobs: PolicyGradientKnobs, learned: Learned, prompts: list[list[Message]], backend: Backend,
+                ctx: LearnContext, rollout_func: RolloutFunc, trainer_cls: Any = None) -> None:
+    """Train on `prompts` until the budget cannot pay for another step, then save the policy to
+    the cell directory. `learned` (which renders with `backend`, i.e. the trained weights) is what
+    the learning-curve checkpoints evaluate."""
+    from datasets import Dataset
+    from trl import GRPOTrainer
+
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    model = attach_policy(backend, knobs)
+    steps = ctx.meter.remaining // knobs.rollouts_per_step
+    if steps < 1 or not prompts:
+        return
+    per_step = min(knobs.prompts_per_step, len(prompts))
+    knobs_step = _with(knobs, prompts_per_step=per_step)
+    with tempfile.TemporaryDirectory() as tmp:
+        callback = make_callback(ctx, learned, knobs_step.rollouts_per_step)
+        trainer = (trainer_cls or GRPOTrainer)(
+            model=model, reward_funcs=[harness_reward], args=grpo_config(knobs_step, ctx, steps, tmp),
+            train_dataset=Dataset.from_list([{"prompt": list(p)} for p in prompts]),
+            processing_class=backend.tokenizer, rollout_func=rollout_func, callbacks=[callback])
+        trainer.train()
+    from harness.records import write_text
+
+    write_text("".join(line + "\n" for line in callback.lines), ctx.cell_dir / "train_log.jsonl")
+    model.save_pretrained(ctx.cell_dir / "policy")
+    model.eval()
+
+
+def _with(knobs: PolicyGradientKnobs, **changes: Any) -> PolicyGradientKnobs:
+    from dataclasses import replace
+
+    return replace(knobs, **changes)
+
+
+def sample_groups(ctx: LearnContext, knobs: PolicyGradientKnobs, task: Task, items: list[tuple[Problem, list[Message]]],
+                  backend: Backend, tag: str, n: int | None = None):
+    """`n` (default G) counted rollouts for each (problem, messages) with the training sampling."""
+    return ctx.rollouts(items, n=n or knobs.group_size, params=knobs.sampling(task), tag=tag, backend=backend)
+
+
+def plain_rollout_func(knobs: PolicyGradientKnobs, task: Task, problems: dict[str, Problem],
+                       backend: Backend, ctx: LearnContext) -> RolloutFunc:
+    """GRPO's rollout function: G counted samples per prompt, reward = the verifier's."""
+
+    def rollout(prompts: list[list[Message]], trainer: Any) -> dict[str, list]:
+        tok = backend.tokenizer
+        out: dict[str, list] = {"prompt_ids": [], "completion_ids": [], "logprobs": [], "harness_reward": []}
+        firsts = groups_of(prompts, knobs.group_size)
+        groups = sample_groups(ctx, knobs, task, [(problems[prompt_key(p)], p) for p in firsts], backend, "rollout")
+        for messages, group in zip(firsts, groups):
+            p_ids = chat_ids(tok, messages)
+            for a in group:
+                c_ids = completion_ids(tok, a.generation.token_ids, a.generation.finish_reason)
+                out["prompt_ids"].append(p_ids)
+                out["completion_ids"].append(c_ids)
+                out["logprobs"].append([0.0] * len(c_ids))  # sampling log-probs: used by TRL only with vLLM
+                out["harness_reward"].append(a.verdict.reward)
+        return out
+
+    return rollout
+
+
+def budget_steps_check(knobs: PolicyGradientKnobs, budget: int, fixed: int = 0, what: str = "") -> None:
+    """Plan-time: the budget must pay for `fixed` rollouts plus at least one training step."""
+    need = fixed + knobs.rollouts_per_step
+    if budget < need:
+        detail = f"{what} {fixed} + " if fixed else ""
+        raise ValueError(f"budget={budget} is below one training step: {detail}prompts_per_step × group_size = "
+                         f"{knobs.prompts_per_step} × {knobs.group_size} (need >= {need})")

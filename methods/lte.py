@@ -1,0 +1,187 @@
+"""lte: Learning to reason from Trial and Error (Tang et al., arXiv 2510.26109): GRPO whose all-fail
+groups get extra rollouts hinted with the model's own wrong answers.
+
+Follows reference/baselines_papers.md (b):
+1. Each step: G counted rollouts for each of `prompts_per_step` training problems.
+2. Only for a group in which every rollout failed ("none-pass"), build a hint from those
+   rollouts (three cases, `build_hint`): all truncated -> ask for concision; some truncated ->
+   list the distinct wrong answers of the non-truncated ones and ask for concision; none
+   truncated -> list the distinct wrong answers. The hint also says not to mention it.
+3. Sample G hinted extra rollouts (counted). The correct ones replace as many failed ones, at
+   random (`mix_group`): the group keeps size G, and advantages are computed over it as usual.
+4. Loss (`mixed_policy_loss`): on-policy tokens take the usual clipped ratio; a replaced
+   (off-policy) rollout o takes f(r) = r / (r + γ) with r = π_θ(o | q) / π_old(o | hint, q). The
+   numerator is evaluated on the hint-free prompt (the rollout's `prompt_ids`), so hint tokens
+   are never trained; the denominator is the behaviour log-prob under the hinted prompt,
+   computed when the rollout is made. Token-level normalisation (TRL's dapo) and no KL term.
+The paper's hint wording is not available (ours: HINT_*), nor γ (default 0.1, LUFFY's value).
+`grpo_extra` (methods/grpo_extra.py) is the paper's ablation: the same extra rollouts without a
+hint, which are on-policy samples and so take the ordinary clipped loss.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from harness.budget import BudgetMeter
+from harness.method import Attempt, LearnContext, PromptOnly
+from harness.registry import register_method
+from harness.types import Backend, Message, Problem, Task
+from methods.common.policy_training import (PolicyGradientKnobs, budget_steps_check, chat_ids, completion_ids,
+                                            groups_of, prompt_key, run_trainer, sample_groups)
+
+HINT_WRONG = "Hint: these answers are known to be wrong: {answers}."
+HINT_CONCISE = "Hint: earlier attempts were too long and were cut off; reason more concisely."
+HINT_UNPARSED = "Hint: earlier attempts gave no final answer in the required format."
+HINT_SILENT = "Do not mention this hint in your reasoning."
+
+
+def build_hint(group: list[Attempt]) -> tuple[str, str]:
+    """(case, hint text) from a group of failed rollouts; case is overlong_all | overlong_some | pass_none."""
+    truncated = [a.generation.finish_reason == "length" for a in group]
+    answers = list(dict.fromkeys(a.verdict.parsed for a, cut in zip(group, truncated) if not cut and a.verdict.parsed))
+    wrong = [HINT_WRONG.format(answers=", ".join(answers))] if answers else []
+    if all(truncated):
+        case, parts = "overlong_all", [HINT_CONCISE]
+    elif any(truncated):
+        case, parts = "overlong_some", wrong + [HINT_CONCISE]
+    else:
+        case, parts = "pass_none", wrong or [HINT_UNPARSED]
+    return case, " ".join(parts + [HINT_SILENT])
+
+
+def mix_group(group: list[Attempt], extras: list[Attempt], rng: random.Random) -> tuple[list[Attempt], list[bool]]:
+    """Correct extras replace randomly chosen failed rollouts; returns the group (same size) and
+    which of its members are replacements."""
+    correct = [e for e in extras if e.verdict.passed]
+    failed = [i for i, a in enumerate(group) if not a.verdict.passed]
+    mixed, replaced = list(group), [False] * len(group)
+    for i, extra in zip(rng.sample(failed, min(len(correct), len(failed))), correct):
+        mixed[i], replaced[i] = extra, True
+    return mixed, replaced
+
+
+def mixed_policy_loss(logps: Any, behaviour_logps: Any, off_policy: Any, advantages: Any, mask: Any,
+                      epsilon_low: float, epsilon_high: float, gamma: float) -> Any:
+    """Token-level mixed-policy GRPO loss (LTE §3, LUFFY-style regularised importance sampling).
+
+    logps: log π_θ(o_t | q, o_<t) on the hint-free prompt, (B, T), with gradient.
+    behaviour_logps: log π_old(o_t | hint, q, o_<t) for off-policy rows (ignored elsewhere).
+    On-policy rows: PPO clip with π_old = the detached current policy (one update per batch).
+    """
+    import torch
+
+    adv = advantages.unsqueeze(1) if advantages.dim() == 1 else advantages
+    on_ratio = torch.exp(logps - logps.detach())
+    on_loss = -torch.min(on_ratio * adv, torch.clamp(on_ratio, 1 - epsilon_low, 1 + epsilon_high) * adv)
+    ratio = torch.exp(logps - behaviour_logps)
+    off_loss = -(ratio / (ratio + gamma)) * adv
+    per_token = torch.where(off_policy.unsqueeze(1), off_loss, on_loss)
+    return (per_token * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def make_trainer_class(gamma: float) -> Any:
+    import torch
+    from trl import GRPOTrainer
+
+    class LTETrainer(GRPOTrainer):
+        """GRPOTrainer that carries per-row (off-policy flag, behaviour log-probs) from the rollout
+        function to `mixed_policy_loss`."""
+
+        pending_rows: list[tuple[bool, list[float]]] = []
+
+        def _generate_and_score_completions(self, inputs):
+            out = super()._generate_and_score_completions(inputs)
+            rows, width = self.pending_rows, out["completion_ids"].shape[1]
+            behaviour = torch.zeros(len(rows), width)
+            for i, (_, logps) in enumerate(rows):
+                behaviour[i, :len(logps)] = torch.tensor(logps[:width])
+            out["off_policy"] = torch.tensor([off for off, _ in rows], dtype=torch.bool)
+            out["behaviour_logps"] = behaviour.to(out["completion_ids"].device)
+            return out
+
+        def _compute_loss(self, model, inputs):
+            prompt_ids, completion_ids = inputs["prompt_ids"], inputs["completion_ids"]
+            input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
+            attention_mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
+            logps, _, _ = self._get_per_token_logps_and_entropies(model, input_ids, attention_mask,
+                                                                  completion_ids.size(1))
+            return mixed_policy_loss(logps, inputs["behaviour_logps"], inputs["off_policy"], inputs["advantages"],
+                                     inputs["completion_mask"], self.epsilon_low, self.epsilon_high, gamma)
+
+        def behaviour_logps(self, prompt_ids: list[int], completion: list[int]) -> list[float]:
+            """log π_old(o | hinted prompt) per token, computed exactly as the loss computes log π_θ."""
+            ids = torch.tensor([prompt_ids + completion], device=self.accelerator.device)
+            with torch.no_grad():
+                logps, _, _ = self._get_per_token_logps_and_entropies(self.model, ids, torch.ones_like(ids),
+                                                                      len(completion))
+            return logps[0].tolist()
+
+    return LTETrainer
+
+
+@register_method("lte")
+@dataclass
+class LTE(PolicyGradientKnobs):
+    gamma: float = 0.1  # f(r) = r / (r + γ) on off-policy tokens (paper: not stated; LUFFY: 0.1)
+    hint: bool = True  # False = grpo_extra: the same extra rollouts without a hint
+    mutates_policy: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        self.validate()
+        if self.beta != 0.0 or self.loss_type != "dapo":
+            raise ValueError(f"beta={self.beta}, loss_type={self.loss_type!r}; valid for {self.name()}: beta 0, "
+                             f"loss_type dapo (its mixed-policy loss has no KL term and token-level normalisation)")
+        if self.gamma <= 0:
+            raise ValueError(f"gamma={self.gamma}; valid: > 0")
+
+    def name(self) -> str:
+        return "lte" if self.hint else "grpo_extra"
+
+    def check_cell(self, budget: int, train_size: int, model: dict | None = None) -> None:
+        self.check_trainable(model)
+        budget_steps_check(self, budget)
+
+    def learn(self, task: Task, train: list[Problem], backend: Backend, budget: BudgetMeter,
+              ctx: LearnContext) -> PromptOnly:
+        prompts = [task.prompt(p) for p in train]
+        problems = {prompt_key(m): p for m, p in zip(prompts, train)}
+        learned = PromptOnly(task, backend)
+        run_trainer(self, learned, prompts, backend, ctx, self._rollout_func(task, problems, backend, ctx),
+                    trainer_cls=make_trainer_class(self.gamma))
+        return learned
+
+    def _rollout_func(self, task: Task, problems: dict[str, Problem], backend: Backend, ctx: LearnContext):
+        rng = random.Random(ctx.seed)
+        tok, G = backend.tokenizer, self.group_size
+
+        def rollout(prompts: list[list[Message]], trainer: Any) -> dict[str, list]:
+            out: dict[str, list] = {"prompt_ids": [], "completion_ids": [], "logprobs": [], "harness_reward": []}
+            rows: list[tuple[bool, list[float]]] = []
+            firsts = groups_of(prompts, G)
+            items = [(problems[prompt_key(m)], m) for m in firsts]
+            for (problem, messages), group in zip(items, sample_groups(ctx, self, task, items, backend, "rollout")):
+                p_ids = chat_ids(tok, messages)
+                replaced = [False] * G
+                extra_prompt = messages
+                if not any(a.verdict.passed for a in group) and ctx.meter.remaining >= G:
+                    if self.hint:
+                        extra_prompt = task.prompt(problem, guidance=build_hint(group)[1])
+                    extras = sample_groups(ctx, self, task, [(problem, extra_prompt)], backend,
+                                           "hinted" if self.hint else "extra")[0]
+                    group, replaced = mix_group(group, extras, rng)
+                hinted_ids = chat_ids(tok, extra_prompt)
+                for a, swapped in zip(group, replaced):
+                    c_ids = completion_ids(tok, a.generation.token_ids, a.generation.finish_reason)
+                    off = swapped and self.hint  # unhinted extras are on-policy samples
+                    rows.append((off, trainer.behaviour_logps(hinted_ids, c_ids) if off else []))
+                    out["prompt_ids"].append(p_ids)  # always hint-free: the numerator's context
+                    out["completion_ids"].append(c_ids)
+                    out["logprobs"].append([0.0] * len(c_ids))
+                    out["harness_reward"].append(a.verdict.reward)
+            trainer.pending_rows = rows
+            return out
+
+        return rollout

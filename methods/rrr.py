@@ -1,0 +1,144 @@
+"""rrr: Reflect, Retry, Reward (Bensal et al., arXiv 2505.24726): GRPO that rewards only the reflection.
+
+Follows reference/baselines_papers.md (a):
+1. Failure set: `failure_samples` first attempts per training problem (counted rollouts; the
+   paper samples up to 64 and keeps the failed queries). Every distinct failed attempt becomes
+   one training prompt: the task, the failed answer, and a request to reflect.
+2. Each step takes `prompts_per_step` of them; for each, `group_size` reflections are sampled
+   (aux calls by the trained policy), each followed by a retry with the reflection in context
+   (counted rollouts). Reward = 1 if the retry passes.
+3. Only the reflection tokens carry the advantage: the first attempt sits in the prompt, and the
+   retry turn and retry tokens get `env_mask` 0, which TRL multiplies into the loss mask
+   (trl_extension_points.md). The model learns how to reflect, not the answer.
+The reflection prompt sees only binary feedback by default (the paper's setting: "only binary
+feedback is available"); `reflection_feedback: rich` shows the task's feedback text instead.
+Evaluation reports the first attempt (Pass@k as every method) and, through the `SecondAttempt`
+protocol, the pass rate after one reflection and retry (`pass@1_attempt2`). The untrained policy
+is evaluated once before training (`eval_before_training`), giving the paper's vanilla row.
+The paper's prompt wording is not available; ours is in REFLECT_PROMPT / RETRY_PROMPT.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from harness.budget import BudgetMeter
+from harness.method import LearnContext
+from harness.registry import register_method
+from harness.types import Backend, Message, Problem, SamplingParams, Task, Verdict
+from methods.common.policy_training import (PolicyGradientKnobs, budget_steps_check, chat_ids, completion_ids,
+                                            groups_of, prompt_key, run_trainer, sample_groups)
+
+REFLECT_PROMPT = ("{feedback} Reflect on what went wrong in your answer and write short guidance for your next "
+                  "attempt. Do not solve the problem yet.")
+RETRY_PROMPT = "Now try the problem again, using your reflection. End with the line 'Answer: <answer>'."
+BINARY_FEEDBACK = "Your answer was incorrect."
+FEEDBACKS = ("binary", "rich")
+
+
+@dataclass
+class ReflectRetryPolicy:
+    """The Learned of RRR: the task's base prompt on the (trained) weights, plus the second attempt."""
+
+    task: Task
+    policy: Backend
+    reflection_feedback: str = "binary"
+    reflection_max_tokens: int = 64
+
+    def render(self, problem: Problem) -> list[Message]:
+        return self.task.prompt(problem)
+
+    def reflection_prompt(self, problem: Problem, prompt: list[Message], completion: str,
+                          verdict: Verdict) -> list[Message]:
+        feedback = BINARY_FEEDBACK if self.reflection_feedback == "binary" else verdict.feedback
+        return list(prompt) + [{"role": "assistant", "content": completion},
+                               {"role": "user", "content": REFLECT_PROMPT.format(feedback=feedback)}]
+
+    def retry_prompt(self, reflection_prompt: list[Message], reflection: str) -> list[Message]:
+        return retry_conversation(reflection_prompt, reflection)
+
+
+def retry_conversation(reflection_prompt: list[Message], reflection: str) -> list[Message]:
+    return list(reflection_prompt) + [{"role": "assistant", "content": reflection},
+                                      {"role": "user", "content": RETRY_PROMPT}]
+
+
+def reflection_sample(tokenizer: Any, conversation: list[Message], reflection: str, retry_token_ids: tuple[int, ...],
+                      retry_finish: str) -> tuple[list[int], list[int], list[int]]:
+    """(prompt_ids, completion_ids, env_mask) for one reflection + retry. The prompt is everything up
+    to the reflection (task, first attempt, reflection request); the completion is the reflection,
+    its end-of-turn, the retry request and the retry; the mask is 1 on the reflection turn only."""
+    prompt = chat_ids(tokenizer, conversation)
+    with_reflection = chat_ids(tokenizer, conversation + [{"role": "assistant", "content": reflection}],
+                               generation_prompt=False)
+    retry_context = chat_ids(tokenizer, retry_conversation(conversation, reflection))
+    if with_reflection[:len(prompt)] != prompt or retry_context[:len(with_reflection)] != with_reflection:
+        raise RuntimeError("the chat template does not tokenize turns as prefixes; RRR cannot build its mask")
+    completion = retry_context[len(prompt):] + completion_ids(tokenizer, retry_token_ids, retry_finish)
+    n_reflection = len(with_reflection) - len(prompt)
+    return prompt, completion, [1] * n_reflection + [0] * (len(completion) - n_reflection)
+
+
+@register_method("rrr")
+@dataclass
+class RRR(PolicyGradientKnobs):
+    failure_samples: int = 4  # first attempts per training problem for the failure set (paper: up to 64)
+    reflection_feedback: str = "binary"  # binary (paper) | rich: the task's feedback text
+    reflection_max_tokens: int = 64  # cap on a reflection (not stated)
+    eval_before_training: bool = True  # evaluate the untrained policy once (the paper's vanilla row)
+    mutates_policy: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        self.validate()
+        if self.reflection_feedback not in FEEDBACKS:
+            raise ValueError(f"reflection_feedback={self.reflection_feedback!r}; valid: {', '.join(FEEDBACKS)}")
+        if self.failure_samples < 1:
+            raise ValueError(f"failure_samples={self.failure_samples}; valid: >= 1")
+
+    def check_cell(self, budget: int, train_size: int, model: dict | None = None) -> None:
+        self.check_trainable(model)
+        budget_steps_check(self, budget, fixed=self.failure_samples * train_size,
+                           what="failure_samples × train_size =")
+
+    def learn(self, task: Task, train: list[Problem], backend: Backend, budget: BudgetMeter,
+              ctx: LearnContext) -> ReflectRetryPolicy:
+        learned = ReflectRetryPolicy(task, backend, self.reflection_feedback, self.reflection_max_tokens)
+        groups = sample_groups(ctx, self, task, [(p, task.prompt(p)) for p in train], backend, "first_attempt",
+                               n=self.failure_samples)
+        conversations: dict[str, tuple[Problem, list[Message]]] = {}
+        for p, group in zip(train, groups):
+            for a in group:
+                if not a.verdict.passed:
+                    conv = learned.reflection_prompt(p, task.prompt(p), a.generation.text, a.verdict)
+                    conversations.setdefault(prompt_key(conv), (p, conv))
+        if self.eval_before_training:
+            ctx.evaluate_now(learned)
+        run_trainer(self, learned, [conv for _, conv in conversations.values()], backend, ctx,
+                    self._rollout_func(task, conversations, backend, ctx))
+        return learned
+
+    def _rollout_func(self, task: Task, conversations: dict[str, tuple[Problem, list[Message]]],
+                      backend: Backend, ctx: LearnContext):
+        def rollout(prompts: list[list[Message]], trainer: Any) -> dict[str, list]:
+            out: dict[str, list] = {"prompt_ids": [], "completion_ids": [], "logprobs": [], "harness_reward": [],
+                                    "env_mask": []}
+            firsts = groups_of(prompts, self.group_size)
+            rows = [conversations[prompt_key(conv)] for conv in firsts for _ in range(self.group_size)]
+            reflections = ctx.aux([conv for _, conv in rows], SamplingParams(
+                temperature=self.temperature, top_p=self.top_p, max_tokens=self.reflection_max_tokens),
+                tag="reflection", backend=backend)
+            retries = [g[0] for g in ctx.rollouts(
+                [(p, retry_conversation(conv, r)) for (p, conv), r in zip(rows, reflections)],
+                n=1, params=self.sampling(task), tag="retry", backend=backend)]
+            for (_, conv), reflection, retry in zip(rows, reflections, retries):
+                p_ids, c_ids, mask = reflection_sample(backend.tokenizer, conv, reflection,
+                                                       retry.generation.token_ids, retry.generation.finish_reason)
+                out["prompt_ids"].append(p_ids)
+                out["completion_ids"].append(c_ids)
+                out["env_mask"].append(mask)
+                out["logprobs"].append([0.0] * len(c_ids))
+                out["harness_reward"].append(retry.verdict.reward)
+            return out
+
+        return rollout
