@@ -46,6 +46,9 @@ def build_table(summary: pd.DataFrame) -> pd.DataFrame:
     out["Pass@1 [95% CI]"] = [f"{p:.3f} [{lo:.3f}, {hi:.3f}]" for p, lo, hi in zip(agg.pass1, agg.lo, agg.hi)]
     out[f"Pass@{k}"] = agg["passk"].round(3)
     out["greedy"] = agg["greedy"].round(3)
+    if "pass@1_attempt2" in df.columns:  # methods with a reflect-and-retry second attempt
+        second = df.groupby(keys, dropna=False)["pass@1_attempt2"].mean().reset_index(drop=True)
+        out["≤2 attempts"] = second.round(3).astype(object).where(second.notna(), "")
     out["rollouts"] = agg["rollouts"].round(0).astype(int)
     out["learn tok (policy/aux)"] = [f"{int(a)}/{int(b)}" for a, b in zip(agg.policy_tok, agg.aux_tok)]
     out["ctx tok added"] = agg["ctx_added"].round(1)

@@ -77,3 +77,25 @@ def test_packaged_sentence_embedder_loads_offline_and_ranks_by_meaning(monkeypat
     assert a.shape == (384,) and abs(float(a @ a) - 1.0) < 1e-5
     assert float(a @ b) > float(a @ c) + 0.2
     assert (e.embed(["How many apples are left?"])[0] == a).all()  # cached
+
+
+@pytest.mark.parametrize("method,overrides", [
+    ("grpo", ["budget=16"]),  # 2 steps of 2 prompts × 4 completions
+    ("rrr", ["budget=20", "method.failure_samples=2", "method.group_size=2"]),  # 6 first attempts + 3 steps of 4
+    ("lte", ["budget=24"]),  # 2–3 steps, hinted extras on all-fail groups
+    ("core", ["budget=40", "method.baseline_samples=5", "method.rollout_batch=4"]),  # 15 baseline, then learning
+])
+def test_method_runs_a_few_real_steps_on_the_default_model(run_one, method, overrides):
+    from harness.backends import make_backend
+    from harness.config import compose, to_dict
+
+    backend = make_backend(to_dict(compose(["model=smollm2_135m"]))["model"])  # fresh: training mutates it
+    outcome, attempts, summary = run_one(f"method={method}", "task=math", "task.train_size=3", "task.test_size=6",
+                                         "eval.n_samples=2", *overrides, backend=backend)
+    assert outcome.status == "ok", outcome.error
+    learn = attempts[attempts.phase == "learn"]
+    counted = learn[learn.counted_rollout]
+    assert 0 < outcome.rollouts_used == len(counted) <= int(overrides[0].split("=")[1])
+    assert (counted.completion_tokens > 0).mean() > 0.9 and counted.parsed.notna().mean() > 0.5
+    final = summary[summary.final].iloc[0]
+    assert 0.0 <= final["pass@1"] <= 1.0 and final.n_test == 6
