@@ -95,8 +95,8 @@ def second_attempts(task: Task, learned: SecondAttempt, test: list[Problem], pro
                                       completion_tokens=refl.completion_tokens, reward=None, passed=None,
                                       finish_reason=refl.finish_reason, latency_s=refl.latency_s,
                                       completion=refl.text, tag="reflection", **common))
-            rows.append(AttemptRecord(role="policy", prompt_tokens=g.prompt_tokens, completion_tokens=g.completion_tokens,
-                                      reward=v.reward, passed=v.passed, finish_reason=g.finish_reason,
+            rows.append(AttemptRecord(role="policy", prompt_tokens=g.prompt_tokens,
+                                      completion_tokens=g.completion_tokens, reward=v.reward, passed=v.passed, finish_reason=g.finish_reason,
                                       latency_s=g.latency_s, completion=g.text, parsed=v.parsed, tag="attempt2",
                                       **common))
         if progress is not None:
@@ -118,8 +118,10 @@ def summarize_attempts(eval_rows: pd.DataFrame, n_bootstrap: int = 1000,
     out["pass@1_lo"], out["pass@1_hi"] = bootstrap_ci(per_problem_p1, n_boot=n_bootstrap, seed=seed)
     retries = eval_rows[eval_rows["tag"] == "attempt2"]
     if len(retries):  # success within two attempts, per sampled first attempt
-        second = set(zip(retries.problem_id[retries.passed.astype(bool)], retries.sample_idx[retries.passed.astype(bool)]))
-        both = [bool(p) or (pid, i) in second for pid, i, p in zip(sampled.problem_id, sampled.sample_idx, sampled.passed)]
+        solved = retries[retries.passed.astype(bool)]
+        second = set(zip(solved.problem_id, solved.sample_idx))
+        both = [bool(ok) or (pid, i) in second
+                for pid, i, ok in zip(sampled.problem_id, sampled.sample_idx, sampled.passed)]
         out["pass@1_attempt2"] = float(sum(both) / len(both)) if both else float("nan")
     greedy = eval_rows[eval_rows["tag"] == "greedy"]
     out["greedy_pass"] = float(greedy["passed"].mean()) if len(greedy) else float("nan")

@@ -262,7 +262,8 @@ class CORE:
         need = self.baseline_samples * train_size
         if need > budget:
             raise ValueError(f"budget={budget} is below CORE's baseline estimate baseline_samples × train_size = "
-                             f"{self.baseline_samples} × {train_size} = {need}; raise budget or lower method.baseline_samples")
+                             f"{self.baseline_samples} × {train_size} = {need}; "
+                             f"raise budget or lower method.baseline_samples")
 
     # ---- the learning loop ----
     def learn(self, task: Task, train: list[Problem], backend: Backend, budget: BudgetMeter,
@@ -279,9 +280,9 @@ class CORE:
             while budget.remaining > 0:
                 batch = self._sample(train, successes, tries, rng)[:budget.remaining]
                 retrieved = [state.retrieve(p.question, explore=True) for p in batch]
-                attempts = [g[0] for g in ctx.rollouts(
-                    [(p, task.prompt(p, guidance=format_insights([i.text for i in ins]))) for p, ins in zip(batch, retrieved)],
-                    n=1, tag="attempt")]
+                items = [(p, task.prompt(p, guidance=format_insights([i.text for i in ins])))
+                         for p, ins in zip(batch, retrieved)]
+                attempts = [g[0] for g in ctx.rollouts(items, n=1, tag="attempt")]
                 stats["attempts"] += len(attempts)
                 for a, ins in zip(attempts, retrieved):
                     credit(ins, a.problem.id, a.verdict.reward, b[a.problem.id])
@@ -337,11 +338,13 @@ class CORE:
             prompt = REFLECTION_PROMPTS[self.reflection].format(
                 n=self.max_candidates, failed_question=a.problem.question,
                 failed_attempt=a.generation.text[:self.max_attempt_chars], feedback=a.verdict.feedback,
-                success_question=success.question if success else "", success_attempt=success.completion if success else "")
+                success_question=success.question if success else "",
+                success_attempt=success.completion if success else "")
             jobs.append((a, prompt))
         if not jobs:
             return []
-        params = SamplingParams(temperature=self.reflection_temperature, top_p=0.95, max_tokens=self.reflection_max_tokens)
+        params = SamplingParams(temperature=self.reflection_temperature, top_p=0.95,
+                                max_tokens=self.reflection_max_tokens)
         texts = ctx.aux([[{"role": "user", "content": prompt}] for _, prompt in jobs], params, tag="reflection")
         stats["reflections"] += len(jobs)
         out: list[Candidate] = []

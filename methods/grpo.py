@@ -19,8 +19,7 @@ from harness.budget import BudgetMeter
 from harness.method import LearnContext, PromptOnly
 from harness.registry import register_method
 from harness.types import Backend, Problem, Task
-from methods.common.policy_training import (PolicyGradientKnobs, budget_steps_check, plain_rollout_func, prompt_key,
-                                            run_trainer)
+from methods.common.policy_training import PolicyGradientKnobs, plain_rollout_func, train_on_task_prompts
 
 
 @register_method("grpo")
@@ -31,14 +30,7 @@ class GRPO(PolicyGradientKnobs):
     def __post_init__(self) -> None:
         self.validate()
 
-    def check_cell(self, budget: int, train_size: int, model: dict | None = None) -> None:
-        self.check_trainable(model)
-        budget_steps_check(self, budget)
-
     def learn(self, task: Task, train: list[Problem], backend: Backend, budget: BudgetMeter,
               ctx: LearnContext) -> PromptOnly:
-        prompts = [task.prompt(p) for p in train]
-        problems = {prompt_key(m): p for m, p in zip(prompts, train)}
-        learned = PromptOnly(task, backend)  # the base prompt on the weights being trained
-        run_trainer(self, learned, prompts, backend, ctx, plain_rollout_func(self, task, problems, backend, ctx))
-        return learned
+        return train_on_task_prompts(self, task, train, backend, ctx,
+                                     lambda problems: plain_rollout_func(self, task, problems, backend, ctx))

@@ -29,8 +29,8 @@ from harness.budget import BudgetMeter
 from harness.method import Attempt, LearnContext, PromptOnly
 from harness.registry import register_method
 from harness.types import Backend, Message, Problem, Task
-from methods.common.policy_training import (PolicyGradientKnobs, budget_steps_check, chat_ids, completion_ids,
-                                            groups_of, prompt_key, run_trainer, sample_groups)
+from methods.common.policy_training import (PolicyGradientKnobs, chat_ids, completion_ids, groups_of, prompt_key,
+                                            sample_groups, train_on_task_prompts)
 
 HINT_WRONG = "Hint: these answers are known to be wrong: {answers}."
 HINT_CONCISE = "Hint: earlier attempts were too long and were cut off; reason more concisely."
@@ -140,18 +140,11 @@ class LTE(PolicyGradientKnobs):
     def name(self) -> str:
         return "lte" if self.hint else "grpo_extra"
 
-    def check_cell(self, budget: int, train_size: int, model: dict | None = None) -> None:
-        self.check_trainable(model)
-        budget_steps_check(self, budget)
-
     def learn(self, task: Task, train: list[Problem], backend: Backend, budget: BudgetMeter,
               ctx: LearnContext) -> PromptOnly:
-        prompts = [task.prompt(p) for p in train]
-        problems = {prompt_key(m): p for m, p in zip(prompts, train)}
-        learned = PromptOnly(task, backend)
-        run_trainer(self, learned, prompts, backend, ctx, self._rollout_func(task, problems, backend, ctx),
-                    trainer_cls=make_trainer_class(self.gamma))
-        return learned
+        return train_on_task_prompts(self, task, train, backend, ctx,
+                                     lambda problems: self._rollout_func(task, problems, backend, ctx),
+                                     trainer_cls=make_trainer_class(self.gamma))
 
     def _rollout_func(self, task: Task, problems: dict[str, Problem], backend: Backend, ctx: LearnContext):
         rng = random.Random(ctx.seed)

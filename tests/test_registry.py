@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.registry import METHODS, Registry, UnknownName
+from harness.registry import METHODS, UnknownName
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from harness.method import Learned, LearnContext
+from harness.method import Learned, LearnContext, PromptOnly
 from harness.types import Backend, Message, Problem, SamplingParams, Task
 
 LOSS_TYPES = ("dapo", "grpo", "bnpo", "dr_grpo")
@@ -65,6 +65,12 @@ class PolicyGradientKnobs:
     @property
     def rollouts_per_step(self) -> int:
         return self.group_size * self.prompts_per_step
+
+    def check_cell(self, budget: int, train_size: int, model: dict | None = None) -> None:
+        """Plan-time: a trainable backend and a budget that pays for one step (methods with a fixed
+        cost before training extend this)."""
+        self.check_trainable(model)
+        budget_steps_check(self, budget)
 
     def check_trainable(self, model: dict | None) -> None:
         backend = (model or {}).get("backend")
@@ -119,7 +125,8 @@ def prompt_key(messages: list[Message]) -> str:
     return json.dumps([(m["role"], m["content"]) for m in messages])
 
 
-def harness_reward(prompts: list, completions: list, harness_reward: list[float] | None = None, **_: Any) -> list[float]:
+def harness_reward(prompts: list, completions: list, harness_reward: list[float] | None = None,
+                   **_: Any) -> list[float]:
     """TRL reward function: the verifier reward the rollout function already computed."""
     if harness_reward is None:
         raise RuntimeError("the rollout function did not return harness_reward")
@@ -137,7 +144,8 @@ def grpo_config(knobs: PolicyGradientKnobs, ctx: LearnContext, steps: int, outpu
         num_iterations=1, max_steps=steps, learning_rate=knobs.learning_rate, beta=knobs.beta,
         epsilon=knobs.epsilon, loss_type=knobs.loss_type, scale_rewards=knobs.scale_rewards,
         max_completion_length=knobs.max_completion_length or 128, temperature=knobs.temperature, top_p=knobs.top_p,
-        max_grad_norm=knobs.max_grad_norm, gradient_checkpointing=False, report_to="none", save_strategy="no", logging_steps=1,
+        max_grad_norm=knobs.max_grad_norm, gradient_checkpointing=False,  # checkpointing slows generation 2x
+        report_to="none", save_strategy="no", logging_steps=1,
         seed=ctx.seed, data_seed=ctx.seed, disable_tqdm=True, remove_unused_columns=False)
 
 
@@ -161,7 +169,8 @@ def make_callback(ctx: LearnContext, learned: Learned, stop_below: int) -> Any:
             self.t_step = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kwargs):
-            self.lines.append(json.dumps({"step": state.global_step, "step_seconds": time.perf_counter() - self.t_step}))
+            seconds = time.perf_counter() - self.t_step
+            self.lines.append(json.dumps({"step": state.global_step, "step_seconds": seconds}))
             ctx.checkpoint(learned)
             if ctx.meter.remaining < stop_below:
                 control.should_training_stop = True
@@ -196,6 +205,17 @@ def run_trainer(knobs: PolicyGradientKnobs, learned: Learned, prompts: list[list
     write_text("".join(line + "\n" for line in callback.lines), ctx.cell_dir / "train_log.jsonl")
     model.save_pretrained(ctx.cell_dir / "policy")
     model.eval()
+
+
+def train_on_task_prompts(knobs: PolicyGradientKnobs, task: Task, train: list[Problem], backend: Backend,
+                          ctx: LearnContext, make_rollout: Callable[[dict[str, Problem]], RolloutFunc],
+                          trainer_cls: Any = None) -> PromptOnly:
+    """Train on the training problems' base prompts; the Learned is that prompt on the trained weights."""
+    prompts = [task.prompt(p) for p in train]
+    learned = PromptOnly(task, backend)
+    run_trainer(knobs, learned, prompts, backend, ctx, make_rollout({prompt_key(m): p for m, p in zip(prompts, train)}),
+                trainer_cls)
+    return learned
 
 
 def _with(knobs: PolicyGradientKnobs, **changes: Any) -> PolicyGradientKnobs:
