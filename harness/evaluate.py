@@ -66,8 +66,9 @@ def evaluate(task: Task, learned: Learned, test: list[Problem], cfg: EvalConfig,
     return rows
 
 
-def second_attempts(task: Task, learned: SecondAttempt, test: list[Problem], prompts: dict[str, tuple[Message, ...]],
-                    first: list[AttemptRecord], cfg: EvalConfig, checkpoint: int, progress=None) -> list[AttemptRecord]:
+def second_attempts(task: Task, learned: SecondAttempt, test: list[Problem],
+                    prompts: dict[str, tuple[Message, ...]], first: list[AttemptRecord], cfg: EvalConfig,
+                    checkpoint: int, progress=None) -> list[AttemptRecord]:
     """For every failed sampled first attempt: a reflection (aux) and a retry (policy, `attempt2`),
     both sampled like the first attempt; the retry keeps the first attempt's sample_idx."""
     by_id = {p.id: p for p in test}
@@ -76,8 +77,10 @@ def second_attempts(task: Task, learned: SecondAttempt, test: list[Problem], pro
     policy = learned.policy  # type: ignore[attr-defined]
     for start in range(0, len(failed), cfg.batch_problems):
         chunk = failed[start:start + cfg.batch_problems]
-        reflect = [learned.reflection_prompt(by_id[r.problem_id], list(prompts[r.problem_id]), r.completion,
-                                             task.verify(by_id[r.problem_id], r.completion)) for r in chunk]
+        verdicts = [task.verify(by_id[r.problem_id], r.completion, truncated=r.finish_reason == "length")
+                    for r in chunk]  # the first attempt's verdict (records keep no feedback text)
+        reflect = [learned.reflection_prompt(by_id[r.problem_id], list(prompts[r.problem_id]), r.completion, v)
+                   for r, v in zip(chunk, verdicts)]
         params = SamplingParams(n=1, temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed + 1,
                                 max_tokens=learned.reflection_max_tokens)
         reflections = [gens[0] for gens in policy.generate([GenerationRequest(tuple(m), params) for m in reflect])]
@@ -96,9 +99,9 @@ def second_attempts(task: Task, learned: SecondAttempt, test: list[Problem], pro
                                       finish_reason=refl.finish_reason, latency_s=refl.latency_s,
                                       completion=refl.text, tag="reflection", **common))
             rows.append(AttemptRecord(role="policy", prompt_tokens=g.prompt_tokens,
-                                      completion_tokens=g.completion_tokens, reward=v.reward, passed=v.passed, finish_reason=g.finish_reason,
-                                      latency_s=g.latency_s, completion=g.text, parsed=v.parsed, tag="attempt2",
-                                      **common))
+                                      completion_tokens=g.completion_tokens, reward=v.reward, passed=v.passed,
+                                      finish_reason=g.finish_reason, latency_s=g.latency_s, completion=g.text,
+                                      parsed=v.parsed, tag="attempt2", **common))
         if progress is not None:
             progress(2 * len(chunk), "eval")
     return rows
