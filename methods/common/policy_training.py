@@ -41,7 +41,7 @@ class PolicyGradientKnobs:
     group_size: int = 4  # G: completions per prompt (TRL num_generations; GEPA paper's GRPO: 12, LTE: 8)
     prompts_per_step: int = 2  # prompts per optimizer step; rollouts per step = prompts_per_step × G
     learning_rate: float = 1e-4  # AdamW lr (LoRA; feasibility.md used 1e-4 LoRA / 1e-5 full)
-    lora_rank: int = 16  # 0 = full fine-tune (saves ~0.5 GB of weights per cell for the default model)
+    lora_rank: int = 16  # 0 = full fine-tune (then `policy/` holds all weights: ~0.5 GB for the default model)
     lora_alpha: int = 32
     beta: float = 0.0  # KL coefficient (TRL default 0: no reference model; GEPA paper's GRPO: 0.01)
     epsilon: float = 0.2  # PPO clip range
@@ -188,11 +188,10 @@ def run_trainer(knobs: PolicyGradientKnobs, learned: Learned, prompts: list[list
 
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     model = attach_policy(backend, knobs)
-    steps = ctx.meter.remaining // knobs.rollouts_per_step
-    if steps < 1 or not prompts:
+    knobs_step = _with(knobs, prompts_per_step=min(knobs.prompts_per_step, len(prompts)))  # few prompts (RRR)
+    steps = ctx.meter.remaining // knobs_step.rollouts_per_step if prompts else 0
+    if steps < 1:
         return
-    per_step = min(knobs.prompts_per_step, len(prompts))
-    knobs_step = _with(knobs, prompts_per_step=per_step)
     with tempfile.TemporaryDirectory() as tmp:
         callback = make_callback(ctx, learned, knobs_step.rollouts_per_step)
         trainer = (trainer_cls or GRPOTrainer)(
