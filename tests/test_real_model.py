@@ -81,7 +81,8 @@ def test_packaged_sentence_embedder_loads_offline_and_ranks_by_meaning(monkeypat
 
 @pytest.mark.parametrize("method,overrides", [
     ("grpo", ["budget=16"]),  # 2 steps of 2 prompts × 4 completions
-    ("rrr", ["budget=20", "method.failure_samples=2", "method.group_size=2"]),  # 6 first attempts + 3 steps of 4
+    ("rrr", ["budget=20", "method.failure_samples=2", "method.group_size=2",  # 6 first attempts + steps of 4
+             "task.difficulty=medium"]),  # harder problems, so some first attempts fail and training runs
     ("lte", ["budget=24"]),  # 2–3 steps, hinted extras on all-fail groups
     ("core", ["budget=40", "method.baseline_samples=5", "method.rollout_batch=4"]),  # 15 baseline, then learning
 ])
@@ -99,3 +100,5 @@ def test_method_runs_a_few_real_steps_on_the_default_model(run_one, method, over
     assert (counted.completion_tokens > 0).mean() > 0.9 and counted.parsed.notna().mean() > 0.5
     final = summary[summary.final].iloc[0]
     assert 0.0 <= final["pass@1"] <= 1.0 and final.n_test == 6
+    trained = {"grpo": "rollout", "rrr": "retry", "lte": "rollout", "core": "attempt"}[method]
+    assert (counted.tag == trained).sum() > 0  # the learning phase itself ran, not only its set-up

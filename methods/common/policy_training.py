@@ -188,8 +188,10 @@ def run_trainer(knobs: PolicyGradientKnobs, learned: Learned, prompts: list[list
 
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     model = attach_policy(backend, knobs)
+    if not prompts:  # e.g. RRR when no first attempt failed: nothing to train on
+        return
     knobs_step = _with(knobs, prompts_per_step=min(knobs.prompts_per_step, len(prompts)))  # few prompts (RRR)
-    steps = ctx.meter.remaining // knobs_step.rollouts_per_step if prompts else 0
+    steps = ctx.meter.remaining // knobs_step.rollouts_per_step
     if steps < 1:
         return
     with tempfile.TemporaryDirectory() as tmp:
