@@ -143,7 +143,7 @@ def grpo_config(knobs: PolicyGradientKnobs, ctx: LearnContext, steps: int, outpu
         per_device_train_batch_size=knobs.rollouts_per_step, gradient_accumulation_steps=1, steps_per_generation=1,
         num_iterations=1, max_steps=steps, learning_rate=knobs.learning_rate, beta=knobs.beta,
         epsilon=knobs.epsilon, loss_type=knobs.loss_type, scale_rewards=knobs.scale_rewards,
-        max_completion_length=knobs.max_completion_length or 128, temperature=knobs.temperature, top_p=knobs.top_p,
+        max_completion_length=knobs.max_completion_length, temperature=knobs.temperature, top_p=knobs.top_p,
         max_grad_norm=knobs.max_grad_norm, gradient_checkpointing=False,  # checkpointing slows generation 2x
         report_to="none", save_strategy="no", logging_steps=1,
         seed=ctx.seed, data_seed=ctx.seed, disable_tqdm=True, remove_unused_columns=False)
@@ -190,7 +190,8 @@ def run_trainer(knobs: PolicyGradientKnobs, learned: Learned, prompts: list[list
     model = attach_policy(backend, knobs)
     if not prompts:  # e.g. RRR when no first attempt failed: nothing to train on
         return
-    knobs_step = _with(knobs, prompts_per_step=min(knobs.prompts_per_step, len(prompts)))  # few prompts (RRR)
+    knobs_step = _with(knobs, prompts_per_step=min(knobs.prompts_per_step, len(prompts)),  # few prompts (RRR)
+                       max_completion_length=knobs.max_completion_length or ctx.sampling.max_tokens)
     steps = ctx.meter.remaining // knobs_step.rollouts_per_step
     if steps < 1:
         return
