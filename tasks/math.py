@@ -9,14 +9,12 @@ Numbers are compared after canonicalisation (`7.0`, `+7` and `7` are the same an
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
 from harness.registry import register_task
 from harness.types import Problem
-from tasks.common.answer import last_number_after_equals
+from tasks.common.answer import canonical_number, last_number_after_equals
 from tasks.common.reasoning_gym import ReasoningGymTask
 
 DIFFICULTIES: dict[str, dict[str, Any]] = {
@@ -24,18 +22,6 @@ DIFFICULTIES: dict[str, dict[str, Any]] = {
     "medium": dict(min_terms=2, max_terms=2, min_digits=1, max_digits=2, operators=("+", "-")),
     "hard": dict(min_terms=3, max_terms=3, min_digits=1, max_digits=2, operators=("+", "-", "*")),
 }
-_NUM = re.compile(r"^[+-]?\d{1,30}(\.\d{1,30})?$")
-
-
-def canonical_number(text: str) -> str | None:
-    t = text.replace(",", "").replace(" ", "")
-    if not _NUM.match(t):
-        return None
-    try:
-        d = Decimal(t)
-    except InvalidOperation:
-        return None
-    return str(int(d)) if d == d.to_integral_value() else format(d.normalize(), "f")
 
 
 @register_task("math")

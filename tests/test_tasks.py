@@ -6,9 +6,8 @@ import pytest
 
 from harness.cell import disjoint_splits
 from harness.registry import TASKS
-from tasks.common.answer import extract_answer, last_number_after_equals
+from tasks.common.answer import canonical_number, extract_answer, last_number_after_equals
 from tasks.countdown import safe_expression
-from tasks.math import canonical_number
 
 ALL_TASKS = ["math", "countdown", "knights_knaves", "hanoi", "zebra"]
 

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
 
 MAX_SCAN_CHARS = 20_000
 MAX_ANSWER_CHARS = 2_000
 _MARKER = re.compile(r"answer\s*[:：]", re.IGNORECASE)
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+_PLAIN_NUMBER = re.compile(r"^[+-]?\d{1,30}(\.\d{1,30})?$")
 
 
 def clean(answer: str) -> str:
@@ -61,3 +63,16 @@ def last_number_after_equals(text: str) -> str | None:
     tail = first.rsplit("=", 1)[-1] if "=" in first else first
     nums = _NUMBER.findall(tail)
     return nums[-1] if nums else None
+
+
+def canonical_number(text: str) -> str | None:
+    """`7`, `7.0`, `+7` and `7,000`/`7000` style numbers in one canonical spelling; None if `text`
+    is not a plain decimal number."""
+    t = text.replace(",", "").replace(" ", "")
+    if not _PLAIN_NUMBER.match(t):
+        return None
+    try:
+        d = Decimal(t)
+    except InvalidOperation:
+        return None
+    return str(int(d)) if d == d.to_integral_value() else format(d.normalize(), "f")

@@ -1,88 +1,32 @@
-"""Adapter from a reasoning-gym generator to the sibench Task contract (DESIGN.md §3 "Task").
+"""Adapter from a reasoning-gym generator to the sibench Task contract (tasks/common/base.py).
 
-Splits: reasoning-gym derives item i of a dataset with seed S from `Random(S + i)`, so seeds S and
-S + 1 give the same problems shifted by one. Each split and run seed therefore starts at
-`SEED_BASE[split] + seed * SEED_STRIDE` (bases 1e9 / 2e9 / 3e9, stride 1_000_003, all below
-2**32), which keeps pools of up to a million draws apart. Duplicates and demo problems are
-dropped, and the cell runner removes any test id from the training set and asserts no overlap.
-
-Prompt (fixed per task and recorded by `describe()`): a system message with the task's
-instruction (plus the method's guidance, if any), `few_shot` demos as user/assistant turns, then
-the question. Every instruction asks for a final `Answer: <answer>` line (tasks/common/answer.py).
-
-Verification is strict: `passed` only when reasoning-gym's score is exactly 1.0; its partial
-credit (0.01-0.3 for some wrong answers) is kept only with `partial_credit=true`. Scoring runs
-under a wall-clock limit and any exception becomes reward 0 with feedback, never a crash.
+Problem i of stream S is reasoning-gym's item i of `create_dataset(name, seed=S, ...)`; scoring
+is reasoning-gym's own `score_answer`, so `passed` requires its score to be exactly 1.0 (its
+partial credit, 0.01-0.3 for some wrong answers, is kept only with `partial_credit=true`).
 """
 
 from __future__ import annotations
 
-import signal
-import threading
-from collections import Counter
-from contextlib import contextmanager
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from harness.types import Message, Problem, Verdict
-from tasks.common.answer import extract_answer
-
-SEED_BASE = {"train": 1_000_000_000, "test": 2_000_000_000, "demo": 3_000_000_000}
-SEED_STRIDE = 1_000_003
-FEEDBACK_MODES = ("binary", "rich")
-
-
-class VerifierTimeout(Exception):
-    pass
-
-
-@contextmanager
-def time_limit(seconds: float):
-    """SIGALRM-based limit in the main thread; elsewhere (signals unavailable) the input caps in
-    answer.py bound the work instead."""
-    if seconds <= 0 or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def on_alarm(signum, frame):
-        raise VerifierTimeout()
-
-    old = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
+from harness.types import Problem
+from tasks.common.base import PromptedTask
 
 
 @dataclass
-class ReasoningGymTask:
-    """Base for tasks backed by one reasoning-gym dataset. Subclasses set the class variables (and
-    `generator_fields`, or override `generator_config()`); they may override `score`, `demo_reply`
-    and `fallback`."""
+class ReasoningGymTask(PromptedTask):
+    """Base for tasks backed by one reasoning-gym dataset. Subclasses set `dataset` (and
+    `generator_fields`, or override `generator_config()`)."""
 
-    name: ClassVar[str]
     dataset: ClassVar[str]  # reasoning-gym dataset name
-    instruction: ClassVar[str]  # system instruction; must ask for a final "Answer: ..." line
-
-    feedback: str = "binary"  # what a method may show the model: "binary" (Correct./Incorrect.) or "rich" (adds the expected answer)
-    few_shot: int = 2  # demos in every prompt, drawn once from the demo seed range
-    max_tokens: int = 128  # default completion cap for this task (eval.max_tokens / learn.max_tokens override)
-    partial_credit: bool = False  # keep reasoning-gym's partial credit in `reward` (never in `passed`)
-    verify_timeout_s: float = 2.0  # wall-clock limit on scoring one completion
-    multiline_answer: ClassVar[bool] = False  # the answer spans the lines after "Answer:"
     generator_fields: ClassVar[tuple[str, ...]] = ()  # dataclass fields passed to the generator as is
 
     def __post_init__(self) -> None:
-        if self.feedback not in FEEDBACK_MODES:
-            raise ValueError(f"unknown feedback {self.feedback!r}; valid: {', '.join(FEEDBACK_MODES)}")
-        if self.few_shot < 0:
-            raise ValueError(f"few_shot must be >= 0, got {self.few_shot}")
-        self._dataset_cache: dict[int, Any] = {}
-        self._demos: list[Problem] | None = None
+        super().__post_init__()
+        self._dataset_cache: dict[tuple[int, int], Any] = {}
 
-    # ---- generation ----
     def generator_config(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in self.generator_fields}
 
@@ -95,91 +39,15 @@ class ReasoningGymTask:
                 self.dataset, seed=seed, size=size, **self.generator_config())
         return self._dataset_cache[key]
 
-    def _generate(self, seed: int, n: int, exclude: set[str]) -> list[Problem]:
-        size = max(4 * n + 50, 100)
+    def draw(self, seed: int, size: int) -> Iterator[Problem]:
         ds = self._dataset(seed, size)
-        out, seen = [], set(exclude)
-        for i in range(size):
+        for i in range(size):  # lazily: reasoning-gym builds item i on access
             entry = ds[i]
-            p = Problem.make(entry["question"], str(entry["answer"]), {"entry": entry, "index": i})
-            if p.id not in seen:
-                seen.add(p.id)
-                out.append(p)
-                if len(out) == n:
-                    return out
-        raise ValueError(f"{self.name}: only {len(out)} distinct problems in {size} draws "
-                         f"(asked for {n}); the difficulty setting has too few distinct problems")
-
-    def demos(self) -> list[Problem]:
-        if self._demos is None:
-            self._demos = self._generate(SEED_BASE["demo"], self.few_shot, set()) if self.few_shot else []
-        return self._demos
-
-    def problems(self, split: str, n: int, seed: int) -> list[Problem]:
-        if split not in ("train", "test"):
-            raise ValueError(f"unknown split {split!r}; valid: train, test")
-        if not 0 <= seed < 999:
-            raise ValueError(f"seed {seed} out of range; valid: 0..998")
-        return self._generate(SEED_BASE[split] + seed * SEED_STRIDE, n, {d.id for d in self.demos()})
-
-    # ---- prompting ----
-    def demo_reply(self, problem: Problem) -> str:
-        return f"Answer: {problem.answer}"
-
-    def prompt(self, problem: Problem, guidance: str = "", instruction: str | None = None) -> list[Message]:
-        system = instruction if instruction is not None else self.instruction
-        if guidance:
-            system = f"{system}\n\n{guidance}"
-        msgs: list[Message] = [{"role": "system", "content": system}]
-        for d in self.demos():
-            msgs += [{"role": "user", "content": d.question},
-                     {"role": "assistant", "content": self.demo_reply(d)}]
-        msgs.append({"role": "user", "content": problem.question})
-        return msgs
-
-    # ---- verification ----
-    def fallback(self, text: str) -> str | None:
-        """Answer to use when the completion has no `Answer:` line (None = unparsed)."""
-        return None
-
-    def extract(self, completion: str) -> str | None:
-        return extract_answer(completion, self.fallback, multiline=self.multiline_answer)
+            yield Problem.make(entry["question"], str(entry["answer"]), {"entry": entry, "index": i})
 
     def score(self, parsed: str, problem: Problem) -> float:
         """reasoning-gym's own scorer on the parsed answer."""
         return float(self._dataset(0, 1).score_answer(parsed, problem.meta["entry"]))
 
-    def verify(self, problem: Problem, completion: str, truncated: bool = False) -> Verdict:
-        parsed: str | None = None
-        try:
-            with time_limit(self.verify_timeout_s):
-                parsed = self.extract(completion)
-                score = self.score(parsed, problem) if parsed is not None else 0.0
-            note = "" if parsed is not None else " No final 'Answer: ...' line was found."
-        except VerifierTimeout:
-            score, note = 0.0, " The answer could not be checked in time."
-        except Exception:  # hostile or malformed text: never propagate
-            score, note = 0.0, " The answer could not be parsed."
-        passed = score == 1.0
-        reward = score if self.partial_credit else float(passed)
-        if passed:
-            text = "Correct."
-        elif self.feedback == "rich":
-            text = f"Incorrect. Your answer: {parsed!r}. Expected: {problem.answer!r}.{note}"
-        else:
-            text = f"Incorrect.{note}"
-        return Verdict(reward=reward, passed=passed, parsed=parsed, feedback=text, truncated=truncated)
-
-    # ---- reporting ----
-    def chance_baseline(self, problems: list[Problem]) -> dict[str, float]:
-        """Accuracy of always giving the most common test answer (report it beside Pass@1)."""
-        if not problems:
-            return {}
-        top = Counter(p.answer for p in problems).most_common(1)[0][1]
-        return {"majority_answer": top / len(problems)}
-
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "dataset": self.dataset, "generator": self.generator_config(),
-                "instruction": self.instruction, "few_shot": self.few_shot,
-                "demo_ids": [d.id for d in self.demos()], "feedback": self.feedback,
-                "max_tokens": self.max_tokens, "partial_credit": self.partial_credit}
+        return {**super().describe(), "dataset": self.dataset, "generator": self.generator_config()}
