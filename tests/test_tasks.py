@@ -9,7 +9,7 @@ from harness.registry import TASKS
 from tasks.common.answer import canonical_number, extract_answer, last_number_after_equals
 from tasks.countdown import safe_expression
 
-ALL_TASKS = ["math", "countdown", "knights_knaves", "hanoi", "zebra", "mathgap", "matchstick"]
+ALL_TASKS = ["math", "countdown", "knights_knaves", "hanoi", "zebra", "mathgap", "matchstick", "function_calling"]
 
 
 @pytest.fixture(scope="module")

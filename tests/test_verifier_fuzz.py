@@ -10,7 +10,7 @@ import pytest
 
 from harness.registry import TASKS
 
-ALL_TASKS = ["math", "countdown", "knights_knaves", "hanoi", "zebra", "mathgap", "matchstick"]
+ALL_TASKS = ["math", "countdown", "knights_knaves", "hanoi", "zebra", "mathgap", "matchstick", "function_calling"]
 SENTINEL = Path("/tmp/sibench_fuzz_pwned")
 
 
