@@ -14,12 +14,17 @@ SEEDS   ?= 0
 MODEL   ?= smollm2_135m
 SWEEP   ?= default
 ARGS    ?=
+# Paper layouts: conf/paper/<PAPER>.yaml; SCALE = full (the paper's setting) | cpu (empty: run full,
+# table the scale that has results)
+PAPER   ?= core
+SCALE   ?=
 
-.PHONY: setup setup-llamacpp sweep run test test-fast test-gpu table plot bench clean help
+.PHONY: setup setup-llamacpp sweep run test test-fast test-gpu table plot paper paper-table bench clean help
 
 help:
 	@echo "make sweep TASK=math BUDGET=500 [METHOD=a,b SEEDS=0,1 MODEL=mock SWEEP=name ARGS='eval.n_samples=8']"
 	@echo "make table|plot [SWEEP=name]   make test   make test-fast   make bench   make setup"
+	@echo "make paper PAPER=core|rrr|lte [SCALE=full|cpu]   make paper-table PAPER=core [SCALE=cpu]"
 
 $(STAMP): pyproject.toml constraints-cpu.txt
 	test -x $(PY) || python3 -m venv .venv
@@ -56,6 +61,12 @@ table: setup
 
 plot: setup
 	$(PY) -m harness.plot --sweep $(SWEEP)
+
+paper: setup
+	$(PY) -m harness.paper run $(PAPER) $(if $(SCALE),--scale $(SCALE))
+
+paper-table: setup
+	$(PY) -m harness.paper table $(PAPER) $(if $(SCALE),--scale $(SCALE))
 
 bench: setup
 	$(PY) bench/throughput.py $(ARGS)

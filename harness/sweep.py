@@ -111,13 +111,9 @@ class Progress:
               f"skipped={self.skipped}", flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    overrides = list(sys.argv[1:] if argv is None else argv)
-    try:
-        sweep_dir, specs, first = plan(overrides)
-    except UserError as exc:
-        print(f"sibench: error: {exc}", file=sys.stderr)
-        return 2
+def execute(sweep_dir: Path, specs: list[CellSpec], first: dict[str, Any]) -> int:
+    """Run planned cells (finished ones are skipped); exit status 0, 1 if a cell failed, 2 on a
+    launcher-level user error."""
     from harness.launchers import LAUNCHERS
 
     todo = sum(not s.done for s in specs)
@@ -147,6 +143,16 @@ def main(argv: list[str] | None = None) -> int:
     for o in failed:
         print(f"  FAILED {o.label} ({o.cell_id}): {o.error}  [see {sweep_dir / 'cells' / o.cell_id / 'status.json'}]")
     return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    overrides = list(sys.argv[1:] if argv is None else argv)
+    try:
+        sweep_dir, specs, first = plan(overrides)
+    except UserError as exc:
+        print(f"sibench: error: {exc}", file=sys.stderr)
+        return 2
+    return execute(sweep_dir, specs, first)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,102 @@
+"""`make paper` / `make paper-table`: block expansion, plan-before-run, and the table's numbers
+(ours = mean of the results, paper = the reference CSV, n/s where unstated)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from harness import paper as paper_mod
+
+PAPER_YAML = """
+title: Tiny paper
+reference: tiny_reference.csv
+scales:
+  small:
+    note: mock model
+    common: [model=mock, logger=none, task.test_size=8, eval.n_samples=2, "checkpoints=[]"]
+    reference_rows: {train_size: {4: 100}}
+    per_value:
+      method:
+        episodic_rag: [method.k_success=1]
+    blocks:
+      table1:
+        grid: {task: [math], method: [zero_shot, episodic_rag], seed: [0, 1]}
+        cells:
+          - [task.train_size=3, budget=6]
+          - [task.train_size=4, budget=8, "checkpoints=[0.5]"]
+table:
+  block: table1
+  rows: [task, train_size]
+  row_names: {math: Arithmetic}
+  columns:
+    - {label: Base, method: zero_shot, metric: pass@1}
+    - {label: RAG, method: episodic_rag, metric: pass@1}
+  best: true
+  improvement: {over: Base, by: train_size}
+  context_tokens: true
+  curves: {block: curves, where: {train_size: 4}}
+"""
+REFERENCE = """section,row,column,value,source
+table,math/100,RAG,0.777,Tab. 9
+table,math/100,best,RAG,Tab. 9
+improvement,100,RAG,+12.0%,Sec. 4
+context_tokens,,RAG,1234,Fig. 3
+"""
+
+
+@pytest.fixture
+def tiny_paper(tmp_path):
+    (tmp_path / "tiny.yaml").write_text(PAPER_YAML)
+    (tmp_path / "tiny_reference.csv").write_text(REFERENCE)
+    return str(tmp_path / "tiny.yaml")
+
+
+def test_blocks_split_on_per_value_keys_and_later_overrides_win():
+    scale = {"common": ["model=mock", "budget=1"], "per_value": {"method": {"b": ["budget=9", "x.y=1"]}}}
+    block = {"grid": {"task": ["t1", "t2"], "method": ["a", "b"]}, "cells": [["budget=5"], ["budget=6"]]}
+    groups = paper_mod.block_groups(scale, block, "S")
+    assert len(groups) == 4
+    assert groups[0] == ["model=mock", "budget=5", "task=t1,t2", "method=a", "sweep=S"]
+    assert "budget=9" in groups[2] and "budget=5" not in groups[2] and "x.y=1" in groups[2]  # per-value wins
+
+
+def test_paper_runs_then_tables_ours_beside_the_reference(tiny_paper, tmp_path, capsys):
+    results = str(tmp_path / "results")
+    assert paper_mod.main(["run", tiny_paper, "--scale", "small", "--results-dir", results]) == 0
+    sdir = tmp_path / "results" / "paper-tiny-small-table1"
+    summary = pd.read_parquet(sdir / "summary.parquet")
+    assert summary["cell_id"].nunique() == 8  # 2 methods x 2 seeds x 2 sizes
+    capsys.readouterr()
+    assert paper_mod.main(["table", tiny_paper, "--results-dir", results]) == 0
+    out = capsys.readouterr().out
+    final = summary[summary["final"]]
+    for size in (3, 4):
+        base = final[(final.method == "zero_shot") & (final.train_size == size)]["pass@1"].mean()
+        rag = final[(final.method == "episodic_rag") & (final.train_size == size)]["pass@1"].mean()
+        line = next(ln for ln in out.splitlines() if ln.startswith(f"| Arithmetic | {size}"))
+        cells = [c.strip() for c in line.split("|")[1:-1]]
+        assert cells[3:5] == [f"{base:.3f}", f"{rag:.3f}"] and "2 seeds" in cells[2] and f"B={2 * size}," in cells[2]
+        assert cells[5] == ("RAG" if rag > base else "Base")
+    paper_lines = [ln for ln in out.splitlines() if "paper (math/" in ln]
+    assert "| n/s " in paper_lines[0] and "paper (math/3)" in paper_lines[0]  # unstated row
+    assert "0.777" in paper_lines[1] and "paper (math/100)" in paper_lines[1] and "RAG" in paper_lines[1]
+    rows4 = final[final.train_size == 4]
+    b, r = (rows4[rows4.method == m]["pass@1"].mean() for m in ("zero_shot", "episodic_rag"))
+    assert f"{(r - b) / b:+.1%} (paper +12.0%)" in out
+    assert "1234" in out and (sdir / "paper_table.md").exists()
+    assert (sdir / "plots" / "paper_curve_math.png").stat().st_size > 1000
+
+
+def test_bad_names_and_invalid_cells_exit_2_before_anything_runs(tiny_paper, tmp_path, capsys):
+    results = str(tmp_path / "results")
+    assert paper_mod.main(["run", "nope", "--results-dir", results]) == 2
+    assert "unknown paper 'nope'; valid: core" in capsys.readouterr().err
+    assert paper_mod.main(["run", tiny_paper, "--scale", "huge", "--results-dir", results]) == 2
+    assert "unknown scale 'huge'; valid: small" in capsys.readouterr().err
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(PAPER_YAML.replace("budget=8", "budget=-1"))
+    assert paper_mod.main(["run", str(broken), "--scale", "small", "--results-dir", results]) == 2
+    assert "budget" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()  # the valid first cells did not run either
+    assert paper_mod.main(["table", tiny_paper, "--results-dir", results]) == 2
