@@ -138,6 +138,14 @@ def stage_rows(df: pd.DataFrame, stage: str) -> pd.DataFrame:
     return df.sort_values("rollouts_used").groupby("cell_id", as_index=False).head(1)
 
 
+def metric_values(df: pd.DataFrame, metric: str) -> pd.Series:
+    """A summary column; `pass@k` is each cell's largest reported k (eval.k, else n_samples)."""
+    if metric != "pass@k":
+        return df[metric] if metric in df.columns else pd.Series(float("nan"), index=df.index)
+    ks = df["report_k"] if "report_k" in df.columns else df["n_samples"]
+    return pd.Series([row.get(f"pass@{int(k)}") for (_, row), k in zip(df.iterrows(), ks)], index=df.index, dtype=float)
+
+
 def reference_table(paper: dict[str, Any]) -> pd.DataFrame:
     path = paper["_dir"] / paper["reference"] if paper.get("reference") else None
     if path is None or not path.exists():
@@ -148,6 +156,10 @@ def reference_table(paper: dict[str, Any]) -> pd.DataFrame:
 def _ref(ref: pd.DataFrame, section: str, row: str, column: str) -> str:
     hit = ref[(ref["section"] == section) & (ref["row"] == row) & (ref["column"] == column)]
     return hit["value"].iloc[0] if len(hit) else "n/s"
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and pd.isna(v))
 
 
 def _fmt(v: float | None) -> str:
@@ -165,14 +177,13 @@ def build_paper_table(paper: dict[str, Any], scale: dict[str, Any], results: pd.
 
     values: dict[tuple, dict[str, float]] = {}
     for col in columns:
-        part = stage_rows(results[results["method"] == col["method"]], col.get("stage", "final"))
-        if col["metric"] not in part.columns:
-            continue
-        for row, df in part.groupby(keys, sort=False):
+        part = stage_rows(results[results["method"] == col["method"]], col.get("stage", "final")).copy()
+        part["_value"] = metric_values(part, col["metric"])
+        for row, df in part.dropna(subset=["_value"]).groupby(keys, sort=False, dropna=False):
             row = row if isinstance(row, tuple) else (row,)
-            values.setdefault(row, {})[col["label"]] = float(df[col["metric"]].mean())
+            values.setdefault(row, {})[col["label"]] = float(df["_value"].mean())
     budgets = {(row if isinstance(row, tuple) else (row,)): set(df["budget"])
-               for row, df in results.groupby(keys, sort=False)}
+               for row, df in results.groupby(keys, sort=False, dropna=False)}
     block_grid = scale["blocks"][layout["block"]]["grid"]
 
     def order(row: tuple) -> tuple:
@@ -184,8 +195,8 @@ def build_paper_table(paper: dict[str, Any], scale: dict[str, Any], results: pd.
     header = keys + ["line"] + labels + (["best"] if layout.get("best") else [])
     for row in sorted(values, key=order):
         ours = values[row]
-        ref_row = "/".join(str(ref_map.get(k, {}).get(v, v)) for k, v in zip(keys, row))
-        shown = [names.get(v, v) if k == "task" else v for k, v in zip(keys, row)]
+        ref_row = "/".join("" if _missing(v) else str(ref_map.get(k, {}).get(v, v)) for k, v in zip(keys, row))
+        shown = ["" if _missing(v) else names.get(v, v) for v in row]
         best = max((lbl for lbl in labels if lbl in ours), key=lambda lbl: ours[lbl], default="–")
         budget = "/".join(str(b) for b in sorted(budgets.get(row, ())))
         ours_line = shown + [f"ours (B={budget}, {model}, {seeds} seed{'s' * (seeds != 1)})"]

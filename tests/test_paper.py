@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -100,3 +102,31 @@ def test_bad_names_and_invalid_cells_exit_2_before_anything_runs(tiny_paper, tmp
     assert "budget" in capsys.readouterr().err
     assert not (tmp_path / "results").exists()  # the valid first cells did not run either
     assert paper_mod.main(["table", tiny_paper, "--results-dir", results]) == 2
+
+
+FAKE_ROWS = {  # Hub columns of each dataset the shipped paper configs use
+    "WildEval/ZebraLogic": [{"id": f"z{i}", "size": "2*2", "puzzle": f"P{i}", "solution": {
+        "header": ["House", "Name"], "rows": [["1", "A"], ["2", f"B{i}"]]}} for i in range(200)],
+    "Salesforce/xlam-function-calling-60k": [{"id": i, "query": f"q{i}", "tools": "[]",
+                                              "answers": json.dumps([{"name": "f", "arguments": {"x": i}}])}
+                                             for i in range(20000)],
+    "Jiayi-Pan/Countdown-Tasks-3to4": [{"target": i, "nums": [i, 1, 1]} for i in range(20000)],
+}
+
+
+@pytest.mark.slow  # composes every cell of every scale (~2 min), no model runs
+@pytest.mark.parametrize("name", ["core", "rrr", "lte"])
+def test_every_shipped_paper_config_plans_at_every_scale(name, monkeypatch, tmp_path):
+    from tasks.common.datasets import HubSource
+
+    def fake_load(self, task):
+        if self.hf_id in FAKE_ROWS:
+            return FAKE_ROWS[self.hf_id]
+        return [{"problem": f"{self.hf_id} {i}", "question": f"{self.hf_id} {i}", "answer": str(i),
+                 "solution": f"\\\\boxed{{{i}}}", "final_answer": [str(i)]} for i in range(10000)]
+
+    monkeypatch.setattr(HubSource, "load", fake_load)
+    paper = paper_mod.load_paper(name)
+    for scale in paper["scales"]:
+        assert paper_mod.run(name, scale, str(tmp_path / "results"), dry_run=True) == 0
+    assert not (tmp_path / "results").exists()
