@@ -93,7 +93,7 @@ def disjoint_splits(task: Task, train_size: int, test_size: int, seed: int,
     """Test problems, then training problems with every test id removed (asserted disjoint)."""
     test = task.problems("test", test_size, test_seed)
     test_ids = {p.id for p in test}
-    pool = task.problems("train", 3 * train_size + 20, seed)
+    pool = task.problems("train", train_size + test_size, seed)  # enough even if every test problem recurs
     train = [p for p in pool if p.id not in test_ids][:train_size]
     if len(train) < train_size:
         raise ValueError(f"task {task.name} could only produce {len(train)} training problems "
