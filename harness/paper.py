@@ -26,6 +26,7 @@ import pandas as pd
 import yaml
 
 from harness.config import REPO, UserError
+from harness.plot import save_curve_figure
 from harness.records import write_text
 from harness.sweep import execute, plan
 from harness.table import sweep_dir_of
@@ -272,17 +273,7 @@ def plot_curves(results: pd.DataFrame, columns: list[dict[str, Any]], out_dir: P
             if 0 not in curve.index and pd.notna(start):
                 curve = pd.concat([pd.Series([start], index=[0]), curve])
             ax.plot(curve.index, curve.to_numpy(), marker="o", label=col["label"])
-        ax.set_xlabel("rollouts used")
-        ax.set_ylabel(f"held-out {metric}")
-        ax.set_title(str(task))
-        ax.set_ylim(0, 1)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        path = out_dir / f"paper_curve_{task}.png"
-        fig.tight_layout()
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        written.append(path)
+        written.append(save_curve_figure(fig, ax, f"held-out {metric}", str(task), out_dir / f"paper_curve_{task}.png"))
     return written
 
 

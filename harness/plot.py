@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import pandas as pd
 
@@ -31,18 +32,25 @@ def plot_sweep(summary: pd.DataFrame, out_dir) -> list:
         base = [c for c in df.columns if c == "baseline_majority_answer"]
         if base:
             ax.axhline(df[base[0]].iloc[0], color="grey", ls="--", lw=1, label="majority answer")
-        ax.set_xlabel("rollouts used")
-        ax.set_ylabel("Pass@1 (held-out)")
-        ax.set_title(f"{task}, budget {budget}")
-        ax.set_ylim(0, 1)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        path = out_dir / f"learning_curve_{task}_B{budget}.png"
-        fig.tight_layout()
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        written.append(path)
+        written.append(save_curve_figure(fig, ax, "Pass@1 (held-out)", f"{task}, budget {budget}",
+                                         out_dir / f"learning_curve_{task}_B{budget}.png"))
     return written
+
+
+def save_curve_figure(fig, ax, ylabel: str, title: str, path: Path) -> Path:
+    """Shared look of every learning-curve PNG: rollouts on x, a 0-1 score on y."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel("rollouts used")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -115,7 +115,10 @@ class _TreeBuilder:
             room = cap - q.value
             if self.rng.random() < PART_WHOLE_SHARE and room >= 2 * (width - 1):
                 nxt = self.part_whole([q] + [self.axiom(room // (width - 1)) for _ in range(width - 1)])
-            q = nxt or self.comparison(q, cap) or q  # comparison always fits: value is in 1..cap
+            nxt = nxt or self.comparison(q, cap)
+            if nxt is None:  # only if cap < 2, which __post_init__ rules out
+                raise ValueError(f"mathgap: no inference keeps values in 1..{cap}")
+            q = nxt
         return q
 
 
