@@ -66,9 +66,10 @@ def merge_overrides(*lists: list[str]) -> list[str]:
     return list(merged.values())
 
 
-def block_groups(scale: dict[str, Any], block: dict[str, Any], sweep: str) -> list[list[str]]:
-    """Override lists of one block: grid keys with per-value overrides are split, the rest stay
-    comma lists; each per-cell override set gives one list per split combination."""
+def block_groups(scale: dict[str, Any], block: dict[str, Any], sweep: str) -> list[tuple[int, list[str]]]:
+    """(per-cell override set index, override list) for one block: grid keys with per-value
+    overrides are split, the rest stay comma lists; each per-cell override set gives one list per
+    split combination."""
     per_value = {k: dict(v) for k, v in (scale.get("per_value") or {}).items()}
     for key, values in (block.get("per_value") or {}).items():
         per_value.setdefault(key, {}).update(values)
@@ -79,12 +80,28 @@ def block_groups(scale: dict[str, Any], block: dict[str, Any], sweep: str) -> li
     for combo in product(*(grid[k] for k in split)):
         chosen = [f"{k}={v}" for k, v in zip(split, combo)]
         extra = [o for k, v in zip(split, combo) for o in per_value[k].get(v, per_value[k].get(str(v), []))]
-        for cell in block["cells"]:
-            groups.append(merge_overrides(scale.get("common", []), joined, chosen, cell, extra, [f"sweep={sweep}"]))
+        for entry, cell in enumerate(block["cells"]):
+            groups.append((entry, merge_overrides(scale.get("common", []), joined, chosen, cell, extra,
+                                                  [f"sweep={sweep}"])))
     return groups
 
 
 # ---------------------------------------------------------------- run
+
+def config_value(config: dict[str, Any], key: str) -> Any:
+    """The grid value of `key` in a composed cell config (`task` -> its name, `task.x` -> its x)."""
+    node: Any = config
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node.get("name") if isinstance(node, dict) else node
+
+
+def run_order(config: dict[str, Any], entry: int, grid: dict[str, list[Any]]) -> tuple:
+    """Row by row: the per-cell override set, then the grid keys in order with `method` last, so
+    an interrupted run leaves whole rows of the table."""
+    keys = [k for k in grid if k != "method"] + [k for k in grid if k == "method"]
+    return (entry, *(grid[k].index(v) if (v := config_value(config, k)) in grid[k] else len(grid[k]) for k in keys))
+
 
 def run(name: str, scale_name: str, results_dir: str = "results", dry_run: bool = False) -> int:
     paper = load_paper(name)
@@ -92,15 +109,15 @@ def run(name: str, scale_name: str, results_dir: str = "results", dry_run: bool 
     planned = []
     for block_name, block in scale["blocks"].items():
         sweep = sweep_name(paper, scale_name, block_name)
-        specs, seen, first, sdir = [], set(), None, None
-        for group in block_groups(scale, block, sweep):
+        keyed, seen, first, sdir = [], set(), None, None
+        for entry, group in block_groups(scale, block, sweep):
             sdir, group_specs, group_first = plan(group + [f"results_dir={results_dir}"])
             first = first or group_first
-            for s in group_specs:
-                if s.cell_id not in seen:
-                    seen.add(s.cell_id)
-                    specs.append(s)
-        planned.append((block_name, sdir, specs, first))
+            for spec in group_specs:
+                if spec.cell_id not in seen:
+                    seen.add(spec.cell_id)
+                    keyed.append((run_order(spec.config, entry, block["grid"]), spec))
+        planned.append((block_name, sdir, [spec for _, spec in sorted(keyed, key=lambda x: x[0])], first))
     total = sum(len(p[2]) for p in planned)
     print(f"paper {paper['_name']}, scale {scale_name}: {paper.get('title', '')}\n  {scale.get('note', '')}\n  "
           + ", ".join(f"{b}: {len(s)} cells" for b, _, s, _ in planned) + f" ({total} in all)", flush=True)
@@ -121,14 +138,10 @@ def run(name: str, scale_name: str, results_dir: str = "results", dry_run: bool 
 def load_results(sdir: Path, keys: list[str]) -> pd.DataFrame:
     """summary.parquet plus any row key that is a cell-config path (e.g. task.benchmark)."""
     summary = pd.read_parquet(sdir / "summary.parquet")
+    configs = {cell_id: json.loads((sdir / "cells" / cell_id / "config.json").read_text())["config"]
+               for cell_id in summary["cell_id"].unique()}
     for key in [k for k in keys if k not in summary.columns]:
-        values = {}
-        for cell_id in summary["cell_id"].unique():
-            node: Any = json.loads((sdir / "cells" / cell_id / "config.json").read_text())["config"]
-            for part in key.split("."):
-                node = node.get(part) if isinstance(node, dict) else None
-            values[cell_id] = node
-        summary[key] = summary["cell_id"].map(values)
+        summary[key] = summary["cell_id"].map({cell_id: config_value(c, key) for cell_id, c in configs.items()})
     return summary
 
 

@@ -57,10 +57,20 @@ def tiny_paper(tmp_path):
 def test_blocks_split_on_per_value_keys_and_later_overrides_win():
     scale = {"common": ["model=mock", "budget=1"], "per_value": {"method": {"b": ["budget=9", "x.y=1"]}}}
     block = {"grid": {"task": ["t1", "t2"], "method": ["a", "b"]}, "cells": [["budget=5"], ["budget=6"]]}
-    groups = paper_mod.block_groups(scale, block, "S")
-    assert len(groups) == 4
+    entries, groups = zip(*paper_mod.block_groups(scale, block, "S"))
+    assert entries == (0, 1, 0, 1)
     assert groups[0] == ["model=mock", "budget=5", "task=t1,t2", "method=a", "sweep=S"]
     assert "budget=9" in groups[2] and "budget=5" not in groups[2] and "x.y=1" in groups[2]  # per-value wins
+
+
+def test_cells_run_row_by_row_with_the_methods_of_a_row_together():
+    grid = {"task": ["t1", "t2"], "method": ["a", "b"], "seed": [0]}
+    cells = [({"task": {"name": t}, "method": {"name": m}, "seed": 0}, e) for e in (1, 0) for m in "ba"
+             for t in ("t2", "t1")]
+    order = sorted(cells, key=lambda c: paper_mod.run_order(c[0], c[1], grid))
+    assert [(e, c["task"]["name"], c["method"]["name"]) for c, e in order] == [
+        (0, "t1", "a"), (0, "t1", "b"), (0, "t2", "a"), (0, "t2", "b"),
+        (1, "t1", "a"), (1, "t1", "b"), (1, "t2", "a"), (1, "t2", "b")]
 
 
 def test_paper_runs_then_tables_ours_beside_the_reference(tiny_paper, tmp_path, capsys):
