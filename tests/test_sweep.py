@@ -99,7 +99,8 @@ def test_failing_cell_does_not_stop_the_others(tmp_path):
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["task=nope"], "'nope'; valid tasks: countdown, hanoi, knights_knaves, math, zebra"),
+    (["task=nope"], "'nope'; valid tasks: countdown, countdown_tasks, function_calling, hanoi, knights_knaves, "
+                      "matchstick, math, math_benchmark, mathgap, xlam, zebra, zebralogic"),
     (["method=nope"], "unknown method 'nope'; valid methods: "
      + ", ".join(sorted(p.stem for p in (REPO / "conf" / "method").glob("*.yaml")))),
     (["model=nope"], "valid models:"),
