@@ -28,6 +28,7 @@ from harness.registry import METHODS, TASKS
 from harness.types import Backend, Problem, SamplingParams, Task, content_hash
 
 REPO = Path(__file__).resolve().parent.parent
+REPORTING_MODULES = ("table.py", "plot.py", "paper.py")  # read results, never run a cell: not in the code hash
 ID_KEYS = ("task", "method", "model", "aux_model", "budget", "seed", "eval", "learn", "checkpoints")
 
 
@@ -36,7 +37,7 @@ def code_version(task_name: str, method_name: str) -> str:
     task and method modules. Editing them gives new cell ids; adding another method does not."""
     files = set()
     for pkg in ("harness", "tasks/common", "methods/common"):
-        files.update((REPO / pkg).rglob("*.py"))
+        files.update(p for p in (REPO / pkg).rglob("*.py") if p.name not in REPORTING_MODULES)
     for obj in (TASKS.get(task_name), METHODS.get(method_name)):
         files.add(Path(inspect.getfile(obj)).resolve())
     h = hashlib.sha256()

@@ -233,7 +233,10 @@ def build_paper_table(paper: dict[str, Any], scale: dict[str, Any], results: pd.
             ref_by = str(ref_map.get(by, {}).get(value, value))
             row = [value]
             for lbl in labels:
-                if lbl == base or lbl not in df or base not in df:
+                if lbl == base:
+                    continue
+                if lbl not in df or base not in df:  # a column not run yet
+                    row.append("–")
                     continue
                 ok = df[base] > 0
                 gain = ((df[lbl] - df[base]) / df[base])[ok].mean() if ok.any() else float("nan")
@@ -249,7 +252,8 @@ def build_paper_table(paper: dict[str, Any], scale: dict[str, Any], results: pd.
         final = stage_rows(results, "final")
         for col in columns:
             added = final[final["method"] == col["method"]]["context_tokens_added"].mean()
-            rows.append([col["label"], _fmt(added).replace(".000", ""), _ref(ref, "context_tokens", "", col["label"])])
+            rows.append([col["label"], "–" if pd.isna(added) else f"{added:.0f}",
+                         _ref(ref, "context_tokens", "", col["label"])])
         text += ("\nPrompt tokens added per test problem (mean over the table's cells):\n\n"
                  + pd.DataFrame(rows, columns=["method", "ours", "paper"]).to_markdown(index=False) + "\n")
     curve_refs = ref[ref["section"] == "curves"]

@@ -140,3 +140,17 @@ def test_every_shipped_paper_config_plans_at_every_scale(name, monkeypatch, tmp_
     for scale in paper["scales"]:
         assert paper_mod.run(name, scale, str(tmp_path / "results"), dry_run=True) == 0
     assert not (tmp_path / "results").exists()
+
+
+def test_a_partial_run_tables_what_exists_and_marks_the_rest(tiny_paper):
+    paper = paper_mod.load_paper(tiny_paper)
+    scale = paper["scales"]["small"]
+    results = pd.DataFrame([{"cell_id": "c1", "task": "math", "train_size": 4, "method": "zero_shot", "seed": 0,
+                             "final": True, "rollouts_used": 0, "budget": 8, "model": "mock", "pass@1": 0.5,
+                             "context_tokens_added": 0.0}])
+    text, _ = paper_mod.build_paper_table(paper, scale, results, paper_mod.reference_table(paper), "small")
+    ours = next(ln for ln in text.splitlines() if ln.startswith("| Arithmetic | 4"))
+    assert [c.strip() for c in ours.split("|")[1:-1]][3:6] == ["0.500", "–", "Base"]
+    improvement = text.split("Relative improvement")[1]
+    row = next(ln for ln in improvement.splitlines() if ln.startswith("|") and ln.split("|")[1].strip() == "4")
+    assert row.split("|")[2].strip() == "–"  # RAG not run yet
