@@ -180,6 +180,18 @@ def _fmt(v: float | None) -> str:
     return "–" if v is None or pd.isna(v) else f"{v:.3f}"
 
 
+def best_label(ours: dict[str, float], labels: list[str]) -> str:
+    """The highest column of a row, every one of them on a tie (small test sets tie often), and how
+    many columns had run when the row is partial."""
+    ran = [lbl for lbl in labels if lbl in ours]
+    if not ran:
+        return "–"
+    top = max(ours[lbl] for lbl in ran)
+    winners = [lbl for lbl in ran if ours[lbl] >= top - 1e-12]
+    text = f"all {len(ran)} tie" if len(winners) == len(ran) > 1 else " = ".join(winners)
+    return text + (f" ({len(ran)} of {len(labels)} run)" if len(ran) < len(labels) else "")
+
+
 def build_paper_table(paper: dict[str, Any], scale: dict[str, Any], results: pd.DataFrame,
                       ref: pd.DataFrame, scale_name: str) -> tuple[str, pd.DataFrame]:
     layout = paper["table"]
@@ -211,7 +223,7 @@ def build_paper_table(paper: dict[str, Any], scale: dict[str, Any], results: pd.
         ours = values[row]
         ref_row = "/".join("" if _missing(v) else str(ref_map.get(k, {}).get(v, v)) for k, v in zip(keys, row))
         shown = ["" if _missing(v) else names.get(v, v) for v in row]
-        best = max((lbl for lbl in labels if lbl in ours), key=lambda lbl: ours[lbl], default="–")
+        best = best_label(ours, labels)
         budget = "/".join(str(b) for b in sorted(budgets.get(row, ())))
         ours_line = shown + [f"ours (B={budget}, {model}, {seeds} seed{'s' * (seeds != 1)})"]
         ours_line += [_fmt(ours.get(lbl)) for lbl in labels]

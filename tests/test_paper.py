@@ -89,7 +89,7 @@ def test_paper_runs_then_tables_ours_beside_the_reference(tiny_paper, tmp_path, 
         line = next(ln for ln in out.splitlines() if ln.startswith(f"| Arithmetic | {size}"))
         cells = [c.strip() for c in line.split("|")[1:-1]]
         assert cells[3:5] == [f"{base:.3f}", f"{rag:.3f}"] and "2 seeds" in cells[2] and f"B={2 * size}," in cells[2]
-        assert cells[5] == ("RAG" if rag > base else "Base")
+        assert cells[5] == ("RAG" if rag > base else "Base" if base > rag else "all 2 tie")
     paper_lines = [ln for ln in out.splitlines() if "paper (math/" in ln]
     assert "| n/s " in paper_lines[0] and "paper (math/3)" in paper_lines[0]  # unstated row
     assert "0.777" in paper_lines[1] and "paper (math/100)" in paper_lines[1] and "RAG" in paper_lines[1]
@@ -150,7 +150,16 @@ def test_a_partial_run_tables_what_exists_and_marks_the_rest(tiny_paper):
                              "context_tokens_added": 0.0}])
     text, _ = paper_mod.build_paper_table(paper, scale, results, paper_mod.reference_table(paper), "small")
     ours = next(ln for ln in text.splitlines() if ln.startswith("| Arithmetic | 4"))
-    assert [c.strip() for c in ours.split("|")[1:-1]][3:6] == ["0.500", "–", "Base"]
+    assert [c.strip() for c in ours.split("|")[1:-1]][3:6] == ["0.500", "–", "Base (1 of 2 run)"]
     improvement = text.split("Relative improvement")[1]
     row = next(ln for ln in improvement.splitlines() if ln.startswith("|") and ln.split("|")[1].strip() == "4")
     assert row.split("|")[2].strip() == "–"  # RAG not run yet
+
+
+def test_best_names_every_tied_column_and_says_when_a_row_is_partial():
+    labels = ["Base", "GRPO", "CORE"]
+    assert paper_mod.best_label({"Base": 0.2, "GRPO": 0.25, "CORE": 0.1}, labels) == "GRPO"
+    assert paper_mod.best_label({"Base": 0.2, "GRPO": 0.25, "CORE": 0.25}, labels) == "GRPO = CORE"
+    assert paper_mod.best_label({"Base": 0.2, "GRPO": 0.2, "CORE": 0.2}, labels) == "all 3 tie"
+    assert paper_mod.best_label({"Base": 0.2, "CORE": 0.3}, labels) == "CORE (2 of 3 run)"
+    assert paper_mod.best_label({}, labels) == "–"
