@@ -279,7 +279,7 @@ def build_paper_table(paper: dict[str, Any], scale: dict[str, Any], results: pd.
 
 
 def plot_curves(results: pd.DataFrame, columns: list[dict[str, Any]], out_dir: Path,
-                metric: str = "pass@1") -> list[Path]:
+                metric: str = "pass@1", names: dict[str, str] | None = None) -> list[Path]:
     """One PNG per task: each method's held-out metric against rollouts used (mean over seeds)."""
     import matplotlib
 
@@ -302,7 +302,12 @@ def plot_curves(results: pd.DataFrame, columns: list[dict[str, Any]], out_dir: P
             if 0 not in curve.index and pd.notna(start):
                 curve = pd.concat([pd.Series([start], index=[0]), curve])
             ax.plot(curve.index, curve.to_numpy(), marker="o", label=col["label"])
-        written.append(save_curve_figure(fig, ax, f"held-out {metric}", str(task), out_dir / f"paper_curve_{task}.png"))
+        seeds = df["seed"].nunique()
+        sizes = sorted(df["train_size"].dropna().unique()) if "train_size" in df else []
+        title = ", ".join([f"{(names or {}).get(task, task)}: {'/'.join(sorted(df['model'].unique()))}"]
+                          + ([f"{'/'.join(str(int(s)) for s in sizes)} training problems"] if sizes else [])
+                          + [f"{seeds} seed{'s' * (seeds != 1)}"])
+        written.append(save_curve_figure(fig, ax, f"held-out {metric}", title, out_dir / f"paper_curve_{task}.png"))
     return written
 
 
@@ -336,7 +341,7 @@ def table(name: str, scale_name: str | None, results_dir: str = "results") -> in
             curves = results
             for key, value in (spec.get("where") or {}).items():
                 curves = curves[curves[key] == value]
-        for path in plot_curves(curves, layout["columns"], sdir / "plots"):
+        for path in plot_curves(curves, layout["columns"], sdir / "plots", names=layout.get("row_names")):
             text += f"\nlearning curve: {path}"
         text += "\n"
     print(text)
