@@ -163,3 +163,17 @@ def test_best_names_every_tied_column_and_says_when_a_row_is_partial():
     assert paper_mod.best_label({"Base": 0.2, "GRPO": 0.2, "CORE": 0.2}, labels) == "all 3 tie"
     assert paper_mod.best_label({"Base": 0.2, "CORE": 0.3}, labels) == "CORE (2 of 3 run)"
     assert paper_mod.best_label({}, labels) == "–"
+
+
+def test_editing_a_reporting_module_keeps_cell_ids_but_editing_the_engine_does_not(tmp_path, monkeypatch):
+    from harness import cell
+
+    for rel in ("harness/sweep.py", "harness/paper.py", "tasks/common/x.py", "methods/common/y.py"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("# v1\n")
+    monkeypatch.setattr(cell, "REPO", tmp_path)
+    before = cell.code_version("math", "zero_shot")
+    (tmp_path / "harness/paper.py").write_text("# v2: a table fix\n")
+    assert cell.code_version("math", "zero_shot") == before
+    (tmp_path / "harness/sweep.py").write_text("# v2: an engine change\n")
+    assert cell.code_version("math", "zero_shot") != before
