@@ -302,13 +302,20 @@ def plot_curves(results: pd.DataFrame, columns: list[dict[str, Any]], out_dir: P
             if 0 not in curve.index and pd.notna(start):
                 curve = pd.concat([pd.Series([start], index=[0]), curve])
             ax.plot(curve.index, curve.to_numpy(), marker="o", label=col["label"])
-        seeds = df["seed"].nunique()
-        sizes = sorted(df["train_size"].dropna().unique()) if "train_size" in df else []
-        title = ", ".join([f"{(names or {}).get(task, task)}: {'/'.join(sorted(df['model'].unique()))}"]
-                          + ([f"{'/'.join(str(int(s)) for s in sizes)} training problems"] if sizes else [])
-                          + [f"{seeds} seed{'s' * (seeds != 1)}"])
+        title = curve_title((names or {}).get(task, str(task)), df)
         written.append(save_curve_figure(fig, ax, f"held-out {metric}", title, out_dir / f"paper_curve_{task}.png"))
     return written
+
+
+def curve_title(row_name: str, df: pd.DataFrame) -> str:
+    """'MathGAP: smollm2-135m, 10 training problems, 1 seed': what a curve was measured on."""
+    parts = [f"{row_name}: {'/'.join(sorted(df['model'].unique()))}"]
+    if "train_size" in df and df["train_size"].notna().any():
+        sizes = sorted(int(s) for s in df["train_size"].dropna().unique())
+        parts.append(f"{'/'.join(map(str, sizes))} training problems")
+    seeds = df["seed"].nunique()
+    parts.append(f"{seeds} seed{'s' if seeds != 1 else ''}")
+    return ", ".join(parts)
 
 
 def scales_with_results(paper: dict[str, Any], results_dir: str) -> list[str]:

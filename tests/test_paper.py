@@ -177,3 +177,10 @@ def test_editing_a_reporting_module_keeps_cell_ids_but_editing_the_engine_does_n
     assert cell.code_version("math", "zero_shot") == before
     (tmp_path / "harness/sweep.py").write_text("# v2: an engine change\n")
     assert cell.code_version("math", "zero_shot") != before
+
+
+def test_curve_title_names_the_row_model_training_sizes_and_seed_count():
+    df = pd.DataFrame({"model": ["smollm2-135m"] * 3, "train_size": [10, 10, 10], "seed": [0, 1, 2]})
+    assert paper_mod.curve_title("MathGAP", df) == "MathGAP: smollm2-135m, 10 training problems, 3 seeds"
+    df = pd.DataFrame({"model": ["b", "a"], "train_size": [None, None], "seed": [0, 0]})
+    assert paper_mod.curve_title("Hanoi", df) == "Hanoi: a/b, 1 seed"
