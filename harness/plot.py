@@ -39,11 +39,13 @@ def plot_sweep(summary: pd.DataFrame, out_dir) -> list:
 
 def save_curve_figure(fig, ax, ylabel: str, title: str, path: Path) -> Path:
     """Shared look of every learning-curve PNG: rollouts on x, a 0-1 score on y."""
+    import textwrap
+
     import matplotlib.pyplot as plt
 
     ax.set_xlabel("rollouts used")
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    ax.set_title("\n".join(textwrap.wrap(title, 55)), fontsize=11)  # a 6-inch figure clips longer lines
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
