@@ -8,7 +8,12 @@ so a cell can never overrun. Every call, rollout or not, is logged as an `Attemp
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import json
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harness.types import Generation, GenerationRequest, Verdict
 
 
 class BudgetExhausted(RuntimeError):
@@ -17,7 +22,13 @@ class BudgetExhausted(RuntimeError):
 
 @dataclass
 class AttemptRecord:
-    """One generation, as it lands in attempts.parquet (cell-level columns are added on write)."""
+    """One generation, as it lands in attempts.parquet (cell-level columns are added on write).
+
+    Besides the outcome it keeps what the model saw: the exact messages (`prompt`, JSON), the
+    sampling settings, the ids of the memories/episodes/insights injected (`context_ids`), and
+    `step`: the learn-phase call (iteration) that produced it, or the cell's evaluation index for
+    eval rows. (phase, step, problem_id, sample_idx, tag) is unique within a cell.
+    """
 
     phase: str  # "learn" | "eval"
     checkpoint: int  # rollouts used when the evaluated state was frozen (-1 for learn-phase rows)
@@ -35,6 +46,29 @@ class AttemptRecord:
     completion: str
     parsed: str | None = None
     tag: str = ""  # free label a method may set (e.g. "baseline", "admission", "attempt2", "greedy")
+    step: int = 0
+    prompt: str = ""  # JSON list of the messages sent
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    context_ids: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, request: "GenerationRequest", generation: "Generation", verdict: "Verdict | None", *,
+           phase: str, checkpoint: int, step: int, problem_id: str, sample_idx: int, counted: bool = False,
+           tag: str = "", context_ids: list[str] | tuple[str, ...] = ()) -> "AttemptRecord":
+        """The one place a record is built: a request, what it generated and (for a scored policy
+        generation) the verifier's verdict; aux generations have no verdict."""
+        p = request.params
+        return cls(
+            phase=phase, checkpoint=checkpoint, role="aux" if verdict is None else "policy",
+            counted_rollout=counted, problem_id=problem_id, sample_idx=sample_idx,
+            prompt_tokens=generation.prompt_tokens, completion_tokens=generation.completion_tokens,
+            reward=None if verdict is None else verdict.reward, passed=None if verdict is None else verdict.passed,
+            finish_reason=generation.finish_reason, latency_s=generation.latency_s, cached=generation.cached,
+            completion=generation.text, parsed=None if verdict is None else verdict.parsed, tag=tag, step=step,
+            prompt=json.dumps(list(request.messages), ensure_ascii=False), temperature=p.temperature,
+            top_p=p.top_p, max_tokens=p.max_tokens, context_ids=list(context_ids))
 
     def as_row(self) -> dict:
         return asdict(self)

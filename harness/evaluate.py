@@ -14,7 +14,7 @@ import pandas as pd
 
 from harness.budget import AttemptRecord
 from harness.metrics import bootstrap_ci, mean_pass_at_k, pass_at_k
-from harness.method import Learned, SecondAttempt
+from harness.method import Learned, SecondAttempt, render
 from harness.types import GenerationRequest, Message, Problem, SamplingParams, Task
 
 
@@ -35,8 +35,9 @@ class EvalConfig:
 
 
 def evaluate(task: Task, learned: Learned, test: list[Problem], cfg: EvalConfig,
-             checkpoint: int, progress=None) -> list[AttemptRecord]:
-    """Generate and verify; return one AttemptRecord per generation (phase="eval")."""
+             checkpoint: int, progress=None, step: int = 0) -> list[AttemptRecord]:
+    """Generate and verify; return one AttemptRecord per generation (phase="eval", stamped with
+    `step`, the cell's evaluation index)."""
     policy = learned.policy
     passes: list[tuple[str, SamplingParams]] = [("sample", SamplingParams(
         n=cfg.n_samples, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens,
@@ -44,31 +45,29 @@ def evaluate(task: Task, learned: Learned, test: list[Problem], cfg: EvalConfig,
     if cfg.greedy:
         passes.append(("greedy", SamplingParams(n=1, temperature=0.0, max_tokens=cfg.max_tokens,
                                                 seed=cfg.seed)))
-    prompts = {p.id: tuple(learned.render(p)) for p in test}  # render (and retrieve) once per problem
+    rendered = {p.id: render(learned, p) for p in test}  # render (and retrieve) once per problem
+    prompts = {pid: tuple(msgs) for pid, (msgs, _) in rendered.items()}
     rows: list[AttemptRecord] = []
     for tag, params in passes:
         for start in range(0, len(test), cfg.batch_problems):
             chunk = test[start:start + cfg.batch_problems]
             requests = [GenerationRequest(prompts[p.id], params, oracle_answer=p.answer) for p in chunk]
-            for problem, gens in zip(chunk, policy.generate(requests)):
+            for problem, request, gens in zip(chunk, requests, policy.generate(requests), strict=True):
                 for i, g in enumerate(gens):
                     v = task.verify(problem, g.text, truncated=g.finish_reason == "length")
-                    rows.append(AttemptRecord(
-                        phase="eval", checkpoint=checkpoint, role="policy", counted_rollout=False,
-                        problem_id=problem.id, sample_idx=i, prompt_tokens=g.prompt_tokens,
-                        completion_tokens=g.completion_tokens, reward=v.reward, passed=v.passed,
-                        finish_reason=g.finish_reason, latency_s=g.latency_s, cached=g.cached,
-                        completion=g.text, parsed=v.parsed, tag=tag))
+                    rows.append(AttemptRecord.of(request, g, v, phase="eval", checkpoint=checkpoint, step=step,
+                                                 problem_id=problem.id, sample_idx=i, tag=tag,
+                                                 context_ids=rendered[problem.id][1]))
             if progress is not None:
                 progress(len(chunk) * params.n, "eval")
     if isinstance(learned, SecondAttempt):
-        rows += second_attempts(task, learned, test, prompts, rows, cfg, checkpoint, progress)
+        rows += second_attempts(task, learned, test, prompts, rows, cfg, checkpoint, progress, step)
     return rows
 
 
 def second_attempts(task: Task, learned: SecondAttempt, test: list[Problem],
                     prompts: dict[str, tuple[Message, ...]], first: list[AttemptRecord], cfg: EvalConfig,
-                    checkpoint: int, progress=None) -> list[AttemptRecord]:
+                    checkpoint: int, progress=None, step: int = 0) -> list[AttemptRecord]:
     """For every failed sampled first attempt: a reflection (aux) and a retry (policy, `attempt2`),
     both sampled like the first attempt; the retry keeps the first attempt's sample_idx."""
     by_id = {p.id: p for p in test}
@@ -83,25 +82,21 @@ def second_attempts(task: Task, learned: SecondAttempt, test: list[Problem],
                    for r, v in zip(chunk, verdicts)]
         params = SamplingParams(n=1, temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed + 1,
                                 max_tokens=learned.reflection_max_tokens)
-        reflections = [gens[0] for gens in policy.generate([GenerationRequest(tuple(m), params) for m in reflect])]
-        retry = [learned.retry_prompt(m, g.text) for m, g in zip(reflect, reflections)]
+        reflect_requests = [GenerationRequest(tuple(m), params) for m in reflect]
+        reflections = [gens[0] for gens in policy.generate(reflect_requests)]
+        retry = [learned.retry_prompt(m, g.text) for m, g in zip(reflect, reflections, strict=True)]
         params = SamplingParams(n=1, temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed + 2,
                                 max_tokens=cfg.max_tokens)
         requests = [GenerationRequest(tuple(m), params, oracle_answer=by_id[r.problem_id].answer)
-                    for m, r in zip(retry, chunk)]
-        for r, refl, gens in zip(chunk, reflections, policy.generate(requests)):
+                    for m, r in zip(retry, chunk, strict=True)]
+        for r, refl_request, refl, request, gens in zip(chunk, reflect_requests, reflections, requests,
+                                                        policy.generate(requests), strict=True):
             g = gens[0]
             v = task.verify(by_id[r.problem_id], g.text, truncated=g.finish_reason == "length")
-            common = dict(phase="eval", checkpoint=checkpoint, counted_rollout=False, problem_id=r.problem_id,
-                          sample_idx=r.sample_idx, cached=False)
-            rows.append(AttemptRecord(role="aux", prompt_tokens=refl.prompt_tokens,
-                                      completion_tokens=refl.completion_tokens, reward=None, passed=None,
-                                      finish_reason=refl.finish_reason, latency_s=refl.latency_s,
-                                      completion=refl.text, tag="reflection", **common))
-            rows.append(AttemptRecord(role="policy", prompt_tokens=g.prompt_tokens,
-                                      completion_tokens=g.completion_tokens, reward=v.reward, passed=v.passed,
-                                      finish_reason=g.finish_reason, latency_s=g.latency_s, completion=g.text,
-                                      parsed=v.parsed, tag="attempt2", **common))
+            common = dict(phase="eval", checkpoint=checkpoint, step=step, problem_id=r.problem_id,
+                          sample_idx=r.sample_idx)
+            rows.append(AttemptRecord.of(refl_request, refl, None, tag="reflection", **common))
+            rows.append(AttemptRecord.of(request, g, v, tag="attempt2", **common))
         if progress is not None:
             progress(2 * len(chunk), "eval")
     return rows

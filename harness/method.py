@@ -28,6 +28,21 @@ class Learned(Protocol):
 
 
 @runtime_checkable
+class RendersContext(Protocol):
+    """A Learned that injects stored items (memories, episodes, insights) into its prompts and
+    names them, so every record carries the ids of what the model saw (`context_ids`)."""
+
+    def render_with_context(self, problem: Problem) -> tuple[list[Message], list[str]]: ...
+
+
+def render(learned: Learned, problem: Problem) -> tuple[list[Message], list[str]]:
+    """The eval-time prompt of `problem` and the ids of the stored items injected into it."""
+    if isinstance(learned, RendersContext):
+        return learned.render_with_context(problem)
+    return learned.render(problem), []
+
+
+@runtime_checkable
 class Method(Protocol):
     """A method may also define `check_cell(budget: int, train_size: int, model: dict) -> None`,
     raising ValueError when a cell cannot run (a fixed pre-learning cost above the budget, a
@@ -92,17 +107,22 @@ class LearnContext:
     records: list[AttemptRecord] = field(default_factory=list)
     _next_checkpoint: int = 0
     _call_counter: int = 0
+    _step: int = 0
 
     # ---- policy rollouts (counted) ----
     def rollouts(self, items: list[tuple[Problem, list[Message]]], n: int = 1,
                  params: SamplingParams | None = None, tag: str = "",
-                 backend: Backend | None = None) -> list[list[Attempt]]:
+                 backend: Backend | None = None,
+                 context_ids: list[list[str]] | None = None) -> list[list[Attempt]]:
         """Generate `n` samples for each (problem, prompt), verify them, count n*len(items) rollouts.
 
+        `context_ids[i]` names the stored items a method injected into prompt i (recorded per row).
         Raises BudgetExhausted (claiming nothing) if the whole request does not fit.
         """
         if not items:
             return []
+        if context_ids is not None and len(context_ids) != len(items):
+            raise ValueError(f"{len(context_ids)} context_ids lists for {len(items)} prompts")
         self.meter.reserve(n * len(items))
         p = params or self.sampling
         self._call_counter += 1
@@ -116,26 +136,29 @@ class LearnContext:
             raise
         if self.progress is not None:
             self.progress(n * len(items), "learn")
+        step = self._next_step()
+        seen: dict[str, int] = {}  # a problem drawn twice in one call continues its sample_idx
         out: list[list[Attempt]] = []
-        for (prob, _), gens in zip(items, generated):
+        for j, (request, (prob, _), gens) in enumerate(zip(requests, items, generated, strict=True)):
+            offset = seen.get(prob.id, 0)
+            seen[prob.id] = offset + len(gens)
             group = []
             for i, g in enumerate(gens):
                 v = self.task.verify(prob, g.text, truncated=g.finish_reason == "length")
                 self.meter.add_tokens("policy", g.prompt_tokens + g.completion_tokens)
-                self.records.append(AttemptRecord(
-                    phase="learn", checkpoint=-1, role="policy", counted_rollout=True,
-                    problem_id=prob.id, sample_idx=i, prompt_tokens=g.prompt_tokens,
-                    completion_tokens=g.completion_tokens, reward=v.reward, passed=v.passed,
-                    finish_reason=g.finish_reason, latency_s=g.latency_s, cached=g.cached,
-                    completion=g.text, parsed=v.parsed, tag=tag))
+                self.records.append(AttemptRecord.of(
+                    request, g, v, phase="learn", checkpoint=-1, step=step, problem_id=prob.id,
+                    sample_idx=offset + i, counted=True, tag=tag,
+                    context_ids=context_ids[j] if context_ids is not None else ()))
                 group.append(Attempt(prob, g, v, i))
             out.append(group)
         return out
 
     def rollout(self, problem: Problem, messages: list[Message], n: int = 1,
                 params: SamplingParams | None = None, tag: str = "",
-                backend: Backend | None = None) -> list[Attempt]:
-        return self.rollouts([(problem, messages)], n=n, params=params, tag=tag, backend=backend)[0]
+                backend: Backend | None = None, context_ids: list[str] | None = None) -> list[Attempt]:
+        return self.rollouts([(problem, messages)], n=n, params=params, tag=tag, backend=backend,
+                             context_ids=None if context_ids is None else [context_ids])[0]
 
     # ---- aux calls (tokens only) ----
     def aux(self, prompts: list[list[Message]], params: SamplingParams | None = None,
@@ -147,17 +170,21 @@ class LearnContext:
         texts = []
         if self.progress is not None:
             self.progress(len(requests), "learn")
-        for gens in (backend or self.aux_backend or self.backend).generate(requests):
-            for i, g in enumerate(gens):
+        step, idx = self._next_step(), 0
+        generated = (backend or self.aux_backend or self.backend).generate(requests)
+        for request, gens in zip(requests, generated, strict=True):
+            for g in gens:
                 self.meter.add_tokens("aux", g.prompt_tokens + g.completion_tokens)
-                self.records.append(AttemptRecord(
-                    phase="learn", checkpoint=-1, role="aux", counted_rollout=False,
-                    problem_id=problem_id, sample_idx=i, prompt_tokens=g.prompt_tokens,
-                    completion_tokens=g.completion_tokens, reward=None, passed=None,
-                    finish_reason=g.finish_reason, latency_s=g.latency_s, cached=g.cached,
-                    completion=g.text, tag=tag))
+                self.records.append(AttemptRecord.of(request, g, None, phase="learn", checkpoint=-1, step=step,
+                                                     problem_id=problem_id, sample_idx=idx, tag=tag))
+                idx += 1
             texts.append(gens[0].text if gens else "")
         return texts
+
+    def _next_step(self) -> int:
+        """Learn-phase rows are stamped with the index of the call that produced them."""
+        self._step += 1
+        return self._step - 1
 
     # ---- learning-curve checkpoints ----
     def checkpoint_due(self) -> bool:
