@@ -121,6 +121,11 @@ class Insight:
     per_problem: dict[str, UtilityStat] = field(default_factory=dict)
     retrievals: int = 0  # times retrieved for a learning attempt (the UCB count)
 
+    @property
+    def ref(self) -> str:
+        """The id records use (`context_ids`) and insights.jsonl shows."""
+        return f"i{self.id}"
+
     def utility_over(self, problem_ids: list[str]) -> tuple[float, int]:
         """Count-weighted mean utility over these problems, and the total count behind it."""
         stats = [self.per_problem[q] for q in problem_ids if q in self.per_problem]
@@ -129,7 +134,7 @@ class Insight:
 
     def record(self) -> dict:
         utility, uses = self.utility_over(list(self.per_problem))
-        return {"id": self.id, "text": self.text, "utility": round(utility, 6), "uses": uses,
+        return {"id": self.ref, "text": self.text, "utility": round(utility, 6), "uses": uses,
                 "retrievals": self.retrievals, "source_problem": self.source_problem,
                 "admitted_at_rollout": self.admitted_at_rollout,
                 "per_problem": {q: {"n": s.n, "mean_utility": round(s.mean, 6)} for q, s in self.per_problem.items()}}
@@ -199,10 +204,15 @@ class CoreState:
         scores = self.scores(question, explore)
         return [self.insights[i] for i in np.argsort(-scores, kind="stable")[: self.k_insights]]
 
+    def render_with_context(self, problem: Problem) -> tuple[list[Message], list[str]]:
+        insights = self.retrieve(problem.question)
+        return self.task.prompt(problem, guidance=format_insights([i.text for i in insights])), [i.ref for i in insights]
+
     def render(self, problem: Problem) -> list[Message]:
-        return self.task.prompt(problem, guidance=format_insights([i.text for i in self.retrieve(problem.question)]))
+        return self.render_with_context(problem)[0]
 
     def most_similar_success(self, question: str) -> SolvedAttempt | None:
+        """Ties (the same problem solved several times) go to the most recent success."""
         best = self.solved.top_k(self.vector(question), 1)
         return best[0][1] if best else None
 
@@ -282,7 +292,8 @@ class CORE:
                 retrieved = [state.retrieve(p.question, explore=True) for p in batch]
                 items = [(p, task.prompt(p, guidance=format_insights([i.text for i in ins])))
                          for p, ins in zip(batch, retrieved)]
-                attempts = [g[0] for g in ctx.rollouts(items, n=1, tag="attempt")]
+                attempts = [g[0] for g in ctx.rollouts(items, n=1, tag="attempt",
+                                                       context_ids=[[i.ref for i in ins] for ins in retrieved])]
                 stats["attempts"] += len(attempts)
                 for a, ins in zip(attempts, retrieved):
                     credit(ins, a.problem.id, a.verdict.reward, b[a.problem.id])
@@ -366,6 +377,7 @@ class CORE:
         candidates = candidates[:fits]  # candidates whose test no longer fits in B are dropped untested
         if not candidates:
             return
+        # a candidate is not in the insight store yet: its text is in the row's `prompt`, no id
         groups = ctx.rollouts([(c.source, state.task.prompt(c.source, guidance=format_insights([c.text])))
                                for c in candidates], n=self.admission_samples, tag="admission")
         for c, group in zip(candidates, groups):

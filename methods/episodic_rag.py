@@ -10,16 +10,22 @@ prompt as guidance. Learning runs epochs over the training set until the rollout
 Not stated by the paper, so knobs here with defaults: k_success, k_failure, the similarity key
 (question embedding), what is stored (the full completion, cut to `max_attempt_chars`), and
 `rollout_batch` (attempts generated together; they see the memory as it was before the batch).
+Similarity ties (every episode of the same problem) go to the most recent episode
+(methods/common/store.py), so more budget keeps changing what the model sees. Each episode has an
+id (`e<n>`); every record names the episodes in its prompt (`context_ids`) and the store is
+written to `episodes.jsonl` in the cell directory.
 """
 
 from __future__ import annotations
 
+import json
 import random
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import ClassVar
 
 from harness.budget import BudgetExhausted, BudgetMeter
 from harness.method import LearnContext
+from harness.records import write_text
 from harness.registry import register_method
 from harness.types import Backend, Message, Problem, Task
 from methods.common.embedder import Embedder, make_embedder
@@ -28,6 +34,7 @@ from methods.common.store import SimilarityStore
 
 @dataclass(frozen=True)
 class Episode:
+    id: str
     problem_id: str
     question: str
     completion: str
@@ -64,11 +71,18 @@ class EpisodicMemory:
         losses = [ep for _, ep in self.store.top_k(q, self.k_failure, where=lambda e: not e.passed)]
         return wins, losses
 
-    def render(self, problem: Problem) -> list[Message]:
-        return self.task.prompt(problem, guidance=format_episodes(*self.retrieve(problem.question)))
+    def render_with_context(self, problem: Problem) -> tuple[list[Message], list[str]]:
+        wins, losses = self.retrieve(problem.question)
+        return (self.task.prompt(problem, guidance=format_episodes(wins, losses)),
+                [ep.id for ep in wins + losses])
 
-    def add(self, episode: Episode) -> None:
+    def render(self, problem: Problem) -> list[Message]:
+        return self.render_with_context(problem)[0]
+
+    def add(self, problem: Problem, completion: str, reward: float, passed: bool, feedback: str) -> Episode:
+        episode = Episode(f"e{len(self.store)}", problem.id, problem.question, completion, reward, passed, feedback)
         self.store.add(self.embedder.embed([episode.question])[0], episode)
+        return episode
 
 
 @register_method("episodic_rag")
@@ -90,21 +104,24 @@ class EpisodicRAG:
               ctx: LearnContext) -> EpisodicMemory:
         memory = EpisodicMemory(task, backend, make_embedder(self.embedder), self.k_success, self.k_failure)
         rng = random.Random(ctx.seed)
-        while budget.remaining > 0:
-            order = list(train)
-            if self.shuffle:
-                rng.shuffle(order)
-            for start in range(0, len(order), self.rollout_batch):
-                batch = order[start:start + self.rollout_batch][:budget.remaining]
-                if not batch:
-                    break
-                try:
-                    groups = ctx.rollouts([(p, memory.render(p)) for p in batch], n=1, tag="attempt")
-                except BudgetExhausted:
-                    return memory
-                for group in groups:
-                    a = group[0]
-                    memory.add(Episode(a.problem.id, a.problem.question, a.generation.text[:self.max_attempt_chars],
-                                       a.verdict.reward, a.verdict.passed, a.verdict.feedback))
-                ctx.checkpoint(memory)
+        try:
+            while budget.remaining > 0:
+                order = list(train)
+                if self.shuffle:
+                    rng.shuffle(order)
+                for start in range(0, len(order), self.rollout_batch):
+                    batch = order[start:start + self.rollout_batch][:budget.remaining]
+                    if not batch:
+                        break
+                    rendered = [memory.render_with_context(p) for p in batch]
+                    groups = ctx.rollouts([(p, msgs) for p, (msgs, _) in zip(batch, rendered)], n=1,
+                                          tag="attempt", context_ids=[ids for _, ids in rendered])
+                    for group in groups:
+                        a = group[0]
+                        memory.add(a.problem, a.generation.text[:self.max_attempt_chars], a.verdict.reward,
+                                   a.verdict.passed, a.verdict.feedback)
+                    ctx.checkpoint(memory)
+        except BudgetExhausted:
+            pass
+        write_text("".join(json.dumps(asdict(ep)) + "\n" for ep in memory.store.items), ctx.cell_dir / "episodes.jsonl")
         return memory

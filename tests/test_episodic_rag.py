@@ -7,11 +7,13 @@ import numpy as np
 
 from methods.common.embedder import HashingEmbedder
 from methods.common.store import SimilarityStore
-from methods.episodic_rag import Episode, EpisodicMemory, format_episodes
+from harness.types import Problem
+from methods.episodic_rag import EpisodicMemory, format_episodes
 
 
-def ep(q: str, passed: bool) -> Episode:
-    return Episode(q, q, f"attempt at {q}", float(passed), passed, "Correct." if passed else "Incorrect.")
+def add(mem: EpisodicMemory, q: str, passed: bool, attempt: str = ""):
+    return mem.add(Problem.make(q, "1"), attempt or f"attempt at {q}", float(passed), passed,
+                   "Correct." if passed else "Incorrect.")
 
 
 def test_store_top_k_orders_by_cosine_and_filters():
@@ -35,12 +37,40 @@ def test_retrieves_the_most_similar_success_and_failure():
     mem = EpisodicMemory(task=None, policy=None, embedder=HashingEmbedder(), k_success=1, k_failure=1)
     for q, ok in [("apples and pears in a basket", True), ("rockets orbit the moon slowly", True),
                   ("apples and pears on a table", False), ("violins play in an orchestra", False)]:
-        mem.add(ep(q, ok))
+        add(mem, q, ok)
     wins, losses = mem.retrieve("how many apples and pears are there")
     assert [w.question for w in wins] == ["apples and pears in a basket"]
     assert [f.question for f in losses] == ["apples and pears on a table"]
     text = format_episodes(wins, losses)
     assert "(solved)" in text and "(failed)" in text and "Incorrect." in text
+
+
+def test_store_ties_go_to_the_most_recent_item():
+    store: SimilarityStore[str] = SimilarityStore()
+    for name in ("first", "second", "third"):
+        store.add(np.array([1.0, 0.0], dtype=np.float32), name)
+    store.add(np.array([0.0, 1.0], dtype=np.float32), "other")
+    assert [n for _, n in store.top_k(np.array([1.0, 0.0]), 2)] == ["third", "second"]
+
+
+def test_repeated_attempts_at_one_problem_show_the_latest_episodes():
+    mem = EpisodicMemory(task=None, policy=None, embedder=HashingEmbedder(), k_success=2, k_failure=2)
+    episodes = [add(mem, "apples and pears in a basket", i % 2 == 0, f"attempt {i}") for i in range(20)]
+    wins, losses = mem.retrieve("apples and pears in a basket")
+    assert [w.id for w in wins] == [episodes[18].id, episodes[16].id]
+    assert [f.id for f in losses] == [episodes[19].id, episodes[17].id]
+
+
+def test_more_budget_keeps_changing_what_the_model_sees(run_one):
+    """Round 1 broke ties towards the oldest episode, so after a problem's first two successes and
+    failures its prompt never changed again: of 200 stored episodes about 25 were ever shown."""
+    outcome, attempts, _ = run_one("method=episodic_rag", "method.embedder=hashing", "budget=60",
+                                   "task.train_size=3")
+    assert outcome.status == "ok"
+    learn = attempts[(attempts.phase == "learn") & (attempts.role == "policy")]
+    shown = [set(ids) for ids in learn.context_ids]
+    assert len(set().union(*shown)) > 30  # 3 problems x 4 episodes would cap the old rule at 12
+    assert len({frozenset(s) for s in shown[-12:]}) == 12  # each late prompt shows a new set
 
 
 def test_learning_spends_the_budget_and_memories_reach_the_prompt(run_one):

@@ -1,6 +1,10 @@
 """A small in-memory similarity store: rows of (unit vector, item), exact cosine top-k in numpy.
 
 Sizes here are hundreds to a few thousand entries, where a matrix product beats any index.
+Ties go to the most recent item: two attempts at the same problem embed identically, and an
+oldest-first rule would show the first attempts forever, so spending more budget would change
+nothing the model sees (the round-1 episodic RAG and CORE bug). Similarities within
+`TIE_TOLERANCE` count as tied (float noise between identical texts).
 """
 
 from __future__ import annotations
@@ -12,6 +16,15 @@ from typing import Generic, TypeVar
 import numpy as np
 
 T = TypeVar("T")
+TIE_TOLERANCE = 1e-6
+
+
+def rank_newest_first(scores: np.ndarray, ages: np.ndarray | None = None) -> np.ndarray:
+    """Indices by score, highest first; tied scores (within TIE_TOLERANCE) put the newest first.
+    `ages` orders items by creation (default: the index, i.e. insertion order)."""
+    buckets = np.round(np.asarray(scores, dtype=np.float64) / TIE_TOLERANCE)
+    created = np.arange(len(buckets)) if ages is None else np.asarray(ages)
+    return np.lexsort((-created, -buckets))
 
 
 @dataclass
@@ -34,11 +47,11 @@ class SimilarityStore(Generic[T]):
     def top_k(self, query: np.ndarray, k: int,
               where: Callable[[T], bool] | None = None) -> list[tuple[float, T]]:
         """The k most similar items (optionally only those passing `where`), most similar first;
-        ties keep insertion order."""
+        ties go to the most recently added."""
         if k <= 0 or not self.items:
             return []
         sims = self.similarities(query)
-        order = np.argsort(-sims, kind="stable")
+        order = rank_newest_first(sims)
         out = []
         for i in order:
             if where is None or where(self.items[i]):
