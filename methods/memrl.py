@@ -1,36 +1,44 @@
 """memrl: episodic memory with learned Q-values (MemRL, arXiv 2601.03192; official MemTensor/MemRL code).
 
-Follows reference/baselines_papers.md §(c):
-- Memory item = (intent key: embedding of the problem's question, experience, Q). Every training
-  attempt writes one item through an aux call: on success a short reusable *script* distilled
-  from the attempt ("SCRIPT ... TRAJECTORY ..."), on failure a *reflection* on what went wrong
-  ("TASK REFLECTION ... Failed approach ..."). Q starts at `q_init`.
-- Two-phase retrieval. Phase A: the `k1` most similar keys with cosine > `delta`, dropping Q <
-  `q_min_threshold`; no candidate -> nothing injected. Phase B: score = (1-λ)·ẑ(sim) + λ·ẑ(Q)
-  (ẑ(Q) a z-score over the candidates clipped to [-3, 3]; ẑ(sim) with fixed `sim_norm_mean/std`
-  when given, else a z-score over the candidates), top `k2`; with probability ε, k2 random
-  candidates instead (learning only).
+Follows reference/baselines_papers.md §(c) and the official `memrl/service/memory_service.py`
+(`add_memories`, `retrieve_query`) and `updater.py`:
+- Memory item = (intent, experience, Q). Every training attempt writes one item through an aux
+  call: on success a short reusable *script* distilled from the attempt ("SCRIPT ... TRAJECTORY
+  ..."), on failure a *reflection* on what went wrong ("TASK REFLECTION ... Failed approach ...").
+  Q starts at `q_init_success` / `q_init_failure` (official HLE runner: 1.0 / 0.0).
+- Memories are grouped under *query keys* (the official `dict_memory`): a new memory joins the
+  most similar existing key when its question embedding is at least `add_similarity_threshold`
+  similar (official: 0.9), else it starts a new key (its question, embedded).
+- Two-phase retrieval. Phase A (`retrieve_query`): the `k1` most similar *keys* with cosine >
+  `delta`; every memory under them is a candidate (with its key's similarity); candidates with Q
+  < `q_min_threshold` are dropped; no candidate -> nothing injected. Phase B: score = (1-λ)·ẑ(sim)
+  + λ·ẑ(Q) (ẑ(Q) a z-score over the candidates clipped to [-3, 3]; ẑ(sim) with fixed
+  `sim_norm_mean/std` when given, else a z-score over the candidates), top `k2`, ties to the
+  newest memory; with probability ε, k2 random candidates instead (learning only).
 - Q update (paper Eq. 8, γ = 0): Q ← Q + α(r − Q) for every memory injected into the episode,
   r = `success_reward` or `failure_reward`.
 - Evaluation: memories frozen, ε = 0, no updates.
 Attempts are generated `rollout_batch` at a time; a batch sees the memory as it was before it (the
-official runner buffers writes and Q updates the same way, every 25 tasks).
+official runner buffers writes and Q updates the same way, every 25 tasks). Memory ids (`m<n>`)
+appear in every record's `context_ids` and in `memories.jsonl` in the cell directory.
 """
 
 from __future__ import annotations
 
+import json
 import random
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import ClassVar
 
 import numpy as np
 
 from harness.budget import BudgetExhausted, BudgetMeter
 from harness.method import LearnContext
+from harness.records import write_text
 from harness.registry import register_method
 from harness.types import Backend, Message, Problem, SamplingParams, Task
 from methods.common.embedder import Embedder, make_embedder
-from methods.common.store import SimilarityStore
+from methods.common.store import SimilarityStore, rank_newest_first
 
 SCRIPT_PROMPT = (
     "Here is a problem and a solution attempt that was correct.\n\nProblem:\n{question}\n\nAttempt:\n{attempt}\n\n"
@@ -44,6 +52,7 @@ REFLECTION_PROMPT = (
 
 @dataclass
 class Memory:
+    id: str
     question: str
     content: str
     success: bool
@@ -51,14 +60,24 @@ class Memory:
     visits: int = 0
 
 
+@dataclass
+class QueryKey:
+    """One `dict_memory` entry of the official code: a question and the memories filed under it."""
+
+    question: str
+    memory_ids: list[str] = field(default_factory=list)
+
+
 def zscore(x: np.ndarray) -> np.ndarray:
+    """z-score; a spread below 1e-6 is float noise (memories under one key share its similarity)
+    and gives zeros rather than noise blown up to ±1."""
     std = float(x.std())
-    return np.zeros_like(x) if std == 0.0 else (x - x.mean()) / std
+    return np.zeros_like(x) if std < 1e-6 else (x - x.mean()) / std
 
 
 @dataclass
 class MemRLState:
-    """Memories with Q-values; renders eval prompts with ε = 0 and no updates."""
+    """Memories with Q-values under query keys; renders eval prompts with ε = 0 and no updates."""
 
     task: Task
     policy: Backend
@@ -71,15 +90,37 @@ class MemRLState:
     sim_norm_mean: float | None
     sim_norm_std: float | None
     max_memory_chars: int
-    store: SimilarityStore[Memory] = field(default_factory=SimilarityStore)
+    add_similarity_threshold: float = 0.9
+    keys: SimilarityStore[QueryKey] = field(default_factory=SimilarityStore)
+    memories: dict[str, Memory] = field(default_factory=dict)
+
+    def add(self, question: str, content: str, success: bool, q: float) -> Memory:
+        """File a new memory under the nearest query key if it is similar enough, else a new key."""
+        vec = self.embedder.embed([question])[0]
+        nearest = self.keys.top_k(vec, 1)
+        if nearest and nearest[0][0] >= self.add_similarity_threshold:
+            key = nearest[0][1]
+        else:
+            key = QueryKey(question)
+            self.keys.add(vec, key)
+        memory = Memory(f"m{len(self.memories)}", question, content, success, q)
+        self.memories[memory.id] = memory
+        key.memory_ids.append(memory.id)
+        return memory
+
+    def candidates(self, question: str) -> list[tuple[float, Memory]]:
+        """Phase A: every memory under the k1 most similar keys above δ, with its key's similarity."""
+        q_vec = self.embedder.embed([question])[0]
+        return [(sim, self.memories[mid]) for sim, key in self.keys.top_k(q_vec, self.k1) if sim > self.delta
+                for mid in key.memory_ids if self.memories[mid].q >= self.q_min_threshold]
 
     def retrieve(self, question: str, epsilon: float = 0.0,
                  rng: random.Random | None = None) -> list[Memory]:
-        q_vec = self.embedder.embed([question])[0]
-        recalled = [(s, m) for s, m in self.store.top_k(q_vec, self.k1) if s > self.delta]
-        recalled = [(s, m) for s, m in recalled if m.q >= self.q_min_threshold]
+        recalled = self.candidates(question)
         if not recalled:
             return []
+        if epsilon > 0 and rng is not None and rng.random() < epsilon:
+            return [m for _, m in rng.sample(recalled, min(self.k2, len(recalled)))]
         sims = np.array([s for s, _ in recalled])
         qs = np.array([m.q for _, m in recalled])
         if self.sim_norm_mean is not None and self.sim_norm_std:
@@ -87,10 +128,8 @@ class MemRLState:
         else:
             sim_z = zscore(sims)
         score = (1 - self.lam) * sim_z + self.lam * np.clip(zscore(qs), -3, 3)
-        if epsilon > 0 and rng is not None and rng.random() < epsilon:
-            return [m for _, m in rng.sample(recalled, min(self.k2, len(recalled)))]
-        order = np.argsort(-score, kind="stable")[: self.k2]
-        return [recalled[i][1] for i in order]
+        created = np.array([int(m.id[1:]) for _, m in recalled])
+        return [recalled[i][1] for i in rank_newest_first(score, created)[: self.k2]]
 
     def guidance(self, memories: list[Memory]) -> str:
         if not memories:
@@ -101,8 +140,17 @@ class MemRLState:
                          f"{m.content[:self.max_memory_chars]}")
         return "\n\n".join(parts)
 
+    def render_with_context(self, problem: Problem) -> tuple[list[Message], list[str]]:
+        memories = self.retrieve(problem.question)
+        return self.task.prompt(problem, guidance=self.guidance(memories)), [m.id for m in memories]
+
     def render(self, problem: Problem) -> list[Message]:
-        return self.task.prompt(problem, guidance=self.guidance(self.retrieve(problem.question)))
+        return self.render_with_context(problem)[0]
+
+    def records(self) -> list[dict]:
+        """memories.jsonl: each memory with its Q, visits and the query key it is filed under."""
+        key_of = {mid: key.question for key in self.keys.items for mid in key.memory_ids}
+        return [{**asdict(m), "query_key": key_of[m.id]} for m in self.memories.values()]
 
 
 def q_update(memories: list[Memory], reward: float, alpha: float) -> None:
@@ -117,13 +165,15 @@ def q_update(memories: list[Memory], reward: float, alpha: float) -> None:
 class MemRL:
     alpha: float = 0.3  # Q learning rate (official configs: 0.3)
     lam: float = 0.5  # weight of ẑ(Q) against ẑ(sim) in phase B (paper: 0.5)
-    k1: int = 5  # phase-A similarity recall size (paper ablation best: 5)
+    k1: int = 5  # phase-A query keys recalled (paper ablation best: 5)
     k2: int = 3  # memories injected (paper ablation best: 3)
-    delta: float = 0.25  # phase-A cosine threshold (official HLE config: 0.25)
+    delta: float = 0.5  # phase-A cosine threshold on query keys (official runner: sim_threshold 0.5)
+    add_similarity_threshold: float = 0.9  # a new memory joins a key at least this similar (official: 0.9)
     epsilon: float = 0.0  # ε-greedy exploration during learning (official HLE/ALFWorld: 0)
     success_reward: float = 1.0
     failure_reward: float = -1.0
-    q_init: float = 0.0  # Q of a new memory
+    q_init_success: float = 1.0  # Q of a new success memory (official HLE runner: 1.0)
+    q_init_failure: float = 0.0  # Q of a new failure memory (official HLE runner: 0.0)
     q_min_threshold: float = -10.0  # candidates below this Q are dropped (HLE: -10, i.e. off)
     sim_norm_mean: float | None = None  # fixed ẑ(sim) constants (official: per dataset/embedder); None = z-score over candidates
     sim_norm_std: float | None = None
@@ -140,30 +190,35 @@ class MemRL:
             raise ValueError("need 0 < alpha <= 1, 0 <= lam <= 1, 0 <= epsilon <= 1")
         if self.k1 < 1 or self.k2 < 1 or self.rollout_batch < 1:
             raise ValueError("k1, k2 and rollout_batch must be >= 1")
+        if not -1 <= self.add_similarity_threshold <= 1:
+            raise ValueError(f"add_similarity_threshold={self.add_similarity_threshold}; valid: -1..1 (a cosine)")
 
     def learn(self, task: Task, train: list[Problem], backend: Backend, budget: BudgetMeter,
               ctx: LearnContext) -> MemRLState:
         state = MemRLState(task, backend, make_embedder(self.embedder), self.k1, self.k2, self.delta, self.lam,
-                           self.q_min_threshold, self.sim_norm_mean, self.sim_norm_std, self.max_memory_chars)
+                           self.q_min_threshold, self.sim_norm_mean, self.sim_norm_std, self.max_memory_chars,
+                           self.add_similarity_threshold)
         rng = random.Random(ctx.seed)
-        while budget.remaining > 0:
-            order = list(train)
-            rng.shuffle(order)
-            for start in range(0, len(order), self.rollout_batch):
-                batch = order[start:start + self.rollout_batch][:budget.remaining]
-                if not batch:
-                    break
-                injected = [state.retrieve(p.question, self.epsilon, rng) for p in batch]
-                items = [(p, task.prompt(p, guidance=state.guidance(m))) for p, m in zip(batch, injected)]
-                try:
-                    groups = ctx.rollouts(items, n=1, tag="attempt")
-                except BudgetExhausted:
-                    return state
-                attempts = [g[0] for g in groups]
-                for a, mems in zip(attempts, injected):
-                    q_update(mems, self.success_reward if a.verdict.passed else self.failure_reward, self.alpha)
-                self._write_memories(state, attempts, ctx)
-                ctx.checkpoint(state)
+        try:
+            while budget.remaining > 0:
+                order = list(train)
+                rng.shuffle(order)
+                for start in range(0, len(order), self.rollout_batch):
+                    batch = order[start:start + self.rollout_batch][:budget.remaining]
+                    if not batch:
+                        break
+                    injected = [state.retrieve(p.question, self.epsilon, rng) for p in batch]
+                    items = [(p, task.prompt(p, guidance=state.guidance(m))) for p, m in zip(batch, injected)]
+                    groups = ctx.rollouts(items, n=1, tag="attempt",
+                                          context_ids=[[m.id for m in mems] for mems in injected])
+                    attempts = [g[0] for g in groups]
+                    for a, mems in zip(attempts, injected, strict=True):
+                        q_update(mems, self.success_reward if a.verdict.passed else self.failure_reward, self.alpha)
+                    self._write_memories(state, attempts, ctx)
+                    ctx.checkpoint(state)
+        except BudgetExhausted:
+            pass
+        write_text("".join(json.dumps(r) + "\n" for r in state.records()), ctx.cell_dir / "memories.jsonl")
         return state
 
     def _write_memories(self, state: MemRLState, attempts: list, ctx: LearnContext) -> None:
@@ -177,8 +232,7 @@ class MemRL:
                 feedback=a.verdict.feedback)}] for a in chosen]
             texts = ctx.aux(prompts, SamplingParams(temperature=temperature, top_p=0.95,
                                                     max_tokens=self.aux_max_tokens), tag=tag)
-            for a, text in zip(chosen, texts):
+            for a, text in zip(chosen, texts, strict=True):
                 body = (f"SCRIPT:\n{text}\n\nTRAJECTORY:\n{a.generation.text}" if passed else
                         f"TASK REFLECTION:\nWhat went wrong:\n{text}\n\nFailed approach:\n{a.generation.text}")
-                state.store.add(state.embedder.embed([a.problem.question])[0],
-                                Memory(a.problem.question, body, passed, self.q_init))
+                state.add(a.problem.question, body, passed, self.q_init_success if passed else self.q_init_failure)

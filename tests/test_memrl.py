@@ -1,5 +1,6 @@
-"""MemRL mechanics: the Q update formula, two-phase retrieval ranking, determinism at ε = 0,
-and a learning run whose memory writes are aux calls while attempts are counted rollouts."""
+"""MemRL mechanics: the Q update formula, query keys as in the official add_memories /
+retrieve_query, two-phase retrieval ranking, determinism at ε = 0, and a learning run whose memory
+writes are aux calls while attempts are counted rollouts and whose injected memories keep changing."""
 
 from __future__ import annotations
 
@@ -20,13 +21,11 @@ def state(**kw) -> MemRLState:
 
 
 def add(s: MemRLState, question: str, q: float, success: bool = True) -> Memory:
-    m = Memory(question, f"content for {question}", success, q)
-    s.store.add(s.embedder.embed([question])[0], m)
-    return m
+    return s.add(question, f"content for {question}", success, q)
 
 
 def test_q_update_is_the_ema_of_eq8():
-    a, b = Memory("a", "", True, 0.0), Memory("b", "", False, 0.5)
+    a, b = Memory("m0", "a", "", True, 0.0), Memory("m1", "b", "", False, 0.5)
     q_update([a, b], reward=1.0, alpha=0.3)
     assert a.q == pytest.approx(0.3) and b.q == pytest.approx(0.5 + 0.3 * (1.0 - 0.5))
     q_update([a], reward=-1.0, alpha=0.3)
@@ -46,7 +45,7 @@ def test_phase_b_blends_z_scored_similarity_and_q():
     assert s.retrieve(query) == order
     assert s.retrieve(query)[0] is mid_high  # high Q beats the nearest neighbour at λ = 0.5
     s0 = state(lam=0.0, k2=1)  # λ = 0 is pure similarity
-    s0.store = s.store
+    s0.keys, s0.memories = s.keys, s.memories
     assert s0.retrieve(query) == [near_low]
 
 
@@ -69,6 +68,37 @@ def test_epsilon_zero_is_deterministic_and_epsilon_one_explores():
     assert len(picks0) == 1 and len(picks1) > 1
 
 
+def test_memories_of_one_question_share_a_query_key_and_all_are_candidates():
+    s = state(k1=1, k2=3)
+    first = [add(s, "count the red apples in the basket", q=0.0) for _ in range(40)]
+    other = add(s, "violins and moons in an orchestra", q=0.0)
+    assert len(s.keys) == 2 and len(s.keys.items[0].memory_ids) == 40
+    assert s.keys.items[1].memory_ids == [other.id]
+    # phase A recalls the key, so every one of its 40 memories competes in phase B (round 1 recalled
+    # only the k1 oldest memories, so later ones could never be injected)
+    assert len(s.candidates("count the red apples in the basket")) == 40
+    first[3].q, first[25].q, first[31].q = 1.0, 1.0, 1.0
+    assert s.retrieve("count the red apples in the basket") == [first[31], first[25], first[3]]
+
+
+def test_new_memory_joins_a_key_only_above_the_add_threshold():
+    s = state(add_similarity_threshold=0.9)
+    add(s, "apples pears bananas grapes", q=0.0)
+    add(s, "apples pears bananas grapes", q=0.0)  # identical: cosine 1
+    add(s, "apples pears plums figs", q=0.0)  # similar but < 0.9: its own key
+    assert [len(k.memory_ids) for k in s.keys.items] == [2, 1]
+    loose = state(add_similarity_threshold=0.0)
+    for q in ("apples pears bananas grapes", "apples pears plums figs"):
+        add(loose, q, q=0.0)
+    assert len(loose.keys) == 1
+
+
+def test_phase_b_ties_prefer_the_newest_memory():
+    s = state(k2=2)
+    mems = [add(s, "apples pears", q=0.0) for _ in range(6)]
+    assert s.retrieve("apples pears") == [mems[5], mems[4]]
+
+
 def test_learning_counts_attempts_and_writes_memories_with_aux_calls(run_one):
     outcome, attempts, summary = run_one("method=memrl", "method.embedder=hashing", "budget=17")
     assert outcome.status == "ok" and outcome.rollouts_used == 17
@@ -79,3 +109,23 @@ def test_learning_counts_attempts_and_writes_memories_with_aux_calls(run_one):
     assert set(aux.tag) <= {"script", "reflection"}
     assert (aux.tag == "script").sum() == policy.passed.sum()
     assert summary[summary.final].iloc[0].context_tokens_added > 0
+
+
+def test_q_init_follows_the_outcome_and_injected_memories_keep_changing(run_one, tmp_path):
+    import json
+
+    outcome, attempts, _ = run_one("method=memrl", "method.embedder=hashing", "budget=80", "task.train_size=2")
+    assert outcome.status == "ok"
+    cell_dir = next((tmp_path / "sweep" / "cells").iterdir())
+    memories = [json.loads(line) for line in (cell_dir / "memories.jsonl").read_text().splitlines()]
+    assert len(memories) == 80 and [m["id"] for m in memories] == [f"m{i}" for i in range(80)]
+    never_used = [m for m in memories if m["visits"] == 0]
+    assert never_used and all(m["q"] == (1.0 if m["success"] else 0.0) for m in never_used)
+    assert len({m["query_key"] for m in memories}) == 2  # one key per training question
+    learn = attempts[(attempts.phase == "learn") & (attempts.role == "policy")]
+    injected = {i for ids in learn.context_ids for i in ids}
+    assert injected <= {m["id"] for m in memories}
+    # 2 problems x 40 memories each: far more than k1 = 5 distinct memories reach the prompt
+    assert len(injected) > 10
+    late = {i for ids in learn.context_ids.iloc[-8:] for i in ids}
+    assert any(int(i[1:]) >= 40 for i in late)  # memories written late in learning are injected
