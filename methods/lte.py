@@ -64,12 +64,15 @@ def mix_group(group: list[Attempt], extras: list[Attempt], rng: random.Random) -
 
 
 def mixed_policy_loss(logps: Any, behaviour_logps: Any, off_policy: Any, advantages: Any, mask: Any,
-                      epsilon_low: float, epsilon_high: float, gamma: float) -> Any:
+                      epsilon_low: float, epsilon_high: float, gamma: float, entropies: Any = None,
+                      entropy_coef: float = 0.0) -> Any:
     """Token-level mixed-policy GRPO loss (LTE §3, LUFFY-style regularised importance sampling).
 
     logps: log π_θ(o_t | q, o_<t) on the hint-free prompt, (B, T), with gradient.
     behaviour_logps: log π_old(o_t | hint, q, o_<t) for off-policy rows (ignored elsewhere).
     On-policy rows: PPO clip with π_old = the detached current policy (one update per batch).
+    entropies, entropy_coef: LTE† (the paper's "+entropy" rows) subtracts entropy_coef × the
+    token-mean policy entropy over the same mask (an entropy bonus); 0 = plain LTE.
     """
     import torch
 
@@ -79,10 +82,12 @@ def mixed_policy_loss(logps: Any, behaviour_logps: Any, off_policy: Any, advanta
     ratio = torch.exp(logps - behaviour_logps)
     off_loss = -(ratio / (ratio + gamma)) * adv
     per_token = torch.where(off_policy.unsqueeze(1), off_loss, on_loss)
+    if entropy_coef:
+        per_token = per_token - entropy_coef * entropies
     return (per_token * mask).sum() / mask.sum().clamp(min=1.0)
 
 
-def make_trainer_class(gamma: float) -> Any:
+def make_trainer_class(gamma: float, entropy_coef: float = 0.0) -> Any:
     import torch
     from trl import GRPOTrainer
 
@@ -106,10 +111,11 @@ def make_trainer_class(gamma: float) -> Any:
             prompt_ids, completion_ids = inputs["prompt_ids"], inputs["completion_ids"]
             input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
             attention_mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
-            logps, _, _ = self._get_per_token_logps_and_entropies(model, input_ids, attention_mask,
-                                                                  completion_ids.size(1))
+            logps, entropies, _ = self._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, completion_ids.size(1), compute_entropy=entropy_coef > 0)
             return mixed_policy_loss(logps, inputs["behaviour_logps"], inputs["off_policy"], inputs["advantages"],
-                                     inputs["completion_mask"], self.epsilon_low, self.epsilon_high, gamma)
+                                     inputs["completion_mask"], self.epsilon_low, self.epsilon_high, gamma,
+                                     entropies, entropy_coef)
 
         def behaviour_logps(self, prompt_ids: list[int], completion: list[int]) -> list[float]:
             """log π_old(o | hinted prompt) per token, computed exactly as the loss computes log π_θ."""
@@ -127,6 +133,7 @@ def make_trainer_class(gamma: float) -> Any:
 class LTE(PolicyGradientKnobs):
     gamma: float = 0.1  # f(r) = r / (r + γ) on off-policy tokens (paper: not stated; LUFFY: 0.1)
     hint: bool = True  # False = grpo_extra: the same extra rollouts without a hint
+    entropy_coef: float = 0.0  # > 0 = LTE† / GRPO+Extra†: entropy bonus on the loss (paper: value not stated)
     mutates_policy: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
@@ -136,6 +143,8 @@ class LTE(PolicyGradientKnobs):
                              f"loss_type dapo (its mixed-policy loss has no KL term and token-level normalisation)")
         if self.gamma <= 0:
             raise ValueError(f"gamma={self.gamma}; valid: > 0")
+        if self.entropy_coef < 0:
+            raise ValueError(f"entropy_coef={self.entropy_coef}; valid: >= 0 (0 = no entropy bonus)")
 
     def name(self) -> str:
         return "lte" if self.hint else "grpo_extra"
@@ -144,7 +153,7 @@ class LTE(PolicyGradientKnobs):
               ctx: LearnContext) -> PromptOnly:
         return train_on_task_prompts(self, task, train, backend, ctx,
                                      lambda problems: self._rollout_func(task, problems, backend, ctx),
-                                     trainer_cls=make_trainer_class(self.gamma))
+                                     trainer_cls=make_trainer_class(self.gamma, self.entropy_coef))
 
     def _rollout_func(self, task: Task, problems: dict[str, Problem], backend: Backend, ctx: LearnContext):
         rng = random.Random(ctx.seed)

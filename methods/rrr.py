@@ -125,12 +125,13 @@ class RRR(PolicyGradientKnobs):
                                     "env_mask": []}
             firsts = groups_of(prompts, self.group_size)
             rows = [conversations[prompt_key(conv)] for conv in firsts for _ in range(self.group_size)]
+            used = self.sampling(ctx)
             reflections = ctx.aux([conv for _, conv in rows], SamplingParams(
-                temperature=self.temperature, top_p=self.top_p, max_tokens=self.reflection_max_tokens),
+                temperature=used.temperature, top_p=used.top_p, max_tokens=self.reflection_max_tokens),
                 tag="reflection", backend=backend)
             retries = [g[0] for g in ctx.rollouts(
                 [(p, retry_conversation(conv, r)) for (p, conv), r in zip(rows, reflections)],
-                n=1, params=self.sampling(task), tag="retry", backend=backend)]
+                n=1, params=used, tag="retry", backend=backend)]
             for (_, conv), reflection, retry in zip(rows, reflections, retries):
                 p_ids, c_ids, mask = reflection_sample(backend.tokenizer, conv, reflection,
                                                        retry.generation.token_ids, retry.generation.finish_reason)

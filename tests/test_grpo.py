@@ -45,3 +45,33 @@ def test_grpo_refuses_a_backend_that_cannot_train_and_a_budget_below_one_step():
         plan(["method=grpo", "model=mock"])
     with pytest.raises(UserError, match=r"budget=7 is below one training step: prompts_per_step × group_size = 2 × 4"):
         plan(["method=grpo", "budget=7"])
+
+
+def test_training_rollouts_use_the_cells_learn_settings_unless_the_method_sets_its_own(run_one, tiny_hf, monkeypatch):
+    """Round 1 sampled GRPO-family rollouts at a hard-coded T 0.7 / top_p 0.95 and the task's cap,
+    whatever learn.* said; TRL must also score log-probs at the temperature actually used."""
+    from methods.common import policy_training
+
+    seen = []
+    real = policy_training.grpo_config
+    monkeypatch.setattr(policy_training, "grpo_config", lambda knobs, *a, **k: seen.append(knobs) or real(knobs, *a, **k))
+    common = ["method=grpo", "budget=8", "task.max_tokens=8", "task.test_size=2", "eval.n_samples=1"]
+    outcome, attempts, _ = run_one(*common, "learn.temperature=0.3", "learn.top_p=0.8", "learn.max_tokens=5",
+                                   backend=tiny_hf())
+    learn = attempts[attempts.phase == "learn"]
+    assert outcome.status == "ok" and len(learn) == 8
+    assert (learn.temperature == 0.3).all() and (learn.top_p == 0.8).all() and (learn.max_tokens == 5).all()
+    assert learn.completion_tokens.max() <= 5
+    assert (seen[-1].temperature, seen[-1].top_p, seen[-1].max_completion_length) == (0.3, 0.8, 5)
+    outcome, attempts, _ = run_one(*common, "learn.temperature=0.3", "method.temperature=0.9",
+                                   "method.max_completion_length=3", backend=tiny_hf())
+    learn = attempts[attempts.phase == "learn"]
+    assert (learn.temperature == 0.9).all() and (learn.max_tokens == 3).all() and (learn.top_p == 0.95).all()
+    assert (seen[-1].temperature, seen[-1].max_completion_length) == (0.9, 3)
+
+
+def test_max_steps_caps_training_below_the_budget_and_rollouts_stay_metered(run_one, tiny_hf):
+    outcome, attempts, summary = run_one("method=grpo", "budget=40", "method.max_steps=2", "task.max_tokens=6",
+                                         "task.test_size=2", "eval.n_samples=1", backend=tiny_hf())
+    assert outcome.status == "ok" and outcome.rollouts_used == 16  # 2 steps x 2 prompts x G 4 of 40
+    assert summary[summary.final].iloc[0].rollouts_used == 16

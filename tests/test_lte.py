@@ -146,3 +146,20 @@ def test_lte_refuses_a_kl_term():
 
     with pytest.raises(UserError, match="beta=0.01, loss_type='dapo'; valid for lte: beta 0, loss_type dapo"):
         plan(["method=lte", "method.beta=0.01"])
+
+
+def test_entropy_bonus_lowers_the_loss_by_coef_times_mean_entropy():
+    """LTE† (the paper's +entropy rows): loss − c · token-mean entropy over the completion mask."""
+    import torch
+
+    from methods.lte import mixed_policy_loss
+
+    logps = torch.log(torch.tensor([[0.5, 0.2, 0.3], [0.4, 0.4, 0.9]]))
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
+    entropies = torch.tensor([[1.0, 2.0, 9.0], [0.5, 0.5, 0.5]])
+    args = (logps, logps, torch.tensor([False, True]), torch.tensor([1.0, -1.0]), mask, 0.2, 0.2, 0.1)
+    plain = mixed_policy_loss(*args)
+    assert torch.equal(plain, mixed_policy_loss(*args, entropies, 0.0))
+    bonus = mixed_policy_loss(*args, entropies, 0.05)
+    masked_mean = (1.0 + 2.0 + 0.5 * 3) / 5  # the masked-out 9.0 does not count
+    assert bonus.item() == pytest.approx(plain.item() - 0.05 * masked_mean)

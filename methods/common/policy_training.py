@@ -47,9 +47,11 @@ class PolicyGradientKnobs:
     epsilon: float = 0.2  # PPO clip range
     loss_type: str = "dapo"  # dapo (TRL default) | grpo | bnpo | dr_grpo
     scale_rewards: str = "group"  # group | batch | none: divide advantages by the reward std
-    temperature: float = 0.7  # sampling of training rollouts (T=1.0 halves this model's accuracy)
-    top_p: float = 0.95
-    max_completion_length: int | None = None  # None = the task's completion cap
+    # Training-rollout sampling: None = the cell's learn.* setting (one rule for every method)
+    temperature: float | None = None  # None = learn.temperature
+    top_p: float | None = None  # None = learn.top_p
+    max_completion_length: int | None = None  # None = learn.max_tokens (itself defaulting to the task's cap)
+    max_steps: int | None = None  # stop after this many optimizer steps even if budget remains (matched steps)
     max_grad_norm: float = 1.0
 
     def validate(self) -> None:
@@ -61,6 +63,8 @@ class PolicyGradientKnobs:
             raise ValueError(f"group_size={self.group_size}; valid: >= 2 (advantages are relative to the group)")
         if self.prompts_per_step < 1 or self.lora_rank < 0:
             raise ValueError("prompts_per_step must be >= 1 and lora_rank >= 0")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps={self.max_steps}; valid: >= 1 or null (steps limited by the budget only)")
 
     @property
     def rollouts_per_step(self) -> int:
@@ -78,9 +82,13 @@ class PolicyGradientKnobs:
             raise ValueError(f"model backend {backend!r} cannot train weights; valid: {', '.join(TRAINABLE_BACKENDS)} "
                              f"(e.g. model=smollm2_135m)")
 
-    def sampling(self, task: Task) -> SamplingParams:
-        cap = self.max_completion_length or task.describe().get("max_tokens", 128)
-        return SamplingParams(temperature=self.temperature, top_p=self.top_p, max_tokens=cap)
+    def sampling(self, ctx: LearnContext) -> SamplingParams:
+        """Training-rollout sampling: the method's own value where set, else the cell's learn.*."""
+        cell = ctx.sampling
+        return SamplingParams(
+            temperature=cell.temperature if self.temperature is None else self.temperature,
+            top_p=cell.top_p if self.top_p is None else self.top_p,
+            max_tokens=self.max_completion_length or cell.max_tokens, seed=cell.seed)
 
 
 def attach_policy(backend: Backend, knobs: PolicyGradientKnobs) -> Any:
@@ -190,9 +198,12 @@ def run_trainer(knobs: PolicyGradientKnobs, learned: Learned, prompts: list[list
     model = attach_policy(backend, knobs)
     if not prompts:  # e.g. RRR when no first attempt failed: nothing to train on
         return
+    used = knobs.sampling(ctx)  # TRL must score log-probs at the temperature the rollouts used
     knobs_step = _with(knobs, prompts_per_step=min(knobs.prompts_per_step, len(prompts)),  # few prompts (RRR)
-                       max_completion_length=knobs.max_completion_length or ctx.sampling.max_tokens)
+                       temperature=used.temperature, top_p=used.top_p, max_completion_length=used.max_tokens)
     steps = ctx.meter.remaining // knobs_step.rollouts_per_step
+    if knobs.max_steps is not None:
+        steps = min(steps, knobs.max_steps)
     if steps < 1:
         return
     with tempfile.TemporaryDirectory() as tmp:
@@ -229,7 +240,7 @@ def _with(knobs: PolicyGradientKnobs, **changes: Any) -> PolicyGradientKnobs:
 def sample_groups(ctx: LearnContext, knobs: PolicyGradientKnobs, task: Task, items: list[tuple[Problem, list[Message]]],
                   backend: Backend, tag: str, n: int | None = None):
     """`n` (default G) counted rollouts for each (problem, messages) with the training sampling."""
-    return ctx.rollouts(items, n=n or knobs.group_size, params=knobs.sampling(task), tag=tag, backend=backend)
+    return ctx.rollouts(items, n=n or knobs.group_size, params=knobs.sampling(ctx), tag=tag, backend=backend)
 
 
 def plain_rollout_func(knobs: PolicyGradientKnobs, task: Task, problems: dict[str, Problem],
