@@ -4,14 +4,17 @@ Why `gepa.optimize` with our own adapter rather than `dspy.GEPA`: the adapter ma
 task-LM call a harness rollout (metered, verified, recorded) and every reflection call a harness
 aux call, with no litellm or dspy output format in between (dspy's default adapters break a
 135M model 4 times in 6, reference/feasibility.md §8). The optimisation loop, Pareto candidate
-selection, minibatch sampling and the reflection prompt are gepa's own, at its defaults.
+selection, minibatch sampling and the reflection prompt are gepa's own, at its defaults, with
+merge on as the CORE paper ran GEPA (through `dspy.GEPA`, whose defaults are `use_merge=True`,
+`max_merge_invocations=5`).
 
 Budget: `max_metric_calls` = the cell budget, valset = trainset when the training set is small
 (the CORE paper's setting). gepa checks its budget only before an iteration, and an iteration
-(parent minibatch b + child minibatch b + full validation |val| if accepted) is indivisible, so
-gepa alone can overshoot B. A stopper therefore ends the run when fewer than 2b + |val| rollouts
-remain: gepa's own `total_metric_calls` equals the meter's rollout count and never exceeds B, at
-the price of leaving at most 2b + |val| - 1 rollouts unused (reported as rollouts_used < budget).
+(parent minibatch b + child minibatch b + full validation |val| if accepted; a merge: a
+subsample of MERGE_SUBSAMPLE val problems + |val|) is indivisible, so gepa alone can overshoot B.
+A stopper therefore ends the run when fewer than that worst iteration's rollouts remain: gepa's
+own `total_metric_calls` equals the meter's rollout count and never exceeds B, at the price of
+leaving a worst iteration's rollouts minus one unused at most (reported as rollouts_used < budget).
 The component evolved is the task's system instruction; the best candidate and every
 candidate's validation score are written to `gepa_result.json`.
 """
@@ -29,6 +32,7 @@ from harness.registry import register_method
 from harness.types import Backend, Problem, SamplingParams, Task
 
 COMPONENT = "instruction"
+MERGE_SUBSAMPLE = 5  # val problems a merged candidate is first scored on (gepa MergeProposer default)
 
 
 @dataclass
@@ -71,7 +75,8 @@ class HarnessAdapter:
 class GEPA:
     reflection_minibatch_size: int = 3  # gepa default b
     candidate_selection_strategy: str = "pareto"  # pareto | current_best | epsilon_greedy | top_k_pareto
-    use_merge: bool = False  # gepa.optimize default (dspy.GEPA defaults to True)
+    use_merge: bool = True  # as the CORE paper ran it (dspy.GEPA default; gepa.optimize's is False)
+    max_merge_invocations: int = 5  # dspy.GEPA / gepa default
     valset_size: int | None = None  # None = valset is the trainset (CORE paper, few training problems)
     reflection_temperature: float = 0.7  # aux sampling of the reflection LM (not stated by the papers)
     reflection_max_tokens: int = 256  # cap on a proposed instruction
@@ -94,7 +99,8 @@ class GEPA:
             return ctx.aux([messages], params, tag="gepa_reflection")[0]
 
         seed_text = task.prompt(train[0])[0]["content"]  # the task's own system instruction
-        worst_iteration = 2 * self.reflection_minibatch_size + len(valset)
+        worst_iteration = len(valset) + max(2 * self.reflection_minibatch_size,
+                                            MERGE_SUBSAMPLE if self.use_merge else 0)
         if budget.remaining < len(valset):
             raise ValueError(f"gepa needs at least |valset| = {len(valset)} rollouts for the seed evaluation, "
                              f"budget is {budget.remaining}")
@@ -106,6 +112,7 @@ class GEPA:
             seed_candidate={COMPONENT: seed_text}, trainset=trainset, valset=valset, adapter=adapter,
             reflection_lm=reflection_lm, candidate_selection_strategy=self.candidate_selection_strategy,
             reflection_minibatch_size=self.reflection_minibatch_size, use_merge=self.use_merge,
+            max_merge_invocations=self.max_merge_invocations,
             max_metric_calls=budget.budget, stop_callbacks=[out_of_budget], seed=ctx.seed, raise_on_exception=True,
             display_progress_bar=False)
         if result.total_metric_calls != budget.rollouts_used:
