@@ -8,8 +8,10 @@ can leave neither duplicate nor half-written rows.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import inspect
+import os
 import time
 import traceback
 from collections.abc import Callable
@@ -28,21 +30,54 @@ from harness.registry import METHODS, TASKS
 from harness.types import Backend, Problem, SamplingParams, Task, content_hash
 
 REPO = Path(__file__).resolve().parent.parent
+PROJECT_PACKAGES = ("harness", "tasks", "methods")
 REPORTING_MODULES = ("table.py", "plot.py", "paper.py")  # read results, never run a cell: not in the code hash
 ID_KEYS = ("task", "method", "model", "aux_model", "budget", "seed", "eval", "learn", "checkpoints")
 
 
+def project_imports(path: Path) -> set[Path]:
+    """The project's own modules (harness, tasks, methods) that `path` imports, transitively."""
+    seen: set[Path] = set()
+    todo = [path.resolve()]
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        for node in ast.walk(ast.parse(current.read_text(), filename=str(current))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+                     if isinstance(node, ast.ImportFrom) and node.module and not node.level else [])
+            for name in names:
+                if name.split(".")[0] not in PROJECT_PACKAGES:
+                    continue
+                base = REPO.joinpath(*name.split("."))
+                for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+                    if candidate.is_file():
+                        todo.append(candidate.resolve())
+    return seen
+
+
 def code_version(task_name: str, method_name: str) -> str:
-    """Hash of the code a cell runs: the engine, the shared task/method helpers, and this cell's
-    task and method modules. Editing them gives new cell ids; adding another method does not."""
+    """Hash of the code a cell runs (see `cell_code_files`)."""
+    return files_hash(cell_code_files(Path(inspect.getfile(TASKS.get(task_name))),
+                                      Path(inspect.getfile(METHODS.get(method_name)))))
+
+
+def cell_code_files(task_file: Path, method_file: Path) -> set[Path]:
+    """The engine, the shared task/method helpers, and this cell's task and method modules with
+    every project module they import (transitively). Editing any of them gives new cell ids;
+    adding or editing an unrelated method does not."""
     files = set()
     for pkg in ("harness", "tasks/common", "methods/common"):
-        files.update(p for p in (REPO / pkg).rglob("*.py") if p.name not in REPORTING_MODULES)
-    for obj in (TASKS.get(task_name), METHODS.get(method_name)):
-        files.add(Path(inspect.getfile(obj)).resolve())
+        files.update(p.resolve() for p in (REPO / pkg).rglob("*.py") if p.name not in REPORTING_MODULES)
+    return files | project_imports(task_file) | project_imports(method_file)
+
+
+def files_hash(files: set[Path]) -> str:
     h = hashlib.sha256()
     for path in sorted(files):
-        h.update(path.name.encode())
+        h.update(os.path.relpath(path, REPO).encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:12]
 
@@ -174,7 +209,7 @@ def _run(spec: CellSpec, cfg: dict[str, Any], meter: BudgetMeter, get_backend, l
     summary: list[dict[str, Any]] = []
 
     def evaluate_fn(learned: Learned, checkpoint: int, final: bool = False) -> None:
-        rows = evaluate(task, learned, test, eval_cfg, checkpoint, progress=on_progress)
+        rows = evaluate(task, learned, test, eval_cfg, checkpoint, progress=on_progress, step=len(summary))
         eval_rows.extend(rows)
         metrics = summarize_attempts(pd.DataFrame([r.as_row() for r in rows]),
                                      n_bootstrap=eval_cfg.n_bootstrap, seed=cfg["seed"])

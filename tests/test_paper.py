@@ -184,3 +184,30 @@ def test_curve_title_names_the_row_model_training_sizes_and_seed_count():
     assert paper_mod.curve_title("MathGAP", df) == "MathGAP: smollm2-135m, 10 training problems, 3 seeds"
     df = pd.DataFrame({"model": ["b", "a"], "train_size": [None, None], "seed": [0, 0]})
     assert paper_mod.curve_title("Hanoi", df) == "Hanoi: a/b, 1 seed"
+
+
+def test_a_method_that_imports_another_methods_module_changes_id_with_that_module(tmp_path, monkeypatch):
+    """grpo_extra imports methods/lte.py: editing lte.py must orphan grpo_extra's finished cells
+    (round 1 hashed only the method's own file, so resume reused results from old code)."""
+    import shutil
+
+    from harness import cell
+
+    for rel in ("harness", "tasks", "methods"):
+        shutil.copytree(cell.REPO / rel, tmp_path / rel, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(cell, "REPO", tmp_path)
+
+    def version(task: str, method: str) -> str:
+        return cell.files_hash(cell.cell_code_files(tmp_path / f"tasks/{task}.py", tmp_path / f"methods/{method}.py"))
+
+    def edit(rel: str) -> None:
+        (tmp_path / rel).write_text((tmp_path / rel).read_text() + "\n# edited\n")
+
+    before = version("math", "grpo_extra")
+    edit("methods/grpo.py")  # unrelated method
+    assert version("math", "grpo_extra") == before
+    edit("methods/lte.py")
+    assert version("math", "grpo_extra") != before
+    before = version("xlam", "zero_shot")
+    edit("tasks/function_calling.py")
+    assert version("xlam", "zero_shot") != before
