@@ -1,7 +1,8 @@
 """Parquet records, the source of truth (DESIGN.md §4).
 
 `results/<sweep>/cells/<cell_id>/attempts.parquet`: one row per generation.
-`results/<sweep>/summary.parquet`: one row per cell x checkpoint.
+`results/<sweep>/summary.parquet`: one row per cell x checkpoint, of the cells in the sweep's
+latest plan (`plan.json`) only; cells left from an earlier plan stay on disk as *stale*.
 Every write goes to a temporary file in the same directory and is renamed into place, so a
 killed process leaves either the old file or the new one, never half of one.
 """
@@ -70,8 +71,34 @@ def attempts_frame(rows: list[dict[str, Any]], cell_fields: dict[str, Any]) -> p
     return df[ATTEMPT_COLUMNS + extra]
 
 
+PLAN_FILE = "plan.json"
+
+
+def write_plan(sweep_dir: Path, cells: list[tuple[str, str]]) -> None:
+    """Record the (cell_id, label) pairs of the sweep's latest plan; reports use only these."""
+    write_json({"cells": [{"cell_id": cid, "label": label} for cid, label in cells]}, sweep_dir / PLAN_FILE)
+
+
+def planned_cell_ids(sweep_dir: Path) -> list[str] | None:
+    """Cell ids of the latest plan, or None for a sweep written before plans were recorded."""
+    path = sweep_dir / PLAN_FILE
+    return [c["cell_id"] for c in json.loads(path.read_text())["cells"]] if path.exists() else None
+
+
+def stale_cells(sweep_dir: Path) -> list[str]:
+    """Cell directories on disk that the latest plan does not contain (an earlier config or code)."""
+    planned = planned_cell_ids(sweep_dir)
+    if planned is None:
+        return []
+    keep = set(planned)
+    return sorted(p.name for p in (sweep_dir / "cells").glob("*") if p.is_dir() and p.name not in keep)
+
+
 def collect_summaries(sweep_dir: Path) -> pd.DataFrame:
-    """Concatenate the per-cell summaries of every finished cell under a sweep directory."""
-    frames = [pd.read_parquet(p) for p in sorted(sweep_dir.glob("cells/*/summary.parquet"))
-              if (p.parent / "done.json").exists()]
+    """Concatenate the per-cell summaries of the finished cells of the sweep's latest plan."""
+    planned = planned_cell_ids(sweep_dir)
+    dirs = ([sweep_dir / "cells" / cid for cid in planned] if planned is not None
+            else sorted(p for p in (sweep_dir / "cells").glob("*") if p.is_dir()))
+    frames = [pd.read_parquet(d / "summary.parquet") for d in dirs
+              if (d / "done.json").exists() and (d / "summary.parquet").exists()]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SUMMARY_COLUMNS)

@@ -16,7 +16,7 @@ from typing import Any
 from harness.backends import check_backend_config
 from harness.cell import CellOutcome, CellSpec, build_task
 from harness.config import REPO, UserError, compose, expand_grid, params_of, to_dict
-from harness.records import collect_summaries, write_parquet
+from harness.records import collect_summaries, stale_cells, write_parquet, write_plan
 from harness.registry import METHODS, UnknownName
 
 
@@ -117,8 +117,11 @@ def execute(sweep_dir: Path, specs: list[CellSpec], first: dict[str, Any]) -> in
     from harness.launchers import LAUNCHERS
 
     todo = sum(not s.done for s in specs)
+    write_plan(sweep_dir, [(s.cell_id, s.label) for s in specs])
+    stale = stale_cells(sweep_dir)
     print(f"sweep {sweep_dir.name}: {len(specs)} cells ({len(specs) - todo} already finished) "
-          f"-> {sweep_dir}", flush=True)
+          f"-> {sweep_dir}" + (f"; {len(stale)} stale cells from an earlier plan are kept on disk "
+                               f"and left out of every summary" if stale else ""), flush=True)
     progress = Progress(specs)
 
     def report(o: CellOutcome) -> None:
@@ -136,10 +139,13 @@ def execute(sweep_dir: Path, specs: list[CellSpec], first: dict[str, Any]) -> in
     summary = collect_summaries(sweep_dir)
     if len(summary):
         write_parquet(summary, sweep_dir / "summary.parquet")
+    else:  # no finished cell in this plan: an older summary would describe another plan
+        (sweep_dir / "summary.parquet").unlink(missing_ok=True)
     failed = [o for o in outcomes if o.status == "failed"]
     wall = time.perf_counter() - progress.t0
+    where = f"summary: {sweep_dir / 'summary.parquet'}" if len(summary) else "no cell finished, so no summary"
     print(f"sweep {sweep_dir.name} finished in {wall:.1f}s: {progress.done} ran, {progress.skipped} "
-          f"skipped, {len(failed)} failed; summary: {sweep_dir / 'summary.parquet'}")
+          f"skipped, {len(failed)} failed; {where}")
     for o in failed:
         print(f"  FAILED {o.label} ({o.cell_id}): {o.error}  [see {sweep_dir / 'cells' / o.cell_id / 'status.json'}]")
     return 1 if failed else 0
