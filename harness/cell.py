@@ -31,7 +31,7 @@ from harness.types import Backend, Problem, SamplingParams, Task, content_hash
 
 REPO = Path(__file__).resolve().parent.parent
 PROJECT_PACKAGES = ("harness", "tasks", "methods")
-REPORTING_MODULES = ("table.py", "plot.py", "paper.py")  # read results, never run a cell: not in the code hash
+REPORTING_MODULES = ("table.py", "compare.py", "plot.py", "paper.py")  # read results, never run a cell: not in the code hash
 ID_KEYS = ("task", "method", "model", "aux_model", "budget", "seed", "eval", "learn", "checkpoints")
 
 

@@ -27,7 +27,7 @@ import yaml
 
 from harness.config import REPO, UserError
 from harness.plot import save_curve_figure
-from harness.records import write_text
+from harness.records import collect_summaries, write_text
 from harness.sweep import execute, plan
 from harness.table import sweep_dir_of
 
@@ -136,8 +136,8 @@ def run(name: str, scale_name: str, results_dir: str = "results", dry_run: bool 
 # ---------------------------------------------------------------- table
 
 def load_results(sdir: Path, keys: list[str]) -> pd.DataFrame:
-    """summary.parquet plus any row key that is a cell-config path (e.g. task.benchmark)."""
-    summary = pd.read_parquet(sdir / "summary.parquet")
+    """The latest plan's summaries plus any row key that is a cell-config path (e.g. task.benchmark)."""
+    summary = collect_summaries(sdir)
     configs = {cell_id: json.loads((sdir / "cells" / cell_id / "config.json").read_text())["config"]
                for cell_id in summary["cell_id"].unique()}
     for key in [k for k in keys if k not in summary.columns]:
@@ -321,7 +321,7 @@ def curve_title(row_name: str, df: pd.DataFrame) -> str:
 def scales_with_results(paper: dict[str, Any], results_dir: str) -> list[str]:
     block = paper["table"]["block"]
     return [s for s in paper["scales"]
-            if (sweep_dir_of(sweep_name(paper, s, block), results_dir) / "summary.parquet").exists()]
+            if not collect_summaries(sweep_dir_of(sweep_name(paper, s, block), results_dir)).empty]
 
 
 def table(name: str, scale_name: str | None, results_dir: str = "results") -> int:
@@ -335,15 +335,15 @@ def table(name: str, scale_name: str | None, results_dir: str = "results") -> in
     scale = scale_of(paper, scale_name)
     layout = paper["table"]
     sdir = sweep_dir_of(sweep_name(paper, scale_name, layout["block"]), results_dir)
-    if not (sdir / "summary.parquet").exists():
-        raise UserError(f"no results for paper {name!r} at scale {scale_name!r} ({sdir / 'summary.parquet'} missing)")
+    if collect_summaries(sdir).empty:
+        raise UserError(f"no results for paper {name!r} at scale {scale_name!r} (no finished cell in {sdir})")
     results = load_results(sdir, layout["rows"])
     text, _ = build_paper_table(paper, scale, results, reference_table(paper), scale_name)
     if layout.get("curves"):
         spec = layout["curves"]
         cdir = sweep_dir_of(sweep_name(paper, scale_name, spec["block"]), results_dir)
-        if spec["block"] in scale["blocks"] and (cdir / "summary.parquet").exists():
-            curves = pd.read_parquet(cdir / "summary.parquet")
+        if spec["block"] in scale["blocks"] and not collect_summaries(cdir).empty:
+            curves = collect_summaries(cdir)
         else:
             curves = results
             for key, value in (spec.get("where") or {}).items():

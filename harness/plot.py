@@ -1,4 +1,6 @@
-"""`python -m harness.plot --sweep NAME`: learning curves (Pass@1 vs rollouts used), one PNG per task.
+"""`python -m harness.plot --sweep NAME`: learning curves (Pass@1 vs rollouts used), one PNG per
+configuration (task, budget and every other config value that differs between the sweep's cells),
+from the cells of the sweep's latest plan only.
 
 Each method's curve is its checkpoints averaged over seeds; the band is the mean bootstrap CI.
 """
@@ -11,10 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.compare import load_cells
 from harness.table import sweep_dir_of
 
 
-def plot_sweep(summary: pd.DataFrame, out_dir) -> list:
+def plot_sweep(summary: pd.DataFrame, out_dir, varying: list[str] | None = None) -> list:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -22,7 +25,10 @@ def plot_sweep(summary: pd.DataFrame, out_dir) -> list:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for (task, budget), df in summary.groupby(["task", "budget"]):
+    extra = [k for k in (varying or []) if not k.startswith("method.")]
+    for values, df in summary.groupby(["task", "budget", *extra], dropna=False):
+        task, budget, rest = values[0], values[1], dict(zip(extra, values[2:]))
+        suffix = "".join(f"_{k.split('.')[-1]}-{v}" for k, v in rest.items())
         fig, ax = plt.subplots(figsize=(6, 4))
         for method, m in df.groupby("method"):
             curve = m.groupby("rollouts_used")[["pass@1", "pass@1_lo", "pass@1_hi"]].mean().sort_index()
@@ -32,8 +38,9 @@ def plot_sweep(summary: pd.DataFrame, out_dir) -> list:
         base = [c for c in df.columns if c == "baseline_majority_answer"]
         if base:
             ax.axhline(df[base[0]].iloc[0], color="grey", ls="--", lw=1, label="majority answer")
-        written.append(save_curve_figure(fig, ax, "Pass@1 (held-out)", f"{task}, budget {budget}",
-                                         out_dir / f"learning_curve_{task}_B{budget}.png"))
+        title = ", ".join([f"{task}, budget {budget}"] + [f"{k}={v}" for k, v in rest.items()])
+        written.append(save_curve_figure(fig, ax, "Pass@1 (held-out)", title,
+                                         out_dir / f"learning_curve_{task}_B{budget}{suffix}.png"))
     return written
 
 
@@ -61,11 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results-dir", default="results")
     args = ap.parse_args(argv)
     sdir = sweep_dir_of(args.sweep, args.results_dir)
-    if not (sdir / "summary.parquet").exists():
-        print(f"sibench: error: no results for sweep {args.sweep!r} ({sdir / 'summary.parquet'} missing)",
-              file=sys.stderr)
+    cells = load_cells(sdir)
+    if cells.summary.empty:
+        print(f"sibench: error: no finished cells for sweep {args.sweep!r} in {sdir}", file=sys.stderr)
         return 2
-    for path in plot_sweep(pd.read_parquet(sdir / "summary.parquet"), sdir / "plots"):
+    for path in plot_sweep(cells.summary, sdir / "plots", cells.varying):
         print(f"wrote {path}")
     return 0
 

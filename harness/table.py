@@ -1,8 +1,10 @@
-"""`python -m harness.table --sweep NAME`: task x method x budget table from summary.parquet.
+"""`python -m harness.table --sweep NAME`: one row per configuration and method, from the cells
+of the sweep's latest plan.
 
-Prints markdown and writes `table.md` and `table.csv` next to the sweep. Each row is the final
-checkpoint averaged over seeds; the CI is the bootstrap CI over problems (averaged over seeds).
-Failed cells are listed below the table.
+Prints markdown and writes `table.md`, `table.csv` and `comparisons.csv` next to the sweep. A row
+is one configuration: every config value that differs between the sweep's cells (the seed aside)
+is a column (harness/compare.py). Pass@1 has a seeds x problems bootstrap CI; `Δ vs zero_shot` is
+the paired difference on the same problems and seeds. Stale and failed cells are listed below.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.compare import N_BOOT, Comparer, SweepCells, config_columns, estimate, final_rows, load_cells
 from harness.config import REPO
-from harness.records import write_text
+from harness.records import collect_summaries, planned_cell_ids, stale_cells, write_text
 
 
 def sweep_dir_of(sweep: str, results_dir: str = "results") -> Path:
@@ -23,48 +26,70 @@ def sweep_dir_of(sweep: str, results_dir: str = "results") -> Path:
     return (base if base.is_absolute() else REPO / base) / sweep
 
 
-def final_rows(summary: pd.DataFrame) -> pd.DataFrame:
-    return summary[summary["final"].astype(bool)] if "final" in summary else summary
-
-
-def build_table(summary: pd.DataFrame) -> pd.DataFrame:
-    df = final_rows(summary).copy()
-    # Pass@k column: k = max(eval.k) of the cell (default n_samples); one k per table
-    k = int(df["report_k"].min()) if "report_k" in df else int(df["n_samples"].min())
-    kmax = f"pass@{k}"
-    keys = [k for k in ("task", "model", "train_size", "method", "budget") if k in df.columns]
-    agg = df.groupby(keys, dropna=False).agg(
-        seeds=("seed", "nunique"), pass1=("pass@1", "mean"), lo=("pass@1_lo", "mean"),
-        hi=("pass@1_hi", "mean"), passk=(kmax, "mean"),
-        greedy=("greedy_pass", "mean"), rollouts=("rollouts_used", "mean"),
-        policy_tok=("learn_policy_tokens", "mean"), aux_tok=("learn_aux_tokens", "mean"),
-        ctx_added=("context_tokens_added", "mean"),
-        eval_prompt_tok=("eval_prompt_tokens_per_problem", "mean"), wall_s=("wall_s", "mean"),
-    ).reset_index()
-    out = agg[keys].copy()
-    out["seeds"] = agg["seeds"]
-    out["Pass@1 [95% CI]"] = [f"{p:.3f} [{lo:.3f}, {hi:.3f}]" for p, lo, hi in zip(agg.pass1, agg.lo, agg.hi)]
-    out[f"Pass@{k}"] = agg["passk"].round(3)
-    out["greedy"] = agg["greedy"].round(3)
-    if "pass@1_attempt2" in df.columns:  # methods with a reflect-and-retry second attempt
-        second = df.groupby(keys, dropna=False)["pass@1_attempt2"].mean().reset_index(drop=True)
-        out["≤2 attempts"] = second.round(3).astype(object).where(second.notna(), "")
-    out["rollouts"] = agg["rollouts"].round(0).astype(int)
-    out["learn tok (policy/aux)"] = [f"{int(a)}/{int(b)}" for a, b in zip(agg.policy_tok, agg.aux_tok)]
-    out["ctx tok added"] = agg["ctx_added"].round(1)
-    out["eval prompt tok"] = agg["eval_prompt_tok"].round(1)
-    out["wall s"] = agg["wall_s"].round(1)
-    return out
+def build_table(sweep_dir: Path, cells: SweepCells, reference: str = "zero_shot",
+                comparer: Comparer | None = None) -> pd.DataFrame:
+    """One row per configuration (every varying config value is a column) and method, averaged
+    over seeds; Pass@1 with a seeds x problems bootstrap CI, and the paired Δ vs `reference`."""
+    comparer = comparer or Comparer(sweep_dir, cells)
+    df = final_rows(cells.summary)
+    k = int(df["report_k"].min()) if "report_k" in df else int(df["n_samples"].min())  # one Pass@k per table
+    config = config_columns(cells)
+    key_cols = [c for c in config if c != "budget"] + ["method", "budget"]
+    has_ref = reference in set(df["method"])
+    rows = []
+    for unit in comparer.units:
+        if unit.rows["budget"].iloc[0] != unit.key["budget"]:
+            continue  # a no-learning stand-in at another budget: compared, not tabled twice
+        r = unit.rows
+        pass1 = estimate(comparer.values(unit))
+        row = {c: unit.key.get(c, r.iloc[0].get(c)) for c in key_cols if c != "method"}
+        row["method"] = unit.label
+        row["seeds"] = r["seed"].nunique()
+        row["Pass@1 [95% CI]"] = f"{pass1.mean:.3f} [{pass1.lo:.3f}, {pass1.hi:.3f}]"
+        if has_ref:
+            ref = comparer.reference_for(unit, reference)
+            if unit.method == reference or ref is None:
+                row[f"Δ vs {reference}"] = ""
+            else:
+                d = comparer.versus(unit, ref)
+                row[f"Δ vs {reference}"] = f"{d.mean:+.3f} [{d.lo:+.3f}, {d.hi:+.3f}]{' *' if d.excludes_zero else ''}"
+        row[f"Pass@{k}"] = round(float(r[f"pass@{k}"].mean()), 3) if f"pass@{k}" in r else float("nan")
+        row["greedy"] = round(float(r["greedy_pass"].mean()), 3)
+        if "pass@1_attempt2" in df.columns:  # methods with a reflect-and-retry second attempt
+            second = r["pass@1_attempt2"].mean() if "pass@1_attempt2" in r else float("nan")
+            row["≤2 attempts"] = round(float(second), 3) if pd.notna(second) else ""
+        row["rollouts"] = int(round(r["rollouts_used"].mean()))
+        row["learn tok (policy/aux)"] = f"{int(r.learn_policy_tokens.mean())}/{int(r.learn_aux_tokens.mean())}"
+        row["ctx tok added"] = round(float(r["context_tokens_added"].mean()), 1)
+        row["eval prompt tok"] = round(float(r["eval_prompt_tokens_per_problem"].mean()), 1)
+        row["wall s"] = round(float(r["wall_s"].mean()), 1)
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    return out.sort_values([c for c in key_cols if c in out.columns], kind="stable").reset_index(drop=True)
 
 
 def failures(sweep_dir: Path) -> list[str]:
+    """Failed cells of the latest plan."""
+    planned = planned_cell_ids(sweep_dir)
     lines = []
     for status in sorted(sweep_dir.glob("cells/*/status.json")):
+        if planned is not None and status.parent.name not in planned:
+            continue
         s = json.loads(status.read_text())
         if s.get("status") == "failed":
             label = json.loads((status.parent / "config.json").read_text()).get("label", status.parent.name)
             lines.append(f"- FAILED {label} ({status.parent.name}): {s.get('error', '')}")
     return lines
+
+
+STATS_NOTE = (
+    "Pass@1 is the mean over seeds and test problems of each problem's pass rate over its samples. "
+    "Its 95% CI is a two-way bootstrap ({n} resamples): seeds and test problems are both drawn with "
+    "replacement and the drawn seed x problem block is averaged (with one seed: the bootstrap over "
+    "problems). Δ is paired: the difference of two methods on the same test problems and seeds, "
+    "bootstrapped the same way; * marks a CI that excludes 0. comparisons.csv has every pair of "
+    "methods within a configuration, with a two-sided bootstrap p-value, uncorrected for the "
+    "number of pairs.")
 
 
 def baselines_note(summary: pd.DataFrame) -> list[str]:
@@ -79,32 +104,45 @@ def baselines_note(summary: pd.DataFrame) -> list[str]:
     return lines
 
 
+def report(sweep_dir: Path, name: str, reference: str = "zero_shot") -> str:
+    """Write table.md, table.csv and comparisons.csv for the sweep's latest plan; return the text."""
+    cells = load_cells(sweep_dir)
+    comparer = Comparer(sweep_dir, cells)
+    table = build_table(sweep_dir, cells, reference, comparer)
+    pairs = comparer.all_pairs()
+    text = f"## sweep {name}\n\n{table.to_markdown(index=False)}\n\n{STATS_NOTE.format(n=N_BOOT)}\n"
+    if cells.varying:
+        text += f"\nConfiguration columns (values that differ between this sweep's cells): {', '.join(cells.varying)}\n"
+    notes = baselines_note(cells.summary)
+    if notes:
+        text += "\nChance / majority-answer baselines (test set):\n" + "\n".join(notes) + "\n"
+    stale = stale_cells(sweep_dir)
+    if stale:
+        text += (f"\n{len(stale)} stale cells (from an earlier plan: another config or code version) are on disk "
+                 f"and left out: {', '.join(stale[:8])}{' ...' if len(stale) > 8 else ''}\n")
+    fails = failures(sweep_dir)
+    if fails:
+        text += "\nFailed cells:\n" + "\n".join(fails) + "\n"
+    write_text(text, sweep_dir / "table.md")
+    write_text(table.to_csv(index=False), sweep_dir / "table.csv")
+    write_text(pairs.to_csv(index=False), sweep_dir / "comparisons.csv")
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sweep", default="default", help="sweep name (results/<sweep>/)")
     ap.add_argument("--results-dir", default="results")
+    ap.add_argument("--reference", default="zero_shot", help="method the Δ column is paired against")
     args = ap.parse_args(argv)
     sdir = sweep_dir_of(args.sweep, args.results_dir)
-    path = sdir / "summary.parquet"
-    if not path.exists():
+    if collect_summaries(sdir).empty:
         valid = sorted(p.parent.name for p in sdir.parent.glob("*/summary.parquet"))
-        print(f"sibench: error: no results for sweep {args.sweep!r} ({path} missing); "
+        print(f"sibench: error: no finished cells for sweep {args.sweep!r} in {sdir}; "
               f"sweeps with results: {', '.join(valid) or 'none'}", file=sys.stderr)
         return 2
-    summary = pd.read_parquet(path)
-    table = build_table(summary)
-    md = table.to_markdown(index=False)
-    notes = baselines_note(summary)
-    text = f"## sweep {args.sweep}\n\n{md}\n"
-    if notes:
-        text += "\nChance / majority-answer baselines (test set):\n" + "\n".join(notes) + "\n"
-    fails = failures(sdir)
-    if fails:
-        text += "\nFailed cells:\n" + "\n".join(fails) + "\n"
-    print(text)
-    write_text(text, sdir / "table.md")
-    write_text(table.to_csv(index=False), sdir / "table.csv")
-    print(f"wrote {sdir / 'table.md'} and {sdir / 'table.csv'}")
+    print(report(sdir, args.sweep, args.reference))
+    print(f"wrote {sdir / 'table.md'}, {sdir / 'table.csv'} and {sdir / 'comparisons.csv'}")
     return 0
 
 

@@ -1,0 +1,218 @@
+"""What a table row is and how sure we are of it (DESIGN.md §4 "A table row is one configuration").
+
+- `load_cells`: the finished cells of a sweep's latest plan (`plan.json`), one row per cell x
+  checkpoint, with a column for every config value that differs between the cells (`varying_keys`:
+  the seed aside, and keys that the task, method or model already determine). So a sweep over
+  `task.difficulty=easy,hard` gives two rows, never one blended row.
+- `per_problem`: each cell's final-evaluation Pass@1 per (seed, test problem), read from
+  attempts.parquet, the source of truth.
+- `cluster_bootstrap`: the CI of a mean over seeds and problems. Each resample draws seeds with
+  replacement and, independently, problems with replacement, and averages the drawn
+  seed x problem block (a two-way bootstrap: seed-to-seed and problem-to-problem variation
+  both widen the interval). With one seed it is the ordinary bootstrap over problems.
+- `paired`: the difference between two methods on the same problems and seeds, bootstrapped the
+  same way on the per-(seed, problem) differences; the p-value is the two-sided bootstrap
+  p = min(1, 2 · min(P*(Δ ≤ 0), P*(Δ ≥ 0))).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness.records import collect_summaries
+
+BASE_COLUMNS = ("task", "model", "method")  # summary columns every table groups by
+NOT_CONFIGURATION = ("seed", "sweep", "results_dir", "code_version_in_id")  # never make rows differ
+NOT_CONFIGURATION_PREFIXES = ("launcher.", "logger.", "model.resources", "aux_model.resources")
+N_BOOT = 2000
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Dotted paths to leaf values; lists become JSON text so they compare and group."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{path}."))
+        else:
+            out[path] = json.dumps(value) if isinstance(value, list) else value
+    return out
+
+
+def varying_keys(flat: pd.DataFrame, base: pd.DataFrame) -> list[str]:
+    """Config paths whose value differs between cells, unless the base columns (task, method,
+    model) already determine it (e.g. a method's own knobs, a task's default token cap)."""
+    keys = []
+    for key in flat.columns:
+        if key in NOT_CONFIGURATION or key.startswith(NOT_CONFIGURATION_PREFIXES):
+            continue
+        values = flat[key].astype(str)
+        if values.nunique() < 2:
+            continue
+        if values.groupby([base[c] for c in base.columns]).nunique().max() < 2:
+            continue
+        keys.append(key)
+    return keys
+
+
+@dataclass
+class SweepCells:
+    summary: pd.DataFrame  # one row per planned finished cell x checkpoint, plus the varying keys
+    varying: list[str]  # the config paths that are columns (beyond task, model, method)
+
+
+def load_cells(sweep_dir: Path) -> SweepCells:
+    summary = collect_summaries(sweep_dir)
+    if summary.empty:
+        return SweepCells(summary, [])
+    configs = {cid: flatten(json.loads((sweep_dir / "cells" / cid / "config.json").read_text())["config"])
+               for cid in summary["cell_id"].unique()}
+    flat = pd.DataFrame.from_dict(configs, orient="index")
+    base = summary.drop_duplicates("cell_id").set_index("cell_id")[list(BASE_COLUMNS)].loc[flat.index]
+    varying = [k for k in varying_keys(flat, base) if k not in ("budget", "task.train_size")]
+    for key in varying:
+        summary[key] = summary["cell_id"].map(flat[key])
+    return SweepCells(summary, varying)
+
+
+def final_rows(summary: pd.DataFrame) -> pd.DataFrame:
+    return summary[summary["final"].astype(bool)] if "final" in summary else summary
+
+
+def per_problem(sweep_dir: Path, cell_id: str) -> pd.Series:
+    """Pass@1 per test problem at the cell's final evaluation (sampled rows only)."""
+    df = pd.read_parquet(sweep_dir / "cells" / cell_id / "attempts.parquet",
+                         columns=["phase", "tag", "problem_id", "passed", "checkpoint", "step"])
+    ev = df[(df["phase"] == "eval") & (df["tag"] == "sample")]
+    ev = ev[ev["step"] == ev["step"].max()]
+    return ev.groupby("problem_id")["passed"].mean().astype(float)
+
+
+def cluster_bootstrap(matrix: np.ndarray, n_boot: int = N_BOOT, seed: int = 0) -> np.ndarray:
+    """Bootstrap means of a seeds x problems matrix, resampling seeds and problems together."""
+    m = np.atleast_2d(np.asarray(matrix, dtype=float))
+    rng = np.random.default_rng(seed)
+    s_idx = rng.integers(0, m.shape[0], size=(n_boot, m.shape[0]))
+    p_idx = rng.integers(0, m.shape[1], size=(n_boot, m.shape[1]))
+    return np.nanmean(m[s_idx[:, :, None], p_idx[:, None, :]], axis=(1, 2))
+
+
+@dataclass(frozen=True)
+class Estimate:
+    mean: float
+    lo: float
+    hi: float
+    p_value: float
+    n_seeds: int
+    n_problems: int
+
+    @property
+    def excludes_zero(self) -> bool:
+        return self.lo > 0 or self.hi < 0
+
+
+def estimate(values: pd.Series, n_boot: int = N_BOOT, seed: int = 0) -> Estimate:
+    """Mean and 95% CI of per-(seed, problem) values (a Series indexed by seed, problem_id)."""
+    matrix = values.unstack("problem_id")
+    boots = cluster_bootstrap(matrix.to_numpy(), n_boot, seed)
+    lo, hi = np.quantile(boots, [0.025, 0.975])
+    p = min(1.0, 2 * min(float(np.mean(boots <= 0)), float(np.mean(boots >= 0))))
+    return Estimate(float(np.nanmean(matrix.to_numpy())), float(lo), float(hi), p, matrix.shape[0],
+                    matrix.shape[1])
+
+
+def paired(a: pd.Series, b: pd.Series, n_boot: int = N_BOOT, seed: int = 0) -> Estimate:
+    """a − b on the (seed, problem) pairs both have."""
+    both = pd.concat([a.rename("a"), b.rename("b")], axis=1, join="inner")
+    return estimate(both["a"] - both["b"], n_boot, seed)
+
+
+def method_values(sweep_dir: Path, rows: pd.DataFrame) -> pd.Series:
+    """Per-(seed, problem) Pass@1 of a group of cells (one per seed)."""
+    parts = {int(seed): per_problem(sweep_dir, cid) for cid, seed in zip(rows["cell_id"], rows["seed"])}
+    return pd.concat(parts, names=["seed", "problem_id"])
+
+
+def config_columns(cells: SweepCells) -> list[str]:
+    """The columns that, with the method, make one configuration."""
+    fixed = ["task", "model"] + [c for c in ("train_size",) if c in cells.summary.columns]
+    return fixed + cells.varying + ["budget"]
+
+
+def comparison_key(columns: Iterable[str]) -> list[str]:
+    """Columns two methods must share to be compared: everything but the method and its knobs."""
+    return [c for c in columns if c != "method" and not c.startswith("method.")]
+
+
+@dataclass
+class Unit:
+    """One method (with its varied knobs) in one configuration: the cells of its seeds."""
+
+    key: dict[str, Any]  # the comparison key's values
+    label: str  # method, plus its varied knobs
+    method: str
+    rows: pd.DataFrame
+
+
+def units(cells: SweepCells) -> list[Unit]:
+    """Every (configuration, method) of the final evaluations. A method that used no rollouts (no
+    learning) stands in at every budget of the sweep that it has no cell of its own at."""
+    final = final_rows(cells.summary)
+    key = comparison_key(config_columns(cells))
+    knobs = [k for k in cells.varying if k.startswith("method.")]
+    budgets = sorted(final["budget"].unique())
+    out = []
+    for _, rows in final.groupby([final[c].astype(str) for c in key + ["method"] + knobs], sort=True):
+        first = rows.iloc[0]
+        base = {c: first[c] for c in key}
+        label = first["method"] + "".join(f" {k[7:]}={first[k]}" for k in knobs if pd.notna(first[k]))
+        out.append(Unit(base, label, first["method"], rows))
+        if rows["rollouts_used"].max() == 0:
+            own = set(final[final["method"] == first["method"]]["budget"])
+            out += [Unit({**base, "budget": b}, label, first["method"], rows) for b in budgets if b not in own]
+    return out
+
+
+def _same_config(a: Unit, b: Unit) -> bool:
+    return all(str(a.key[c]) == str(b.key[c]) for c in a.key)
+
+
+class Comparer:
+    """Paired differences between units of one sweep, reading each cell's attempts once."""
+
+    def __init__(self, sweep_dir: Path, cells: SweepCells):
+        self.sweep_dir, self.cells = sweep_dir, cells
+        self.units = units(cells)
+        self._values: dict[tuple[str, ...], pd.Series] = {}
+
+    def values(self, unit: Unit) -> pd.Series:
+        ids = tuple(sorted(unit.rows["cell_id"]))
+        if ids not in self._values:
+            self._values[ids] = method_values(self.sweep_dir, unit.rows)
+        return self._values[ids]
+
+    def reference_for(self, unit: Unit, method: str) -> Unit | None:
+        return next((u for u in self.units if u.method == method and _same_config(u, unit)), None)
+
+    def versus(self, unit: Unit, other: Unit) -> Estimate:
+        return paired(self.values(unit), self.values(other))
+
+    def all_pairs(self) -> pd.DataFrame:
+        """Every pair of methods within one configuration: Δ Pass@1 (a − b), CI, p-value."""
+        out = []
+        for a, b in combinations(self.units, 2):
+            if a.label == b.label or not _same_config(a, b):
+                continue
+            e = self.versus(a, b)
+            out.append({**a.key, "method_a": a.label, "method_b": b.label, "delta_pass@1": e.mean,
+                        "ci_lo": e.lo, "ci_hi": e.hi, "p_value": e.p_value, "significant": e.excludes_zero,
+                        "n_seeds": e.n_seeds, "n_problems": e.n_problems})
+        return pd.DataFrame(out)
