@@ -35,3 +35,22 @@ def test_stops_before_an_iteration_that_could_overrun(run_one, tmp_path):
     assert learn.counted_rollout.sum() == outcome.rollouts_used == 5  # 10 left < 11: no iteration starts
     failed, _, _ = run_one("method=gepa", "budget=4", backend=MockBackend())
     assert failed.status == "failed" and "at least |valset| = 5" in failed.error
+
+
+def test_merge_is_on_as_the_core_paper_ran_gepa(run_one, monkeypatch):
+    """The CORE paper ran dspy.GEPA, whose defaults are use_merge=True, max_merge_invocations=5
+    (gepa.optimize's own default is merge off); the budget invariant holds with merge on."""
+    import gepa
+
+    seen = {}
+    real = gepa.optimize
+
+    def spy(**kwargs):
+        seen.update(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(gepa, "optimize", spy)
+    outcome, attempts, _ = run_one("method=gepa", "budget=40", backend=MockBackend(base_accuracy=0.5))
+    assert outcome.status == "ok", outcome.error
+    assert seen["use_merge"] is True and seen["max_merge_invocations"] == 5
+    assert attempts[attempts.phase == "learn"].counted_rollout.sum() == outcome.rollouts_used <= 40
