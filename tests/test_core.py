@@ -245,3 +245,26 @@ def test_learning_admits_a_helpful_insight_whose_utility_rises(run_one, tmp_path
     _, _, zero = run_one("method=zero_shot", f"budget={budget}", backend=backend)
     assert final["pass@1"] > zero[zero.final].iloc[0]["pass@1"] + 0.4
 
+
+
+def test_contrast_uses_the_most_recent_success_on_a_tie():
+    """Round 1 contrasted every failure with the *first* stored success of the most similar problem."""
+    train = problems()
+    state = make_state(train)
+    for i in range(3):
+        state.solved.add(state.vector(train[0].question), SolvedAttempt(train[0].id, train[0].question, f"win {i}"))
+    assert state.most_similar_success(train[0].question).completion == "win 2"
+
+
+def test_eval_prompt_names_the_insights_it_injects():
+    class EchoTask:
+        def prompt(self, problem, guidance="", instruction=None):
+            return [{"role": "user", "content": f"{guidance}\n{problem.question}"}]
+
+    train = problems()
+    state = make_state(train, k_insights=2, task=EchoTask())
+    a = insight(state, "first insight", **{train[0].id: (3, 0.5)})
+    b = insight(state, "second insight", **{train[0].id: (3, 0.2)})
+    messages, ids = state.render_with_context(train[0])
+    assert ids == [a.ref, b.ref] == ["i0", "i1"]
+    assert "- first insight" in messages[0]["content"] and "- second insight" in messages[0]["content"]
