@@ -212,7 +212,8 @@ class Comparer:
             if a.label == b.label or not _same_config(a, b):
                 continue
             e = self.versus(a, b)
-            out.append({**a.key, "method_a": a.label, "method_b": b.label, "delta_pass@1": e.mean,
-                        "ci_lo": e.lo, "ci_hi": e.hi, "p_value": e.p_value, "significant": e.excludes_zero,
+            out.append({**a.key, "method_a": a.label, "method_b": b.label, "delta_pass@1": round(e.mean, 4),
+                        "ci_lo": round(e.lo, 4), "ci_hi": round(e.hi, 4), "p_value": round(e.p_value, 4),
+                        "significant": e.excludes_zero,
                         "n_seeds": e.n_seeds, "n_problems": e.n_problems})
         return pd.DataFrame(out)
