@@ -166,6 +166,10 @@ def run_cell(spec: CellSpec, get_backend: Callable[[dict[str, Any]], Backend],
     meter = BudgetMeter(cfg["budget"])
     try:
         summary, tokens = _run(spec, cfg, meter, get_backend, logger, on_progress, start)
+    except KeyboardInterrupt:
+        write_json({"status": "interrupted", "rollouts_used": meter.rollouts_used,
+                    "wall_s": time.perf_counter() - start}, out / "status.json")
+        raise
     except Exception as exc:
         err = f"{type(exc).__name__}: {exc}"
         write_json({"status": "failed", "error": err, "traceback": traceback.format_exc(),

@@ -99,7 +99,11 @@ def run_ray(specs: list[CellSpec], logger_cfg: dict[str, Any], report: Callable[
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if address:
-        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+        try:
+            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+        except ConnectionError as exc:
+            raise UserError(f"no Ray cluster at launcher.address={address!r} ({str(exc).split('.')[0]}); start one "
+                            f"with `ray start --head`, or leave launcher.address=null to start a local Ray") from None
     else:
         ray.init(num_cpus=num_cpus, object_store_memory=object_store_memory, include_dashboard=False,
                  ignore_reinit_error=True, log_to_driver=False)

@@ -28,7 +28,7 @@ import yaml
 from harness.config import REPO, UserError
 from harness.plot import save_curve_figure
 from harness.records import collect_summaries, write_text
-from harness.sweep import execute, plan
+from harness.sweep import plan, run_locked
 from harness.table import sweep_dir_of
 
 PAPER_DIR = REPO / "conf" / "paper"
@@ -127,7 +127,10 @@ def run(name: str, scale_name: str, results_dir: str = "results", dry_run: bool 
         return 0
     t0, worst = time.perf_counter(), 0
     for block_name, sdir, specs, first in planned:
-        worst = max(worst, execute(sdir, specs, first))
+        code = run_locked(sdir, specs, first)
+        if code in (2, 130):  # refused (sweep in use) or interrupted: stop here, a rerun resumes
+            return code
+        worst = max(worst, code)
     print(f"paper {paper['_name']}, scale {scale_name}: finished in {time.perf_counter() - t0:.0f}s; "
           f"`make paper-table PAPER={name} SCALE={scale_name}` prints the table", flush=True)
     return worst
