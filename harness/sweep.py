@@ -114,7 +114,15 @@ class Progress:
         score = f"pass@1={final['pass@1']:.3f}" if final else o.error[:200]
         print(f"[{self._n()}/{self.total}] {o.status:6s} {o.label} {score} rollouts={o.rollouts_used} "
               f"{o.wall_s:.1f}s {rate:.0f} tok/s (prompt+completion) | done={self.done} failed={self.failed} "
-              f"skipped={self.skipped}", flush=True)
+              f"skipped={self.skipped}{self.eta()}", flush=True)
+
+    def eta(self) -> str:
+        """Remaining cells x mean wall time of the cells run so far (cells differ: a rough guide)."""
+        ran, left = self.done + self.failed, self.total - self._n()
+        if not ran or not left:
+            return ""
+        seconds = (time.perf_counter() - self.t0) / ran * left
+        return f" | {left} left, ETA {seconds / 60:.0f} min"
 
 
 def execute(sweep_dir: Path, specs: list[CellSpec], first: dict[str, Any]) -> int:

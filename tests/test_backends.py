@@ -80,7 +80,7 @@ def test_openai_backend_retries_and_counts_usage_tokens():
     try:
         backend = make_backend({"backend": "openai", "model": "fake", "label": "x",
                                 "base_url": f"http://127.0.0.1:{server.server_port}/v1",
-                                "backoff_s": 0.01, "max_retries": 4})
+                                "max_retries": 4})
         out = backend.generate([GenerationRequest(MSG, SamplingParams(n=2, temperature=0.5))])[0]
     finally:
         server.shutdown()
