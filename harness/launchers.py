@@ -120,7 +120,7 @@ def run_ray(specs: list[CellSpec], logger_cfg: dict[str, Any], report: Callable[
                             max_retries=max_retries)(_remote_cell)
             pending[fn.remote(s.config, str(s.sweep_dir), s.cell_id, logger_cfg)] = s
         while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=5.0)
+            ready, _waiting = ray.wait(list(pending), num_returns=1, timeout=5.0)
             for ref in ready:
                 spec = pending.pop(ref)
                 try:
@@ -136,4 +136,4 @@ def run_ray(specs: list[CellSpec], logger_cfg: dict[str, Any], report: Callable[
         ray.shutdown()
 
 
-LAUNCHERS = {"local": run_local, "ray": run_ray}
+LAUNCHERS: dict[str, Callable[..., list[CellOutcome]]] = {"local": run_local, "ray": run_ray}

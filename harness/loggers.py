@@ -30,7 +30,8 @@ class NullLogger:
 class WandbLogger:
     project: str = "sibench"
     entity: str | None = None
-    mode: str = "auto"  # auto = WANDB_MODE if set, else online with WANDB_API_KEY, else offline; or online/offline/disabled
+    # auto = WANDB_MODE if set, else online with WANDB_API_KEY, else offline; or online/offline/disabled
+    mode: str = "auto"
 
     def __post_init__(self) -> None:
         self._runs: dict[str, Any] = {}
@@ -58,7 +59,8 @@ class WandbLogger:
         id_file = Path(spec.out_dir) / "wandb_id.txt"
         run_id = id_file.read_text().strip() if id_file.exists() else f"{spec.cell_id[:8]}-{secrets.token_hex(4)}"
         id_file.write_text(run_id)
-        run = wandb.init(project=self.project, entity=self.entity, mode=self._mode(), id=run_id,
+        mode: Any = self._mode()  # one of wandb's literals, checked by resolve_mode
+        run = wandb.init(project=self.project, entity=self.entity, mode=mode, id=run_id,
                          resume="allow", group=spec.sweep_dir.name, name=spec.label,
                          dir=str(spec.sweep_dir), config=spec.config, reinit="finish_previous",
                          settings=wandb.Settings(silent=True))

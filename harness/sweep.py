@@ -51,7 +51,8 @@ def plan(overrides: list[str]) -> tuple[Path, list[CellSpec], dict[str, Any]]:
         except UnknownName as exc:
             raise UserError(str(exc)) from None
         except (TypeError, ValueError) as exc:
-            raise UserError(f"{cfg['task']['name']}/{cfg['method']['name']}/{cfg['model'].get('label')}: {exc}") from None
+            cell = f"{cfg['task']['name']}/{cfg['method']['name']}/{cfg['model'].get('label')}"
+            raise UserError(f"{cell}: {exc}") from None
         spec = CellSpec(cfg, sweep_dir)
         if spec.cell_id not in seen:  # identical cells from redundant overrides run once
             seen.add(spec.cell_id)
@@ -167,7 +168,7 @@ def sweep_lock(sweep_dir: Path) -> Iterator[None]:
     two identical commands cannot both compute every cell or race on a finished cell's files.
     The lock is the kernel's (flock): a killed sweep releases it."""
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    handle = open(sweep_dir / ".lock", "a+")
+    handle = open(sweep_dir / ".lock", "a+")  # noqa: SIM115 - held open for the whole sweep
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -107,7 +107,7 @@ def test_ctrl_c_prints_one_line_exits_130_and_marks_the_cell_interrupted(tmp_pat
     proc = _start_slow_sweep(tmp_path, "c")
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert err.strip().splitlines() == ["sibench: interrupted; re-run the same command to resume"]
     statuses = [json.loads(p.read_text())["status"] for p in (tmp_path / "c").glob("cells/*/status.json")]

@@ -56,7 +56,7 @@ class SentenceTransformerEmbedder:
         if missing:
             vecs = self._st.encode(missing, batch_size=self.batch_size, normalize_embeddings=True,
                                    show_progress_bar=False)
-            self._cache.update(zip(missing, np.asarray(vecs, dtype=np.float32)))
+            self._cache.update(zip(missing, np.asarray(vecs, dtype=np.float32), strict=True))
         if not texts:
             return np.zeros((0, self._st.get_sentence_embedding_dimension()), dtype=np.float32)
         return np.stack([self._cache[t] for t in texts])
