@@ -19,11 +19,11 @@ ARGS    ?=
 PAPER   ?= core
 SCALE   ?=
 
-.PHONY: setup setup-llamacpp sweep run test test-fast test-gpu table plot paper paper-table bench clean help
+.PHONY: setup setup-llamacpp sweep run test test-fast test-gpu lint table plot paper paper-table bench clean help
 
 help:
 	@echo "make sweep TASK=math BUDGET=500 [METHOD=a,b SEEDS=0,1 MODEL=mock SWEEP=name ARGS='eval.n_samples=8']"
-	@echo "make table|plot [SWEEP=name]   make test   make test-fast   make bench   make setup"
+	@echo "make table|plot [SWEEP=name]   make test   make test-fast   make lint   make bench   make setup"
 	@echo "make paper PAPER=core|rrr|lte [SCALE=full|cpu]   make paper-table PAPER=core [SCALE=cpu]"
 
 $(STAMP): pyproject.toml constraints-cpu.txt
@@ -55,6 +55,10 @@ test-fast: setup
 
 test-gpu: setup
 	$(PY) -m pytest -m gpu
+
+lint: setup
+	.venv/bin/ruff check harness methods tasks tests bench
+	.venv/bin/mypy
 
 table: setup
 	$(PY) -m harness.table --sweep $(SWEEP)

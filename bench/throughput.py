@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness.backends import make_backend  # noqa: E402
-from harness.cell import CellSpec, build_task, run_cell  # noqa: E402
-from harness.config import compose, to_dict  # noqa: E402
-from harness.types import GenerationRequest, SamplingParams  # noqa: E402
+from harness.backends import make_backend
+from harness.cell import CellSpec, build_task, run_cell
+from harness.config import compose, to_dict
+from harness.types import GenerationRequest, SamplingParams
 
 
 class TimedBackend:

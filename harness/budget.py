@@ -54,9 +54,9 @@ class AttemptRecord:
     context_ids: list[str] = field(default_factory=list)
 
     @classmethod
-    def of(cls, request: "GenerationRequest", generation: "Generation", verdict: "Verdict | None", *,
+    def of(cls, request: GenerationRequest, generation: Generation, verdict: Verdict | None, *,
            phase: str, checkpoint: int, step: int, problem_id: str, sample_idx: int, counted: bool = False,
-           tag: str = "", context_ids: list[str] | tuple[str, ...] = ()) -> "AttemptRecord":
+           tag: str = "", context_ids: list[str] | tuple[str, ...] = ()) -> AttemptRecord:
         """The one place a record is built: a request, what it generated and (for a scored policy
         generation) the verifier's verdict; aux generations have no verdict."""
         p = request.params

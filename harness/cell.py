@@ -31,7 +31,8 @@ from harness.types import Backend, Problem, SamplingParams, Task, content_hash
 
 REPO = Path(__file__).resolve().parent.parent
 PROJECT_PACKAGES = ("harness", "tasks", "methods")
-REPORTING_MODULES = ("table.py", "compare.py", "plot.py", "paper.py")  # read results, never run a cell: not in the code hash
+# read results, never run a cell: not in the code hash
+REPORTING_MODULES = ("table.py", "compare.py", "plot.py", "paper.py")
 ID_KEYS = ("task", "method", "model", "aux_model", "budget", "seed", "eval", "learn", "checkpoints")
 
 
@@ -68,7 +69,7 @@ def cell_code_files(task_file: Path, method_file: Path) -> set[Path]:
     """The engine, the shared task/method helpers, and this cell's task and method modules with
     every project module they import (transitively). Editing any of them gives new cell ids;
     adding or editing an unrelated method does not."""
-    files = set()
+    files: set[Path] = set()
     for pkg in ("harness", "tasks/common", "methods/common"):
         files.update(p.resolve() for p in (REPO / pkg).rglob("*.py") if p.name not in REPORTING_MODULES)
     return files | project_imports(task_file) | project_imports(method_file)
@@ -92,8 +93,9 @@ class CellSpec:
         if not self.cell_id:
             ident = {k: self.config.get(k) for k in ID_KEYS}
             for key in ("model", "aux_model"):  # where a cell runs does not change what it computes
-                if ident[key]:
-                    ident[key] = {k: v for k, v in ident[key].items() if k != "resources"}
+                section = ident[key]
+                if isinstance(section, dict):
+                    ident[key] = {k: v for k, v in section.items() if k != "resources"}
             if self.config.get("code_version_in_id", True):
                 ident["code"] = code_version(self.config["task"]["name"], self.config["method"]["name"])
             self.cell_id = content_hash(ident, 16)
@@ -166,6 +168,10 @@ def run_cell(spec: CellSpec, get_backend: Callable[[dict[str, Any]], Backend],
     meter = BudgetMeter(cfg["budget"])
     try:
         summary, tokens = _run(spec, cfg, meter, get_backend, logger, on_progress, start)
+    except KeyboardInterrupt:
+        write_json({"status": "interrupted", "rollouts_used": meter.rollouts_used,
+                    "wall_s": time.perf_counter() - start}, out / "status.json")
+        raise
     except Exception as exc:
         err = f"{type(exc).__name__}: {exc}"
         write_json({"status": "failed", "error": err, "traceback": traceback.format_exc(),

@@ -137,7 +137,7 @@ def paired(a: pd.Series, b: pd.Series, n_boot: int = N_BOOT, seed: int = 0) -> E
 
 def method_values(sweep_dir: Path, rows: pd.DataFrame) -> pd.Series:
     """Per-(seed, problem) Pass@1 of a group of cells (one per seed)."""
-    parts = {int(seed): per_problem(sweep_dir, cid) for cid, seed in zip(rows["cell_id"], rows["seed"])}
+    parts = {int(seed): per_problem(sweep_dir, cid) for cid, seed in zip(rows["cell_id"], rows["seed"], strict=True)}
     return pd.concat(parts, names=["seed", "problem_id"])
 
 

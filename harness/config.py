@@ -30,10 +30,17 @@ def _parse(overrides: list[str]) -> list[Any]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import OverrideParseException
 
+    parser = OverridesParser.create()
     try:
-        return OverridesParser.create().parse_overrides(overrides)
+        return parser.parse_overrides(overrides)
     except OverrideParseException as exc:
-        bad = next((o for o in overrides if "=" not in o), overrides[-1] if overrides else "")
+        bad = overrides[-1] if overrides else ""
+        for one in overrides:  # name the override that fails on its own, not a guess
+            try:
+                parser.parse_overrides([one])
+            except OverrideParseException:
+                bad = one
+                break
         raise UserError(f"malformed override {bad!r}: {str(exc).splitlines()[0]}; "
                         f"expected key=value (comma lists sweep, e.g. method=zero_shot,core)") from None
 
@@ -82,26 +89,67 @@ def compose(overrides: list[str]) -> DictConfig:
     return cfg
 
 
+TOP_LEVEL_KEYS = ("task", "method", "model", "aux_model", "launcher", "logger", "sweep", "results_dir", "budget",
+                  "seed", "checkpoints", "code_version_in_id", "learn", "eval")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _check_sampling(section: str, cfg: DictConfig) -> None:
+    t, top_p, cap = cfg.temperature, cfg.top_p, cfg.get("max_tokens")
+    if not _is_number(t) or t < 0:
+        raise UserError(f"{section}.temperature={t!r}; valid: a number >= 0 (0 = greedy)")
+    if not _is_number(top_p) or not 0 < top_p <= 1:
+        raise UserError(f"{section}.top_p={top_p!r}; valid: a number in (0, 1]")
+    if cap is not None and (not _is_int(cap) or cap < 1):
+        raise UserError(f"{section}.max_tokens={cap!r}; valid: a positive integer, or null for the task's cap")
+
+
 def validate(cfg: DictConfig) -> None:
     """Checks that need the composed config (values, not names)."""
+    unknown = [k for k in cfg if k not in TOP_LEVEL_KEYS]
+    if unknown:
+        raise UserError(f"unknown config key {unknown[0]!r}; valid top-level keys: {', '.join(TOP_LEVEL_KEYS)}")
     budget = cfg.budget
-    if not isinstance(budget, int) or isinstance(budget, bool) or budget <= 0:
+    if not _is_int(budget) or budget <= 0:
         raise UserError(f"budget must be a positive integer, got {budget!r}")
-    if not isinstance(cfg.seed, int):
-        raise UserError(f"seed must be an integer, got {cfg.seed!r}")
+    if not _is_int(cfg.seed) or cfg.seed < 0:
+        raise UserError(f"seed={cfg.seed!r}; valid: an integer >= 0")
     n = cfg.eval.n_samples
-    if not isinstance(n, int) or n < 1:
+    if not _is_int(n) or n < 1:
         raise UserError(f"eval.n_samples must be a positive integer, got {n!r}")
-    for k in cfg.eval.k or []:
-        if not isinstance(k, int) or not 1 <= k <= n:
+    ks = cfg.eval.k
+    if ks is not None and not OmegaConf.is_list(ks):
+        raise UserError(f"eval.k={ks!r} must be a list or null; valid: e.g. eval.k=[1,{n}] (each in 1..{n})")
+    for k in ks or []:
+        if not _is_int(k) or not 1 <= k <= n:
             raise UserError(f"eval.k={k!r} is not in 1..eval.n_samples={n}; valid k: 1..{n}")
-    for f in cfg.checkpoints or []:
-        if not 0 < f < 1:
+    for key in ("n_bootstrap", "batch_problems"):
+        v = cfg.eval.get(key)
+        if not _is_int(v) or v < 1:
+            raise UserError(f"eval.{key}={v!r}; valid: a positive integer")
+    _check_sampling("eval", cfg.eval)
+    _check_sampling("learn", cfg.learn)
+    fractions = cfg.checkpoints
+    if fractions is not None and not OmegaConf.is_list(fractions):
+        raise UserError(f"checkpoints={fractions!r} must be a list of budget fractions; valid: e.g. "
+                        f"checkpoints=[0.5] or checkpoints=[] (the final state is always evaluated)")
+    for f in fractions or []:
+        if not _is_number(f) or not 0 < f < 1:
             raise UserError(f"checkpoint fraction {f!r} must be in (0, 1); the final state is always evaluated")
     for key in ("train_size", "test_size"):
         v = cfg.task.get(key)
-        if not isinstance(v, int) or v < 1:
+        if not _is_int(v) or v < 1:
             raise UserError(f"task.{key} must be a positive integer, got {v!r}")
+    cap = cfg.task.get("max_tokens")
+    if cap is not None and (not _is_int(cap) or cap < 1):
+        raise UserError(f"task.max_tokens={cap!r}; valid: a positive integer")
     if not str(cfg.sweep) or any(c in str(cfg.sweep) for c in "/\\") or str(cfg.sweep).startswith("."):
         raise UserError(f"sweep name {cfg.sweep!r} must be a plain directory name")
 

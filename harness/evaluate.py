@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from harness.budget import AttemptRecord
-from harness.metrics import bootstrap_ci, mean_pass_at_k, pass_at_k
 from harness.method import Learned, SecondAttempt, render
+from harness.metrics import bootstrap_ci, mean_pass_at_k, pass_at_k
 from harness.types import GenerationRequest, Message, Problem, SamplingParams, Task
 
 
@@ -79,7 +79,7 @@ def second_attempts(task: Task, learned: SecondAttempt, test: list[Problem],
         verdicts = [task.verify(by_id[r.problem_id], r.completion, truncated=r.finish_reason == "length")
                     for r in chunk]  # the first attempt's verdict (records keep no feedback text)
         reflect = [learned.reflection_prompt(by_id[r.problem_id], list(prompts[r.problem_id]), r.completion, v)
-                   for r, v in zip(chunk, verdicts)]
+                   for r, v in zip(chunk, verdicts, strict=True)]
         params = SamplingParams(n=1, temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed + 1,
                                 max_tokens=learned.reflection_max_tokens)
         reflect_requests = [GenerationRequest(tuple(m), params) for m in reflect]
@@ -93,10 +93,9 @@ def second_attempts(task: Task, learned: SecondAttempt, test: list[Problem],
                                                         policy.generate(requests), strict=True):
             g = gens[0]
             v = task.verify(by_id[r.problem_id], g.text, truncated=g.finish_reason == "length")
-            common = dict(phase="eval", checkpoint=checkpoint, step=step, problem_id=r.problem_id,
-                          sample_idx=r.sample_idx)
-            rows.append(AttemptRecord.of(refl_request, refl, None, tag="reflection", **common))
-            rows.append(AttemptRecord.of(request, g, v, tag="attempt2", **common))
+            for req, gen, verdict, tag in ((refl_request, refl, None, "reflection"), (request, g, v, "attempt2")):
+                rows.append(AttemptRecord.of(req, gen, verdict, phase="eval", checkpoint=checkpoint, step=step,
+                                             problem_id=r.problem_id, sample_idx=r.sample_idx, tag=tag))
         if progress is not None:
             progress(2 * len(chunk), "eval")
     return rows
@@ -107,7 +106,7 @@ def summarize_attempts(eval_rows: pd.DataFrame, n_bootstrap: int = 1000,
     """Pass@1, Pass@k (all k <= n), bootstrap CI and token figures from one checkpoint's eval rows."""
     sampled = eval_rows[eval_rows["tag"] == "sample"]
     per_problem = sampled.groupby("problem_id")["passed"].agg(["size", "sum"])
-    counts = [(int(n), int(c)) for n, c in zip(per_problem["size"], per_problem["sum"])]
+    counts = [(int(n), int(c)) for n, c in zip(per_problem["size"], per_problem["sum"], strict=True)]
     n = min(nn for nn, _ in counts) if counts else 0
     out: dict[str, float] = {"n_test": float(len(counts)), "n_samples": float(n)}
     for k in range(1, n + 1):
@@ -117,9 +116,9 @@ def summarize_attempts(eval_rows: pd.DataFrame, n_bootstrap: int = 1000,
     retries = eval_rows[eval_rows["tag"] == "attempt2"]
     if len(retries):  # success within two attempts, per sampled first attempt
         solved = retries[retries.passed.astype(bool)]
-        second = set(zip(solved.problem_id, solved.sample_idx))
+        second = set(zip(solved.problem_id, solved.sample_idx, strict=True))
         both = [bool(ok) or (pid, i) in second
-                for pid, i, ok in zip(sampled.problem_id, sampled.sample_idx, sampled.passed)]
+                for pid, i, ok in zip(sampled.problem_id, sampled.sample_idx, sampled.passed, strict=True)]
         out["pass@1_attempt2"] = float(sum(both) / len(both)) if both else float("nan")
     greedy = eval_rows[eval_rows["tag"] == "greedy"]
     out["greedy_pass"] = float(greedy["passed"].mean()) if len(greedy) else float("nan")

@@ -99,7 +99,11 @@ def run_ray(specs: list[CellSpec], logger_cfg: dict[str, Any], report: Callable[
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if address:
-        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+        try:
+            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+        except ConnectionError as exc:
+            raise UserError(f"no Ray cluster at launcher.address={address!r} ({str(exc).split('.')[0]}); start one "
+                            f"with `ray start --head`, or leave launcher.address=null to start a local Ray") from None
     else:
         ray.init(num_cpus=num_cpus, object_store_memory=object_store_memory, include_dashboard=False,
                  ignore_reinit_error=True, log_to_driver=False)
@@ -116,7 +120,7 @@ def run_ray(specs: list[CellSpec], logger_cfg: dict[str, Any], report: Callable[
                             max_retries=max_retries)(_remote_cell)
             pending[fn.remote(s.config, str(s.sweep_dir), s.cell_id, logger_cfg)] = s
         while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=5.0)
+            ready, _waiting = ray.wait(list(pending), num_returns=1, timeout=5.0)
             for ref in ready:
                 spec = pending.pop(ref)
                 try:
@@ -132,4 +136,4 @@ def run_ray(specs: list[CellSpec], logger_cfg: dict[str, Any], report: Callable[
         ray.shutdown()
 
 
-LAUNCHERS = {"local": run_local, "ray": run_ray}
+LAUNCHERS: dict[str, Callable[..., list[CellOutcome]]] = {"local": run_local, "ray": run_ray}

@@ -1,8 +1,10 @@
 """Experiment loggers: W&B mirrors the parquet records (one run per cell, grouped by sweep).
 
-W&B runs offline unless an API key is configured (WANDB_API_KEY or `logger.mode=online`); the run
-id is kept in the cell directory so a resumed cell continues the same run. `logger=none` turns
-logging off.
+The mode follows W&B's own environment: `WANDB_MODE` (online, offline, disabled) wins over
+`logger.mode: auto`; with neither, a `WANDB_API_KEY` means online, else offline. An explicit
+`logger.mode` wins over both. `disabled` (or `logger=none`) writes nothing and prints nothing. W&B's
+console output is silenced; the run id is kept in the cell directory so a resumed cell continues
+the same run.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ class NullLogger:
 class WandbLogger:
     project: str = "sibench"
     entity: str | None = None
-    mode: str = "auto"  # auto = online if WANDB_API_KEY is set, else offline; or online/offline/disabled
+    # auto = WANDB_MODE if set, else online with WANDB_API_KEY, else offline; or online/offline/disabled
+    mode: str = "auto"
 
     def __post_init__(self) -> None:
         self._runs: dict[str, Any] = {}
@@ -46,9 +49,7 @@ class WandbLogger:
                   file=sys.stderr)
 
     def _mode(self) -> str:
-        if self.mode != "auto":
-            return self.mode
-        return "online" if os.environ.get("WANDB_API_KEY") else "offline"
+        return resolve_mode(self.mode)
 
     def _run(self, spec: Any) -> Any:
         if spec.cell_id in self._runs:
@@ -58,9 +59,11 @@ class WandbLogger:
         id_file = Path(spec.out_dir) / "wandb_id.txt"
         run_id = id_file.read_text().strip() if id_file.exists() else f"{spec.cell_id[:8]}-{secrets.token_hex(4)}"
         id_file.write_text(run_id)
-        run = wandb.init(project=self.project, entity=self.entity, mode=self._mode(), id=run_id,
+        mode: Any = self._mode()  # one of wandb's literals, checked by resolve_mode
+        run = wandb.init(project=self.project, entity=self.entity, mode=mode, id=run_id,
                          resume="allow", group=spec.sweep_dir.name, name=spec.label,
-                         dir=str(spec.sweep_dir), config=spec.config, reinit="finish_previous")
+                         dir=str(spec.sweep_dir), config=spec.config, reinit="finish_previous",
+                         settings=wandb.Settings(silent=True))
         self._runs[spec.cell_id] = run
         return run
 
@@ -79,9 +82,26 @@ class WandbLogger:
         self._guard(fin)
 
 
+MODES = ("auto", "online", "offline", "disabled")
+
+
+def resolve_mode(mode: str) -> str:
+    """The W&B mode a run gets: explicit config > WANDB_MODE > online with a key > offline."""
+    if mode not in MODES:
+        raise ValueError(f"logger.mode={mode!r}; valid: {', '.join(MODES)}")
+    if mode != "auto":
+        return mode
+    env = os.environ.get("WANDB_MODE", "").strip().lower()
+    if env in ("online", "offline", "disabled"):
+        return env
+    if env == "dryrun":  # W&B's older name for offline
+        return "offline"
+    return "online" if os.environ.get("WANDB_API_KEY") else "offline"
+
+
 def make_logger(cfg: dict[str, Any]) -> NullLogger | WandbLogger:
     name = cfg.get("name", "none")
-    if name == "none":
+    if name == "none" or (name == "wandb" and resolve_mode(cfg.get("mode", "auto")) == "disabled"):
         return NullLogger()
     if name == "wandb":
         return WandbLogger(**{k: v for k, v in cfg.items() if k != "name"})

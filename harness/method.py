@@ -54,7 +54,7 @@ class Method(Protocol):
     mutates_policy: bool
 
     def learn(self, task: Task, train: list[Problem], backend: Backend, budget: BudgetMeter,
-              ctx: "LearnContext") -> Learned: ...
+              ctx: LearnContext) -> Learned: ...
 
 
 @runtime_checkable

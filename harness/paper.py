@@ -28,7 +28,7 @@ import yaml
 from harness.config import REPO, UserError
 from harness.plot import save_curve_figure
 from harness.records import collect_summaries, write_text
-from harness.sweep import execute, plan
+from harness.sweep import plan, run_locked
 from harness.table import sweep_dir_of
 
 PAPER_DIR = REPO / "conf" / "paper"
@@ -78,8 +78,9 @@ def block_groups(scale: dict[str, Any], block: dict[str, Any], sweep: str) -> li
     joined = [f"{k}={','.join(str(v) for v in vals)}" for k, vals in grid.items() if k not in split]
     groups = []
     for combo in product(*(grid[k] for k in split)):
-        chosen = [f"{k}={v}" for k, v in zip(split, combo)]
-        extra = [o for k, v in zip(split, combo) for o in per_value[k].get(v, per_value[k].get(str(v), []))]
+        chosen = [f"{k}={v}" for k, v in zip(split, combo, strict=True)]
+        extra = [o for k, v in zip(split, combo, strict=True)
+                 for o in per_value[k].get(v, per_value[k].get(str(v))) or []]
         for entry, cell in enumerate(block["cells"]):
             groups.append((entry, merge_overrides(scale.get("common", []), joined, chosen, cell, extra,
                                                   [f"sweep={sweep}"])))
@@ -126,8 +127,12 @@ def run(name: str, scale_name: str, results_dir: str = "results", dry_run: bool 
             print(f"  {block_name} -> {sdir}: {sum(not s.done for s in specs)} to run")
         return 0
     t0, worst = time.perf_counter(), 0
-    for block_name, sdir, specs, first in planned:
-        worst = max(worst, execute(sdir, specs, first))
+    for _, sdir, specs, first in planned:
+        assert sdir is not None and first is not None  # every block plans at least one group
+        code = run_locked(sdir, specs, first)
+        if code in (2, 130):  # refused (sweep in use) or interrupted: stop here, a rerun resumes
+            return code
+        worst = max(worst, code)
     print(f"paper {paper['_name']}, scale {scale_name}: finished in {time.perf_counter() - t0:.0f}s; "
           f"`make paper-table PAPER={name} SCALE={scale_name}` prints the table", flush=True)
     return worst
@@ -157,7 +162,8 @@ def metric_values(df: pd.DataFrame, metric: str) -> pd.Series:
     if metric != "pass@k":
         return df[metric] if metric in df.columns else pd.Series(float("nan"), index=df.index)
     ks = df["report_k"] if "report_k" in df.columns else df["n_samples"]
-    return pd.Series([row.get(f"pass@{int(k)}") for (_, row), k in zip(df.iterrows(), ks)], index=df.index, dtype=float)
+    return pd.Series([row.get(f"pass@{int(k)}") for (_, row), k in zip(df.iterrows(), ks, strict=True)],
+                     index=df.index, dtype=float)
 
 
 def reference_table(paper: dict[str, Any]) -> pd.DataFrame:
@@ -205,8 +211,8 @@ def build_paper_table(paper: dict[str, Any], scale: dict[str, Any], results: pd.
     for col in columns:
         part = stage_rows(results[results["method"] == col["method"]], col.get("stage", "final")).copy()
         part["_value"] = metric_values(part, col["metric"])
-        for row, df in part.dropna(subset=["_value"]).groupby(keys, sort=False, dropna=False):
-            row = row if isinstance(row, tuple) else (row,)
+        for group, df in part.dropna(subset=["_value"]).groupby(keys, sort=False, dropna=False):
+            row = group if isinstance(group, tuple) else (group,)
             values.setdefault(row, {})[col["label"]] = float(df["_value"].mean())
     budgets = {(row if isinstance(row, tuple) else (row,)): set(df["budget"])
                for row, df in results.groupby(keys, sort=False, dropna=False)}
@@ -214,14 +220,15 @@ def build_paper_table(paper: dict[str, Any], scale: dict[str, Any], results: pd.
 
     def order(row: tuple) -> tuple:
         return tuple(block_grid[k].index(v) if k in block_grid and v in block_grid[k] else v
-                     for k, v in zip(keys, row))
+                     for k, v in zip(keys, row, strict=True))
 
     labels = [c["label"] for c in columns]
     lines, records = [], []
     header = keys + ["line"] + labels + (["best"] if layout.get("best") else [])
     for row in sorted(values, key=order):
         ours = values[row]
-        ref_row = "/".join("" if _missing(v) else str(ref_map.get(k, {}).get(v, v)) for k, v in zip(keys, row))
+        ref_row = "/".join("" if _missing(v) else str(ref_map.get(k, {}).get(v, v))
+                           for k, v in zip(keys, row, strict=True))
         shown = ["" if _missing(v) else names.get(v, v) for v in row]
         best = best_label(ours, labels)
         budget = "/".join(str(b) for b in sorted(budgets.get(row, ())))
@@ -232,7 +239,7 @@ def build_paper_table(paper: dict[str, Any], scale: dict[str, Any], results: pd.
             ours_line.append(best)
             paper_line.append(_ref(ref, "table", ref_row, "best"))
         lines += [ours_line, paper_line]
-        records.append({**dict(zip(keys, row)), **ours, "best": best})
+        records.append({**dict(zip(keys, row, strict=True)), **ours, "best": best})
     text = f"## {paper.get('title', '')}\n\nscale **{scale_name}**: {scale.get('note', '')}\n\n"
     text += pd.DataFrame(lines, columns=header).to_markdown(index=False) + "\n"
 
@@ -243,18 +250,18 @@ def build_paper_table(paper: dict[str, Any], scale: dict[str, Any], results: pd.
         rows = []
         for value, df in frame.groupby(by, sort=True):
             ref_by = str(ref_map.get(by, {}).get(value, value))
-            row = [value]
+            line = [value]
             for lbl in labels:
                 if lbl == base:
                     continue
                 if lbl not in df or base not in df:  # a column not run yet
-                    row.append("–")
+                    line.append("–")
                     continue
                 ok = df[base] > 0
                 gain = ((df[lbl] - df[base]) / df[base])[ok].mean() if ok.any() else float("nan")
                 shown_gain = "–" if pd.isna(gain) else f"{gain:+.1%}"
-                row.append(f"{shown_gain} (paper {_ref(ref, 'improvement', ref_by, lbl)})")
-            rows.append(row)
+                line.append(f"{shown_gain} (paper {_ref(ref, 'improvement', ref_by, lbl)})")
+            rows.append(line)
         frame = pd.DataFrame(rows, columns=[by] + [lbl for lbl in labels if lbl != base])
         text += (f"\nRelative improvement over {base} (mean over rows with {base} > 0; paper value in brackets):"
                  f"\n\n{frame.to_markdown(index=False)}\n")
@@ -302,7 +309,7 @@ def plot_curves(results: pd.DataFrame, columns: list[dict[str, Any]], out_dir: P
             if 0 not in curve.index and pd.notna(start):
                 curve = pd.concat([pd.Series([start], index=[0]), curve])
             ax.plot(curve.index, curve.to_numpy(), marker="o", label=col["label"])
-        title = curve_title((names or {}).get(task, str(task)), df)
+        title = curve_title((names or {}).get(str(task), str(task)), df)
         written.append(save_curve_figure(fig, ax, f"held-out {metric}", title, out_dir / f"paper_curve_{task}.png"))
     return written
 

@@ -27,7 +27,7 @@ def plot_sweep(summary: pd.DataFrame, out_dir, varying: list[str] | None = None)
     written = []
     extra = [k for k in (varying or []) if not k.startswith("method.")]
     for values, df in summary.groupby(["task", "budget", *extra], dropna=False):
-        task, budget, rest = values[0], values[1], dict(zip(extra, values[2:]))
+        task, budget, rest = values[0], values[1], dict(zip(extra, values[2:], strict=True))
         suffix = "".join(f"_{k.split('.')[-1]}-{v}" for k, v in rest.items())
         fig, ax = plt.subplots(figsize=(6, 4))
         for method, m in df.groupby("method"):

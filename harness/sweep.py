@@ -8,8 +8,14 @@ command exits 1 if any cell failed, after listing each failure with its error.
 
 from __future__ import annotations
 
+import fcntl
+import os
+import shutil
+import socket
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +51,8 @@ def plan(overrides: list[str]) -> tuple[Path, list[CellSpec], dict[str, Any]]:
         except UnknownName as exc:
             raise UserError(str(exc)) from None
         except (TypeError, ValueError) as exc:
-            raise UserError(f"{cfg['task']['name']}/{cfg['method']['name']}/{cfg['model'].get('label')}: {exc}") from None
+            cell = f"{cfg['task']['name']}/{cfg['method']['name']}/{cfg['model'].get('label')}"
+            raise UserError(f"{cell}: {exc}") from None
         spec = CellSpec(cfg, sweep_dir)
         if spec.cell_id not in seen:  # identical cells from redundant overrides run once
             seen.add(spec.cell_id)
@@ -108,12 +115,20 @@ class Progress:
         score = f"pass@1={final['pass@1']:.3f}" if final else o.error[:200]
         print(f"[{self._n()}/{self.total}] {o.status:6s} {o.label} {score} rollouts={o.rollouts_used} "
               f"{o.wall_s:.1f}s {rate:.0f} tok/s (prompt+completion) | done={self.done} failed={self.failed} "
-              f"skipped={self.skipped}", flush=True)
+              f"skipped={self.skipped}{self.eta()}", flush=True)
+
+    def eta(self) -> str:
+        """Remaining cells x mean wall time of the cells run so far (cells differ: a rough guide)."""
+        ran, left = self.done + self.failed, self.total - self._n()
+        if not ran or not left:
+            return ""
+        seconds = (time.perf_counter() - self.t0) / ran * left
+        return f" | {left} left, ETA {seconds / 60:.0f} min"
 
 
 def execute(sweep_dir: Path, specs: list[CellSpec], first: dict[str, Any]) -> int:
-    """Run planned cells (finished ones are skipped); exit status 0, 1 if a cell failed, 2 on a
-    launcher-level user error."""
+    """Run planned cells (finished ones are skipped); exit status 0, or 1 if a cell failed. A
+    launcher-level user error (no cluster, too few GPUs) raises UserError (see `run_locked`)."""
     from harness.launchers import LAUNCHERS
 
     todo = sum(not s.done for s in specs)
@@ -131,11 +146,7 @@ def execute(sweep_dir: Path, specs: list[CellSpec], first: dict[str, Any]) -> in
 
     launcher = dict(first["launcher"])
     run = LAUNCHERS[launcher.pop("name")]
-    try:
-        outcomes = run(specs, first["logger"], report, progress=progress, on_start=progress.start, **launcher)
-    except UserError as exc:
-        print(f"sibench: error: {exc}", file=sys.stderr)
-        return 2
+    outcomes = run(specs, first["logger"], report, progress=progress, on_start=progress.start, **launcher)
     summary = collect_summaries(sweep_dir)
     if len(summary):
         write_parquet(summary, sweep_dir / "summary.parquet")
@@ -151,6 +162,51 @@ def execute(sweep_dir: Path, specs: list[CellSpec], first: dict[str, Any]) -> in
     return 1 if failed else 0
 
 
+@contextmanager
+def sweep_lock(sweep_dir: Path) -> Iterator[None]:
+    """Hold the sweep directory for this process; a second sweep on it is refused (UserError), so
+    two identical commands cannot both compute every cell or race on a finished cell's files.
+    The lock is the kernel's (flock): a killed sweep releases it."""
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(sweep_dir / ".lock", "a+")  # noqa: SIM115 - held open for the whole sweep
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise UserError(f"sweep directory {sweep_dir} is in use by another running sweep ({holder}); "
+                        f"wait for it to finish or choose another sweep=<name>") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
+    handle.flush()
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+INTERRUPTED = "sibench: interrupted; re-run the same command to resume"
+
+
+def run_locked(sweep_dir: Path, specs: list[CellSpec], first: dict[str, Any]) -> int:
+    """`execute` under the sweep lock, with Ctrl-C turned into one line and exit status 130."""
+    created = not sweep_dir.exists()
+    try:
+        with sweep_lock(sweep_dir):
+            return execute(sweep_dir, specs, first)
+    except UserError as exc:
+        if created and not (sweep_dir / "cells").exists():  # refused before any cell: leave nothing behind
+            shutil.rmtree(sweep_dir, ignore_errors=True)
+        print(f"sibench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(INTERRUPTED, file=sys.stderr)
+        return 130
+
+
 def main(argv: list[str] | None = None) -> int:
     overrides = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -158,7 +214,10 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"sibench: error: {exc}", file=sys.stderr)
         return 2
-    return execute(sweep_dir, specs, first)
+    except KeyboardInterrupt:
+        print(INTERRUPTED, file=sys.stderr)
+        return 130
+    return run_locked(sweep_dir, specs, first)
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ def build_table(sweep_dir: Path, cells: SweepCells, reference: str = "zero_shot"
         if "pass@1_attempt2" in df.columns:  # methods with a reflect-and-retry second attempt
             second = r["pass@1_attempt2"].mean() if "pass@1_attempt2" in r else float("nan")
             row["≤2 attempts"] = round(float(second), 3) if pd.notna(second) else ""
-        row["rollouts"] = int(round(r["rollouts_used"].mean()))
+        row["rollouts"] = round(r["rollouts_used"].mean())
         row["learn tok (policy/aux)"] = f"{int(r.learn_policy_tokens.mean())}/{int(r.learn_aux_tokens.mean())}"
         row["ctx tok added"] = round(float(r["context_tokens_added"].mean()), 1)
         row["eval prompt tok"] = round(float(r["eval_prompt_tokens_per_problem"].mean()), 1)
@@ -99,7 +99,7 @@ def baselines_note(summary: pd.DataFrame) -> list[str]:
     per_task = summary.groupby("task")[cols].first()
     lines = []
     for task, row in per_task.iterrows():
-        parts = [f"{c[9:]} {v:.3f}" for c, v in row.items() if pd.notna(v)]
+        parts = [f"{str(c)[9:]} {v:.3f}" for c, v in row.items() if pd.notna(v)]
         lines.append(f"- {task}: {', '.join(parts) if parts else 'none (answers are not constants)'}")
     return lines
 

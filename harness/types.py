@@ -29,7 +29,7 @@ class Problem:
     meta: dict[str, Any] = field(default_factory=dict)
 
     @staticmethod
-    def make(question: str, answer: str, meta: dict[str, Any] | None = None) -> "Problem":
+    def make(question: str, answer: str, meta: dict[str, Any] | None = None) -> Problem:
         return Problem(id=content_hash({"q": question, "a": answer}), question=question,
                        answer=answer, meta=dict(meta or {}))
 
@@ -88,6 +88,14 @@ class Backend(Protocol):
     def generate(self, requests: list[GenerationRequest]) -> list[list[Generation]]: ...
 
     def count_tokens(self, messages: list[Message]) -> int: ...
+
+
+@runtime_checkable
+class TrainableBackend(Backend, Protocol):
+    """A backend whose weights a method trains in place (hf): the torch model and its tokenizer."""
+
+    model: Any
+    tokenizer: Any
 
 
 @runtime_checkable

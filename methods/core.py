@@ -173,7 +173,7 @@ class CoreState:
     _vectors: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for p, v in zip(self.train, self.embedder.embed([p.question for p in self.train])):
+        for p, v in zip(self.train, self.embedder.embed([p.question for p in self.train]), strict=True):
             self._train_index.add(v, p.id)
 
     def vector(self, question: str) -> np.ndarray:
@@ -206,7 +206,8 @@ class CoreState:
 
     def render_with_context(self, problem: Problem) -> tuple[list[Message], list[str]]:
         insights = self.retrieve(problem.question)
-        return self.task.prompt(problem, guidance=format_insights([i.text for i in insights])), [i.ref for i in insights]
+        messages = self.task.prompt(problem, guidance=format_insights([i.text for i in insights]))
+        return messages, [i.ref for i in insights]
 
     def render(self, problem: Problem) -> list[Message]:
         return self.render_with_context(problem)[0]
@@ -291,11 +292,11 @@ class CORE:
                 batch = self._sample(train, successes, tries, rng)[:budget.remaining]
                 retrieved = [state.retrieve(p.question, explore=True) for p in batch]
                 items = [(p, task.prompt(p, guidance=format_insights([i.text for i in ins])))
-                         for p, ins in zip(batch, retrieved)]
+                         for p, ins in zip(batch, retrieved, strict=True)]
                 attempts = [g[0] for g in ctx.rollouts(items, n=1, tag="attempt",
                                                        context_ids=[[i.ref for i in ins] for ins in retrieved])]
                 stats["attempts"] += len(attempts)
-                for a, ins in zip(attempts, retrieved):
+                for a, ins in zip(attempts, retrieved, strict=True):
                     credit(ins, a.problem.id, a.verdict.reward, b[a.problem.id])
                     tries[a.problem.id] += 1
                     successes[a.problem.id] += int(a.verdict.passed)
@@ -315,7 +316,7 @@ class CORE:
                   ctx: LearnContext) -> tuple[dict[str, float], dict[str, int], dict[str, int]]:
         groups = ctx.rollouts([(p, task.prompt(p)) for p in train], n=self.baseline_samples, tag="baseline")
         b, successes, tries = {}, {}, {}
-        for p, group in zip(train, groups):
+        for p, group in zip(train, groups, strict=True):
             successes[p.id] = sum(a.verdict.passed for a in group)
             tries[p.id] = len(group)
             b[p.id] = successes[p.id] / len(group)
@@ -359,7 +360,7 @@ class CORE:
         texts = ctx.aux([[{"role": "user", "content": prompt}] for _, prompt in jobs], params, tag="reflection")
         stats["reflections"] += len(jobs)
         out: list[Candidate] = []
-        for (a, _), text in zip(jobs, texts):
+        for (a, _), text in zip(jobs, texts, strict=True):
             items = parse_insights(text, self.max_candidates, self.max_insight_chars, self.list_only)
             stats["unparseable_reflections"] += not items
             for item in items:
@@ -380,7 +381,7 @@ class CORE:
         # a candidate is not in the insight store yet: its text is in the row's `prompt`, no id
         groups = ctx.rollouts([(c.source, state.task.prompt(c.source, guidance=format_insights([c.text])))
                                for c in candidates], n=self.admission_samples, tag="admission")
-        for c, group in zip(candidates, groups):
+        for c, group in zip(candidates, groups, strict=True):
             rate = sum(a.verdict.passed for a in group) / len(group)
             if rate > 0 and rate >= b[c.source.id] + self.admission_margin:
                 ins = Insight(len(state.insights), c.text, c.source.id, ctx.meter.rollouts_used, c.vector)

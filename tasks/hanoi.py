@@ -22,7 +22,8 @@ from tasks.common.reasoning_gym import ReasoningGymTask
 class HanoiTask(ReasoningGymTask):
     name: ClassVar[str] = "hanoi"
     dataset: ClassVar[str] = "tower_of_hanoi"
-    generator_fields: ClassVar[tuple[str, ...]] = ("min_disks", "max_disks", "min_pegs", "max_pegs")  # passed to the generator
+    # passed to the generator
+    generator_fields: ClassVar[tuple[str, ...]] = ("min_disks", "max_disks", "min_pegs", "max_pegs")
     instruction: ClassVar[str] = (
         "Solve the Tower of Hanoi problem. Write 'Answer:' on its own line, followed by one move per "
         "line in the form 'Move disk X from Peg Y to Peg Z'.")

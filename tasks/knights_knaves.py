@@ -19,7 +19,8 @@ from tasks.common.reasoning_gym import ReasoningGymTask
 class KnightsKnavesTask(ReasoningGymTask):
     name: ClassVar[str] = "knights_knaves"
     dataset: ClassVar[str] = "knights_knaves"
-    generator_fields: ClassVar[tuple[str, ...]] = ("n_people", "depth_constraint", "width_constraint")  # passed to the generator
+    # passed to the generator
+    generator_fields: ClassVar[tuple[str, ...]] = ("n_people", "depth_constraint", "width_constraint")
     instruction: ClassVar[str] = (
         "Solve the logic puzzle. Finish with a final line of the form "
         "'Answer: <name> is a <role>, and <name> is a <role>'.")

@@ -68,8 +68,9 @@ def _side_value(tokens: list[str]) -> int | None:
     values = [_numeral_value(t) for t in tokens[::2]]
     if any(v is None for v in values) or any(op not in "+-" for op in tokens[1::2]):
         return None
-    total = values[0]
-    for op, v in zip(tokens[1::2], values[1:]):
+    numbers = [v for v in values if v is not None]
+    total = numbers[0]
+    for op, v in zip(tokens[1::2], numbers[1:], strict=False):
         total = total + v if op == "+" else total - v
     return total
 
@@ -108,7 +109,7 @@ def _puts(glyphs: str) -> Iterator[str]:
 
 def one_move_neighbours(equation: str) -> set[str]:
     """Every glyph string one stick move away (valid or not), without the equation itself."""
-    out = set()
+    out: set[str] = set()
     for i, g in enumerate(equation):
         if g in TAKES:
             out.update(_puts(equation[:i] + TAKES[g] + equation[i + 1:]))

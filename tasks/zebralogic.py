@@ -23,7 +23,7 @@ MAX_GRID_CHARS = 2_000
 
 def grid_of(solution: dict[str, Any]) -> dict[str, dict[str, str]]:
     header, rows = solution["header"], solution["rows"]
-    return {f"House {row[0]}": {h: str(v) for h, v in zip(header[1:], row[1:])} for row in rows}
+    return {f"House {row[0]}": {h: str(v) for h, v in zip(header[1:], row[1:], strict=False)} for row in rows}
 
 
 def cell_accuracy(answer: str, expected: dict[str, dict[str, str]]) -> float:

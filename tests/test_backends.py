@@ -39,7 +39,7 @@ def test_mock_greedy_is_one_answer_and_aux_calls_get_the_aux_reply():
 
 
 def test_unknown_model_option_is_rejected_with_valid_choices():
-    with pytest.raises(ValueError, match="unknown option 'nope' for backend 'mock'; valid: .*base_accuracy"):
+    with pytest.raises(ValueError, match=r"unknown option 'nope' for backend 'mock'; valid: .*base_accuracy"):
         check_backend_config({"backend": "mock", "nope": 1})
     with pytest.raises(ValueError, match="valid: hf, llamacpp, mock, openai, vllm"):
         check_backend_config({"backend": "tgi"})
@@ -49,7 +49,7 @@ class _FakeOpenAI(BaseHTTPRequestHandler):
     calls = 0
     fail_first = 2
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).calls += 1
         if type(self).calls <= type(self).fail_first:
@@ -80,7 +80,7 @@ def test_openai_backend_retries_and_counts_usage_tokens():
     try:
         backend = make_backend({"backend": "openai", "model": "fake", "label": "x",
                                 "base_url": f"http://127.0.0.1:{server.server_port}/v1",
-                                "backoff_s": 0.01, "max_retries": 4})
+                                "max_retries": 4})
         out = backend.generate([GenerationRequest(MSG, SamplingParams(n=2, temperature=0.5))])[0]
     finally:
         server.shutdown()

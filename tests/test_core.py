@@ -18,8 +18,17 @@ from harness.cell import build_task
 from harness.method import Attempt, LearnContext
 from harness.types import Generation, Problem, SamplingParams, Verdict
 from methods.common.embedder import HashingEmbedder
-from methods.core import (CORE, GUIDANCE_HEADER, Candidate, CoreState, Insight, SolvedAttempt, UtilityStat,
-                          credit, parse_insights)
+from methods.core import (
+    CORE,
+    GUIDANCE_HEADER,
+    Candidate,
+    CoreState,
+    Insight,
+    SolvedAttempt,
+    UtilityStat,
+    credit,
+    parse_insights,
+)
 
 QUESTIONS = ["apples and pears in a basket", "apples and pears on a table", "rockets orbit the moon slowly",
              "rockets orbit the sun slowly", "violins play in an orchestra"]
@@ -70,7 +79,8 @@ def test_reflections_parse_to_list_items_only():
             "1. Write the final line as Answer: N.\n- ok\n- Add the ones digits first, then the tens.\n"
             "__import__('os').system('x') is not a list item\n2) A fourth insight that exceeds the limit.")
     assert parse_insights(text, limit=3, max_chars=200) == [
-        "Add the ones digits first, then the tens.", "Check the sign of every term.", "Write the final line as Answer: N."]
+        "Add the ones digits first, then the tens.", "Check the sign of every term.",
+        "Write the final line as Answer: N."]
     assert parse_insights("no list here at all", limit=3, max_chars=200) == []
     prose = "Add the ones first. Then carry!\nAlways write Answer: N at the end. Ok."
     assert parse_insights(prose, limit=3, max_chars=200, list_only=False) == [
@@ -236,7 +246,8 @@ def test_learning_admits_a_helpful_insight_whose_utility_rises(run_one, tmp_path
     assert set(aux.tag) == {"reflection"} and not aux.counted_rollout.any()
     assert (attempts[attempts.phase == "eval"].role == "policy").all()
 
-    rows = [json.loads(line) for line in (tmp_path / "sweep" / "cells" / outcome.cell_id / "insights.jsonl").read_text().splitlines()]
+    insights = tmp_path / "sweep" / "cells" / outcome.cell_id / "insights.jsonl"
+    rows = [json.loads(line) for line in insights.read_text().splitlines()]
     magic = [r for r in rows if "MAGIC" in r["text"]]
     assert len(magic) == 1  # admitted once; later proposals of it are duplicates
     assert magic[0]["uses"] > 5 and magic[0]["utility"] > 0.4  # starts unscored (init zero), rises with use

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from harness.types import Problem
 from methods.common.embedder import HashingEmbedder
 from methods.common.store import SimilarityStore
-from harness.types import Problem
 from methods.episodic_rag import EpisodicMemory, format_episodes
 
 
@@ -85,5 +85,5 @@ def test_learning_spends_the_budget_and_memories_reach_the_prompt(run_one):
     assert len(learn) == 23 and learn.counted_rollout.all() and (learn.role == "policy").all()
     final = summary[summary.final].iloc[0]
     assert final.context_tokens_added > 20  # retrieved episodes are in the eval prompts
-    zero, _, zsum = run_one("method=zero_shot", "budget=23", backend=boosted)
+    _, _, zsum = run_one("method=zero_shot", "budget=23", backend=boosted)
     assert final["pass@1"] > zsum[zsum.final].iloc[0]["pass@1"] + 0.3

@@ -13,7 +13,7 @@ import torch
 def test_grpo_counts_every_training_completion_and_saves_a_reloadable_adapter(run_one, tiny_hf, tmp_path):
     backend = tiny_hf()
     before = {k: v.clone() for k, v in backend.model.state_dict().items()}
-    outcome, attempts, summary = run_one("method=grpo", "budget=20", "method.group_size=4", "method.prompts_per_step=2",
+    outcome, attempts, _ = run_one("method=grpo", "budget=20", "method.group_size=4", "method.prompts_per_step=2",
                                          "task.max_tokens=8", "task.test_size=4", "eval.n_samples=2", backend=backend)
     assert outcome.status == "ok", outcome.error
     learn = attempts[attempts.phase == "learn"]
@@ -54,7 +54,8 @@ def test_training_rollouts_use_the_cells_learn_settings_unless_the_method_sets_i
 
     seen = []
     real = policy_training.grpo_config
-    monkeypatch.setattr(policy_training, "grpo_config", lambda knobs, *a, **k: seen.append(knobs) or real(knobs, *a, **k))
+    monkeypatch.setattr(policy_training, "grpo_config",
+                        lambda knobs, *a, **k: seen.append(knobs) or real(knobs, *a, **k))
     common = ["method=grpo", "budget=8", "task.max_tokens=8", "task.test_size=2", "eval.n_samples=1"]
     outcome, attempts, _ = run_one(*common, "learn.temperature=0.3", "learn.top_p=0.8", "learn.max_tokens=5",
                                    backend=tiny_hf())
@@ -71,7 +72,7 @@ def test_training_rollouts_use_the_cells_learn_settings_unless_the_method_sets_i
 
 
 def test_max_steps_caps_training_below_the_budget_and_rollouts_stay_metered(run_one, tiny_hf):
-    outcome, attempts, summary = run_one("method=grpo", "budget=40", "method.max_steps=2", "task.max_tokens=6",
+    outcome, _, summary = run_one("method=grpo", "budget=40", "method.max_steps=2", "task.max_tokens=6",
                                          "task.test_size=2", "eval.n_samples=1", backend=tiny_hf())
     assert outcome.status == "ok" and outcome.rollouts_used == 16  # 2 steps x 2 prompts x G 4 of 40
     assert summary[summary.final].iloc[0].rollouts_used == 16

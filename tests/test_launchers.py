@@ -77,3 +77,41 @@ def test_wandb_logger_writes_one_offline_run_per_cell(tmp_path, run_one, monkeyp
     assert len(runs) == 2
     ids = sorted(p.read_text() for p in (tmp_path / "w").glob("cells/*/wandb_id.txt"))
     assert len(ids) == 2 and all(any(i in p.name for p in runs) for i in ids)
+
+
+@pytest.mark.parametrize("env,key,mode,expected", [
+    ("disabled", None, "auto", "disabled"), ("offline", "secret", "auto", "offline"),
+    (None, "secret", "auto", "online"), (None, None, "auto", "offline"), ("disabled", "secret", "online", "online"),
+])
+def test_wandb_mode_follows_the_standard_environment(monkeypatch, env, key, mode, expected):
+    """WANDB_MODE wins over mode auto; a key never turns on upload under WANDB_MODE=offline."""
+    from harness.loggers import NullLogger, make_logger, resolve_mode
+
+    for name, value in (("WANDB_MODE", env), ("WANDB_API_KEY", key)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    assert resolve_mode(mode) == expected
+    assert isinstance(make_logger({"name": "wandb", "mode": mode}), NullLogger) == (expected == "disabled")
+
+
+def test_wandb_disabled_writes_no_run_and_prints_nothing(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "harness.sweep", "model=mock", "logger=wandb",
+                        f"results_dir={tmp_path}", "task=math", "task.test_size=5", "budget=5", "sweep=w"],
+                       cwd=REPO, capture_output=True, text=True, timeout=300,
+                       env={**__import__("os").environ, "WANDB_MODE": "disabled"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert not (tmp_path / "w" / "wandb").exists() and not list((tmp_path / "w").glob("cells/*/wandb_id.txt"))
+    assert "wandb:" not in (r.stdout + r.stderr).lower()  # no W&B console lines
+
+
+def test_ray_address_without_a_cluster_is_one_line_and_leaves_nothing(tmp_path):
+    env = {k: v for k, v in __import__("os").environ.items() if k != "RAY_ADDRESS"}
+    r = subprocess.run([sys.executable, "-m", "harness.sweep", "model=mock", "logger=none", "launcher=ray",
+                        "launcher.address=auto", f"results_dir={tmp_path}", "task.test_size=5", "budget=5",
+                        "sweep=nocluster"], cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no Ray cluster at launcher.address='auto'" in lines[0], r.stderr
+    assert not (tmp_path / "nocluster").exists()

@@ -38,7 +38,8 @@ def test_correct_extras_replace_failures_and_keep_the_group_size():
     mixed, replaced = mix_group(group, extras, random.Random(0))
     assert len(mixed) == 4 and sum(replaced) == 2
     assert [m.verdict.passed for m in mixed] == replaced
-    assert [m for m, r in zip(mixed, replaced) if not r] == [g for g, r in zip(group, replaced) if not r]
+    kept = [g for g, r in zip(group, replaced, strict=True) if not r]
+    assert [m for m, r in zip(mixed, replaced, strict=True) if not r] == kept
     none, flags = mix_group(group, [attempt("9")] * 4, random.Random(0))
     assert none == group and not any(flags)
 
@@ -91,7 +92,7 @@ def test_without_off_policy_rows_the_loss_is_trls(tiny_hf):
     trainer = trainer_for(backend)
     trainer.current_gradient_accumulation_steps = 1
     prompt = chat_ids(tok, [{"role": "user", "content": "What is 2 + 3?"}])
-    completions = [tok("Answer: 5", add_special_tokens=False).input_ids, tok("Answer: 9!", add_special_tokens=False).input_ids]
+    completions = [tok(text, add_special_tokens=False).input_ids for text in ("Answer: 5", "Answer: 9!")]
     width = max(map(len, completions))
     ids = torch.tensor([c + [tok.pad_token_id] * (width - len(c)) for c in completions])
     cmask = torch.tensor([[1] * len(c) + [0] * (width - len(c)) for c in completions])
@@ -108,13 +109,14 @@ def test_without_off_policy_rows_the_loss_is_trls(tiny_hf):
     theirs.backward()
     theirs_grad = [p.grad for p in backend.model.parameters() if p.grad is not None]
     assert ours.item() == pytest.approx(theirs.item(), abs=1e-7)
-    assert all(torch.allclose(a, b, atol=1e-7) for a, b in zip(ours_grad, theirs_grad))
+    assert all(torch.allclose(a, b, atol=1e-7) for a, b in zip(ours_grad, theirs_grad, strict=True))
 
 
 def test_mixed_loss_weights_off_policy_tokens_by_r_over_r_plus_gamma():
     logps = torch.log(torch.tensor([[0.5, 0.25]])).requires_grad_()
     behaviour = torch.log(torch.tensor([[0.25, 0.25]]))
-    loss = mixed_policy_loss(logps, behaviour, torch.tensor([True]), torch.tensor([2.0]), torch.ones(1, 2), 0.2, 0.2, 1.0)
+    loss = mixed_policy_loss(logps, behaviour, torch.tensor([True]), torch.tensor([2.0]), torch.ones(1, 2),
+                             0.2, 0.2, 1.0)
     # r = (2, 1): f = (2/3, 1/2); loss = −mean(f · A)
     assert loss.item() == pytest.approx(-((2 / 3 + 1 / 2) / 2) * 2.0)
 
@@ -144,7 +146,7 @@ def test_lte_refuses_a_kl_term():
     from harness.config import UserError
     from harness.sweep import plan
 
-    with pytest.raises(UserError, match="beta=0.01, loss_type='dapo'; valid for lte: beta 0, loss_type dapo"):
+    with pytest.raises(UserError, match=r"beta=0\.01, loss_type='dapo'; valid for lte: beta 0, loss_type dapo"):
         plan(["method=lte", "method.beta=0.01"])
 
 

@@ -8,8 +8,7 @@ import re
 
 import pytest
 
-from tasks.matchstick import (MatchstickTask, evaluate, is_true, normalise, one_move_neighbours, solutions,
-                              to_roman)
+from tasks.matchstick import MatchstickTask, evaluate, is_true, normalise, one_move_neighbours, solutions, to_roman
 from tasks.mathgap import MathGapTask
 
 # ---------------------------------------------------------------- MathGAP: an independent solver
@@ -25,8 +24,8 @@ def solve(question: str) -> tuple[int, int, dict[str, list[str]]]:
     body, ask = question.rsplit(". How many", 1)
     target = re.search(r"does (\w+) have", ask).group(1)
     rules: dict[str, tuple] = {}
-    for s in re.findall(r"[^.]+\.", body + "."):
-        s = s.strip()
+    for sentence in re.findall(r"[^.]+\.", body + "."):
+        s = sentence.strip()
         if m := _AXIOM.match(s):
             rules[m[1]] = ("axiom", int(m[2]), [])
         elif m := _MORE.match(s):

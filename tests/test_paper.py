@@ -57,7 +57,7 @@ def tiny_paper(tmp_path):
 def test_blocks_split_on_per_value_keys_and_later_overrides_win():
     scale = {"common": ["model=mock", "budget=1"], "per_value": {"method": {"b": ["budget=9", "x.y=1"]}}}
     block = {"grid": {"task": ["t1", "t2"], "method": ["a", "b"]}, "cells": [["budget=5"], ["budget=6"]]}
-    entries, groups = zip(*paper_mod.block_groups(scale, block, "S"))
+    entries, groups = zip(*paper_mod.block_groups(scale, block, "S"), strict=True)
     assert entries == (0, 1, 0, 1)
     assert groups[0] == ["model=mock", "budget=5", "task=t1,t2", "method=a", "sweep=S"]
     assert "budget=9" in groups[2] and "budget=5" not in groups[2] and "x.y=1" in groups[2]  # per-value wins

@@ -37,7 +37,7 @@ def test_eval_prompt_and_context_ids_are_what_the_learned_state_renders(run_one,
     cell = tmp_path / "sweep" / "cells" / outcome.cell_id
     stored = {json.loads(line)["id"]: json.loads(line) for line in (cell / "episodes.jsonl").read_text().splitlines()}
     assert len(stored) == 30
-    for prompt, ids in zip(final.prompt, final.context_ids):
+    for prompt, ids in zip(final.prompt, final.context_ids, strict=True):
         assert len(ids) == 4 and set(ids) <= set(stored)
         text = json.loads(prompt)[-1]["content"]
         for i in ids:  # each injected episode's attempt text is in the prompt the model got

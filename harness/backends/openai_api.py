@@ -1,6 +1,7 @@
 """Any OpenAI-compatible chat endpoint (vLLM server, llama.cpp server, hosted APIs).
 
-Retries with exponential backoff on transient errors; token counts come from the response's
+Transient errors (connection, 408/409/429/5xx) are retried by the `openai` client itself
+(exponential backoff with jitter, honouring Retry-After); token counts come from the response's
 `usage` (the provider's own count), falling back to a whitespace estimate only when it is absent.
 """
 
@@ -19,8 +20,7 @@ class OpenAIBackend:
     model: str  # model name the endpoint serves
     base_url: str | None = None  # e.g. http://127.0.0.1:8000/v1; None = api.openai.com
     api_key_env: str = "OPENAI_API_KEY"  # environment variable that holds the key
-    max_retries: int = 6  # attempts per request before the error propagates
-    backoff_s: float = 1.0  # first retry delay; doubles each retry
+    max_retries: int = 6  # the openai client's retries per request before the error propagates
     timeout_s: float = 600.0  # per-request HTTP timeout
     reasoning_effort: str | None = None  # passed through for reasoning models (e.g. gpt-oss)
     name: str = "openai"
@@ -29,7 +29,7 @@ class OpenAIBackend:
         from openai import OpenAI
 
         self.client = OpenAI(base_url=self.base_url, api_key=os.environ.get(self.api_key_env, "EMPTY"),
-                             timeout=self.timeout_s, max_retries=0)
+                             timeout=self.timeout_s, max_retries=self.max_retries)
 
     def count_tokens(self, messages: list[Message]) -> int:
         return sum(len(m["content"].split()) for m in messages)
@@ -43,19 +43,7 @@ class OpenAIBackend:
             kwargs["stop"] = list(p.stop)
         if self.reasoning_effort:
             kwargs["reasoning_effort"] = self.reasoning_effort
-        delay = self.backoff_s
-        for attempt in range(self.max_retries):
-            try:
-                return self.client.chat.completions.create(**kwargs)
-            except Exception as exc:  # openai raises several transient error types
-                status = getattr(exc, "status_code", None)
-                if status is not None and status < 500 and status != 429:
-                    raise
-                if attempt == self.max_retries - 1:
-                    raise
-                time.sleep(delay)
-                delay *= 2
-        raise AssertionError("unreachable")
+        return self.client.chat.completions.create(**kwargs)
 
     def generate(self, requests: list[GenerationRequest]) -> list[list[Generation]]:
         out = []

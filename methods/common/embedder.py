@@ -49,24 +49,33 @@ class SentenceTransformerEmbedder:
     _cache: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        from sentence_transformers import SentenceTransformer
-
-        path = self.model
-        if self.model in PACKAGED:
-            import importlib
-
-            path = str(importlib.import_module(PACKAGED[self.model]).get_model_path())
-        self._st = SentenceTransformer(path, device="cpu")
+        self._st = _load_sentence_transformer(self.model)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
         if missing:
             vecs = self._st.encode(missing, batch_size=self.batch_size, normalize_embeddings=True,
                                    show_progress_bar=False)
-            self._cache.update(zip(missing, np.asarray(vecs, dtype=np.float32)))
+            self._cache.update(zip(missing, np.asarray(vecs, dtype=np.float32), strict=True))
         if not texts:
             return np.zeros((0, self._st.get_sentence_embedding_dimension()), dtype=np.float32)
         return np.stack([self._cache[t] for t in texts])
+
+
+_LOADED: dict[str, object] = {}  # one copy of each embedding model per process, shared across cells
+
+
+def _load_sentence_transformer(model: str):
+    if model not in _LOADED:
+        from sentence_transformers import SentenceTransformer
+
+        path = model
+        if model in PACKAGED:
+            import importlib
+
+            path = str(importlib.import_module(PACKAGED[model]).get_model_path())
+        _LOADED[model] = SentenceTransformer(path, device="cpu")
+    return _LOADED[model]
 
 
 def make_embedder(name: str) -> Embedder:

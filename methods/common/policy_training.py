@@ -26,8 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from harness.method import Learned, LearnContext, PromptOnly
-from harness.types import Backend, Message, Problem, SamplingParams, Task
+from harness.method import Attempt, LearnContext, Learned, PromptOnly
+from harness.types import Backend, Message, Problem, SamplingParams, Task, TrainableBackend
 
 LOSS_TYPES = ("dapo", "grpo", "bnpo", "dr_grpo")
 TRAINABLE_BACKENDS = ("hf",)
@@ -91,11 +91,16 @@ class PolicyGradientKnobs:
             max_tokens=self.max_completion_length or cell.max_tokens, seed=cell.seed)
 
 
-def attach_policy(backend: Backend, knobs: PolicyGradientKnobs) -> Any:
-    """Make the backend's model trainable in place (LoRA on every linear layer unless rank 0)."""
-    if not (hasattr(backend, "model") and hasattr(backend, "tokenizer")):
+def as_trainable(backend: Backend) -> TrainableBackend:
+    """The backend as one whose weights can be trained, or ValueError naming the valid backends."""
+    if not isinstance(backend, TrainableBackend):
         raise ValueError(f"backend {getattr(backend, 'name', backend)!r} cannot train weights; "
                          f"valid: {', '.join(TRAINABLE_BACKENDS)}")
+    return backend
+
+
+def attach_policy(backend: TrainableBackend, knobs: PolicyGradientKnobs) -> Any:
+    """Make the backend's model trainable in place (LoRA on every linear layer unless rank 0)."""
     model = backend.model
     if knobs.lora_rank > 0 and not hasattr(model, "peft_config"):
         from peft import LoraConfig, get_peft_model
@@ -142,6 +147,7 @@ def harness_reward(prompts: list, completions: list, harness_reward: list[float]
 
 
 def grpo_config(knobs: PolicyGradientKnobs, ctx: LearnContext, steps: int, output_dir: str) -> Any:
+    """TRL's config; `knobs` has its sampling resolved (run_trainer), so no value is None here."""
     import torch
     from trl import GRPOConfig
 
@@ -151,7 +157,8 @@ def grpo_config(knobs: PolicyGradientKnobs, ctx: LearnContext, steps: int, outpu
         per_device_train_batch_size=knobs.rollouts_per_step, gradient_accumulation_steps=1, steps_per_generation=1,
         num_iterations=1, max_steps=steps, learning_rate=knobs.learning_rate, beta=knobs.beta,
         epsilon=knobs.epsilon, loss_type=knobs.loss_type, scale_rewards=knobs.scale_rewards,
-        max_completion_length=knobs.max_completion_length, temperature=knobs.temperature, top_p=knobs.top_p,
+        max_completion_length=knobs.max_completion_length, temperature=float(knobs.temperature or 0.0),
+        top_p=float(knobs.top_p or 1.0),
         max_grad_norm=knobs.max_grad_norm, gradient_checkpointing=False,  # checkpointing slows generation 2x
         report_to="none", save_strategy="no", logging_steps=1,
         seed=ctx.seed, data_seed=ctx.seed, disable_tqdm=True, remove_unused_columns=False)
@@ -186,7 +193,7 @@ def make_callback(ctx: LearnContext, learned: Learned, stop_below: int) -> Any:
     return HarnessCallback()
 
 
-def run_trainer(knobs: PolicyGradientKnobs, learned: Learned, prompts: list[list[Message]], backend: Backend,
+def run_trainer(knobs: PolicyGradientKnobs, learned: Learned, prompts: list[list[Message]], backend: TrainableBackend,
                 ctx: LearnContext, rollout_func: RolloutFunc, trainer_cls: Any = None) -> None:
     """Train on `prompts` until the budget cannot pay for another step, then save the policy to
     the cell directory. `learned` (which renders with `backend`, i.e. the trained weights) is what
@@ -209,9 +216,11 @@ def run_trainer(knobs: PolicyGradientKnobs, learned: Learned, prompts: list[list
     with tempfile.TemporaryDirectory() as tmp:
         callback = make_callback(ctx, learned, knobs_step.rollouts_per_step)
         trainer = (trainer_cls or GRPOTrainer)(
-            model=model, reward_funcs=[harness_reward], args=grpo_config(knobs_step, ctx, steps, tmp),
+            model=model, reward_funcs=[harness_reward],  # type: ignore[list-item]  # TRL's stub is narrower
+            args=grpo_config(knobs_step, ctx, steps, tmp),
             train_dataset=Dataset.from_list([{"prompt": list(p)} for p in prompts]),
-            processing_class=backend.tokenizer, rollout_func=rollout_func, callbacks=[callback])
+            processing_class=backend.tokenizer, rollout_func=rollout_func,  # type: ignore[arg-type]  # messages, not str
+            callbacks=[callback])
         trainer.train()
     from harness.records import write_text
 
@@ -226,8 +235,8 @@ def train_on_task_prompts(knobs: PolicyGradientKnobs, task: Task, train: list[Pr
     """Train on the training problems' base prompts; the Learned is that prompt on the trained weights."""
     prompts = [task.prompt(p) for p in train]
     learned = PromptOnly(task, backend)
-    run_trainer(knobs, learned, prompts, backend, ctx, make_rollout({prompt_key(m): p for m, p in zip(prompts, train)}),
-                trainer_cls)
+    by_prompt = {prompt_key(m): p for m, p in zip(prompts, train, strict=True)}
+    run_trainer(knobs, learned, prompts, as_trainable(backend), ctx, make_rollout(by_prompt), trainer_cls)
     return learned
 
 
@@ -238,13 +247,13 @@ def _with(knobs: PolicyGradientKnobs, **changes: Any) -> PolicyGradientKnobs:
 
 
 def sample_groups(ctx: LearnContext, knobs: PolicyGradientKnobs, task: Task, items: list[tuple[Problem, list[Message]]],
-                  backend: Backend, tag: str, n: int | None = None):
+                  backend: Backend, tag: str, n: int | None = None) -> list[list[Attempt]]:
     """`n` (default G) counted rollouts for each (problem, messages) with the training sampling."""
     return ctx.rollouts(items, n=n or knobs.group_size, params=knobs.sampling(ctx), tag=tag, backend=backend)
 
 
 def plain_rollout_func(knobs: PolicyGradientKnobs, task: Task, problems: dict[str, Problem],
-                       backend: Backend, ctx: LearnContext) -> RolloutFunc:
+                       backend: TrainableBackend, ctx: LearnContext) -> RolloutFunc:
     """GRPO's rollout function: G counted samples per prompt, reward = the verifier's."""
 
     def rollout(prompts: list[list[Message]], trainer: Any) -> dict[str, list]:
@@ -252,7 +261,7 @@ def plain_rollout_func(knobs: PolicyGradientKnobs, task: Task, problems: dict[st
         out: dict[str, list] = {"prompt_ids": [], "completion_ids": [], "logprobs": [], "harness_reward": []}
         firsts = groups_of(prompts, knobs.group_size)
         groups = sample_groups(ctx, knobs, task, [(problems[prompt_key(p)], p) for p in firsts], backend, "rollout")
-        for messages, group in zip(firsts, groups):
+        for messages, group in zip(firsts, groups, strict=True):
             p_ids = chat_ids(tok, messages)
             for a in group:
                 c_ids = completion_ids(tok, a.generation.token_ids, a.generation.finish_reason)

@@ -40,9 +40,8 @@ def extract_answer(completion: str, fallback: Callable[[str], str | None] | None
                    multiline: bool = False) -> str | None:
     """Parse the final answer; with `multiline`, every non-empty line after the marker belongs to it."""
     text = completion[-MAX_SCAN_CHARS:]
-    last = None
-    for last in _MARKER.finditer(text):
-        pass
+    matches = list(_MARKER.finditer(text))
+    last = matches[-1] if matches else None
     if last is not None and multiline:
         lines = [clean(ln) for ln in text[last.end():].split("\n")]
         parsed = "\n".join(ln for ln in lines if ln)[:MAX_ANSWER_CHARS]

@@ -68,7 +68,8 @@ class PromptedTask:
     instruction: ClassVar[str]  # system instruction; must ask for a final "Answer: ..." line
     multiline_answer: ClassVar[bool] = False  # the answer spans the lines after "Answer:"
 
-    feedback: str = "binary"  # what a method may show: "binary" (Correct./Incorrect.) or "rich" (adds the expected answer)
+    # what a method may show: "binary" (Correct./Incorrect.) or "rich" (adds the expected answer)
+    feedback: str = "binary"
     few_shot: int = 2  # demos in every prompt, drawn once from the demo seed range
     max_tokens: int = 128  # default completion cap for this task (eval.max_tokens / learn.max_tokens override)
     partial_credit: bool = False  # keep partial credit in `reward` (never in `passed`)

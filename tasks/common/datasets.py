@@ -24,7 +24,6 @@ from typing import Any, ClassVar
 from harness.types import Problem
 from tasks.common.base import PromptedTask
 
-
 _ROWS: dict[tuple[str | None, ...], list[dict[str, Any]]] = {}  # loaded once per process
 
 
@@ -82,7 +81,7 @@ def _read_file(p: Path, path: str, task: str) -> list[dict[str, Any]]:
         import pandas as pd
 
         frame = pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p)
-        return frame.to_dict("records")
+        return [{str(k): v for k, v in row.items()} for row in frame.to_dict("records")]
     raise DatasetUnavailable(f"{task}: data_path {path!r} has an unknown format; valid: .jsonl, .json, "
                              ".parquet, .csv, or a save_to_disk directory")
 
