@@ -73,7 +73,7 @@ def load_model_and_tokenizer(path: str | None = None, gguf_package: str | None =
             tmp.parent.mkdir(parents=True, exist_ok=True)
             with contextlib.suppress(OSError):  # another process cached it first
                 tmp.rename(cached)
-            model = model.to(torch_dtype)  # type: ignore[arg-type]  # transformers' stub misses dtype
+            model = model.to(torch_dtype)
     else:
         if not path:
             raise ValueError("hf backend needs `path` (HF id or directory) or `gguf_package`")
@@ -82,7 +82,7 @@ def load_model_and_tokenizer(path: str | None = None, gguf_package: str | None =
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
-    model.to("cuda" if use_cuda else "cpu")  # type: ignore[arg-type]
+    model.to("cuda" if use_cuda else "cpu")
     model.eval()
     return model, tok
 

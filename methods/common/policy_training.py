@@ -216,10 +216,10 @@ def run_trainer(knobs: PolicyGradientKnobs, learned: Learned, prompts: list[list
     with tempfile.TemporaryDirectory() as tmp:
         callback = make_callback(ctx, learned, knobs_step.rollouts_per_step)
         trainer = (trainer_cls or GRPOTrainer)(
-            model=model, reward_funcs=[harness_reward],  # type: ignore[list-item]  # TRL's stub is narrower
+            model=model, reward_funcs=[harness_reward],
             args=grpo_config(knobs_step, ctx, steps, tmp),
             train_dataset=Dataset.from_list([{"prompt": list(p)} for p in prompts]),
-            processing_class=backend.tokenizer, rollout_func=rollout_func,  # type: ignore[arg-type]  # messages, not str
+            processing_class=backend.tokenizer, rollout_func=rollout_func,
             callbacks=[callback])
         trainer.train()
     from harness.records import write_text
