@@ -28,7 +28,7 @@ import yaml
 from harness.config import REPO, UserError
 from harness.plot import save_curve_figure
 from harness.records import collect_summaries, write_text
-from harness.sweep import plan, run_locked
+from harness.sweep import exit_process, plan, run_locked
 from harness.table import sweep_dir_of
 
 PAPER_DIR = REPO / "conf" / "paper"
@@ -382,4 +382,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from harness.config import UserError, expand_grid
+from harness.sweep import exit_process
 from harness.sweep import main as sweep_main
 
 
@@ -23,4 +24,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

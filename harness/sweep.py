@@ -11,13 +11,14 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import signal
 import socket
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from harness.backends import check_backend_config
 from harness.cell import CellOutcome, CellSpec, build_task
@@ -191,6 +192,28 @@ def sweep_lock(sweep_dir: Path) -> Iterator[None]:
 INTERRUPTED = "sibench: interrupted; re-run the same command to resume"
 
 
+def interrupted() -> int:
+    """Report Ctrl-C once; further Ctrl-C during clean-up is ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    print(INTERRUPTED, file=sys.stderr, flush=True)
+    return 130
+
+
+def exit_process(code: int) -> NoReturn:
+    """`sys.exit(code)` for the entry points. After a handled Ctrl-C (130), CPython 3.11 still ends
+    the process *by SIGINT* (status -2) when the interrupt landed inside exec'd code (e.g. a
+    dataclass being built), because it marks the interrupt unhandled there; so exit 130 explicitly,
+    after the atexit clean-up the interpreter would have run."""
+    if code == 130:
+        import atexit
+
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(code)
+
+
 def run_locked(sweep_dir: Path, specs: list[CellSpec], first: dict[str, Any]) -> int:
     """`execute` under the sweep lock, with Ctrl-C turned into one line and exit status 130."""
     created = not sweep_dir.exists()
@@ -203,8 +226,7 @@ def run_locked(sweep_dir: Path, specs: list[CellSpec], first: dict[str, Any]) ->
         print(f"sibench: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(INTERRUPTED, file=sys.stderr)
-        return 130
+        return interrupted()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,10 +237,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sibench: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(INTERRUPTED, file=sys.stderr)
-        return 130
+        return interrupted()
     return run_locked(sweep_dir, specs, first)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -93,8 +93,11 @@ def _start_slow_sweep(tmp_path, name: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "harness.sweep", "model=mock", "logger=none", f"results_dir={tmp_path}",
            "task=math", "budget=10", f"sweep={name}", "seed=0,1,2", "task.test_size=20", "model.latency_s=0.05",
            "eval.batch_problems=1"]
+    # SIGINT as at a terminal, even where the test runner was started with it ignored (`cmd &`);
+    # the pre-exec step only resets one signal disposition, which is safe with threads around
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509
     deadline = time.time() + 120
     while time.time() < deadline and not list((tmp_path / name).glob("cells/*/status.json")):
         time.sleep(0.1)
