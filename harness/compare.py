@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from harness.records import collect_summaries
 
@@ -88,11 +89,13 @@ def final_rows(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def per_problem(sweep_dir: Path, cell_id: str) -> pd.Series:
-    """Pass@1 per test problem at the cell's final evaluation (sampled rows only)."""
-    df = pd.read_parquet(sweep_dir / "cells" / cell_id / "attempts.parquet",
-                         columns=["phase", "tag", "problem_id", "passed", "checkpoint", "step"])
+    """Pass@1 per test problem at the cell's final evaluation (sampled rows only). Cells written
+    before rows had a `step` (round 1) fall back to the last checkpoint's rows."""
+    path = sweep_dir / "cells" / cell_id / "attempts.parquet"
+    stage = "step" if "step" in pq.read_schema(path).names else "checkpoint"
+    df = pd.read_parquet(path, columns=["phase", "tag", "problem_id", "passed", stage])
     ev = df[(df["phase"] == "eval") & (df["tag"] == "sample")]
-    ev = ev[ev["step"] == ev["step"].max()]
+    ev = ev[ev[stage] == ev[stage].max()]
     return ev.groupby("problem_id")["passed"].mean().astype(float)
 
 

@@ -133,6 +133,15 @@ def test_table_shows_delta_vs_zero_shot_and_comparisons_csv_holds_every_pair(tmp
     assert core_rag["delta_pass@1"] == 1.0 and core_rag.significant and core_rag.n_problems == 30
 
 
+def test_cells_written_before_rows_had_a_step_still_table(tmp_path):
+    sweep = tmp_path / "s"
+    fake_cell(sweep, "old", "zero_shot", 0, {"a": [True, False], "b": [True, True]})
+    rows = pd.read_parquet(sweep / "cells" / "old" / "attempts.parquet").drop(columns=["step"])
+    rows.to_parquet(sweep / "cells" / "old" / "attempts.parquet")  # a round-1 cell: no plan.json, no step
+    report(sweep, "s")
+    assert pd.read_csv(sweep / "table.csv")["Pass@1 [95% CI]"][0].startswith("0.750")
+
+
 def test_zero_shot_is_the_reference_at_every_budget(tmp_path):
     """zero_shot learns nothing, so one zero_shot cell is the reference for each learning budget."""
     sweep = tmp_path / "s"
