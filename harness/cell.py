@@ -36,13 +36,14 @@ REPORTING_MODULES = ("table.py", "compare.py", "plot.py", "paper.py")
 ID_KEYS = ("task", "method", "model", "aux_model", "budget", "seed", "eval", "learn", "checkpoints")
 
 
-def project_imports(path: Path) -> set[Path]:
-    """The project's own modules (harness, tasks, methods) that `path` imports, transitively."""
+def project_imports(path: Path, known: frozenset[Path] = frozenset()) -> set[Path]:
+    """`path` and the project's own modules (harness, tasks, methods) it imports, transitively;
+    modules in `known` (already hashed wholesale) are neither returned nor parsed."""
     seen: set[Path] = set()
     todo = [path.resolve()]
     while todo:
         current = todo.pop()
-        if current in seen:
+        if current in seen or current in known:
             continue
         seen.add(current)
         for node in ast.walk(ast.parse(current.read_text(), filename=str(current))):
@@ -69,10 +70,9 @@ def cell_code_files(task_file: Path, method_file: Path) -> set[Path]:
     """The engine, the shared task/method helpers, and this cell's task and method modules with
     every project module they import (transitively). Editing any of them gives new cell ids;
     adding or editing an unrelated method does not."""
-    files: set[Path] = set()
-    for pkg in ("harness", "tasks/common", "methods/common"):
-        files.update(p.resolve() for p in (REPO / pkg).rglob("*.py") if p.name not in REPORTING_MODULES)
-    return files | project_imports(task_file) | project_imports(method_file)
+    shared = frozenset(p.resolve() for pkg in ("harness", "tasks/common", "methods/common")
+                       for p in (REPO / pkg).rglob("*.py") if p.name not in REPORTING_MODULES)
+    return set(shared) | project_imports(task_file, shared) | project_imports(method_file, shared)
 
 
 def files_hash(files: set[Path]) -> str:
