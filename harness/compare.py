@@ -192,7 +192,7 @@ class Comparer:
     """Paired differences between units of one sweep, reading each cell's attempts once."""
 
     def __init__(self, sweep_dir: Path, cells: SweepCells):
-        self.sweep_dir, self.cells = sweep_dir, cells
+        self.sweep_dir = sweep_dir
         self.units = units(cells)
         self._values: dict[tuple[str, ...], pd.Series] = {}
 

@@ -342,16 +342,15 @@ def table(name: str, scale_name: str | None, results_dir: str = "results") -> in
     scale = scale_of(paper, scale_name)
     layout = paper["table"]
     sdir = sweep_dir_of(sweep_name(paper, scale_name, layout["block"]), results_dir)
-    if collect_summaries(sdir).empty:
-        raise UserError(f"no results for paper {name!r} at scale {scale_name!r} (no finished cell in {sdir})")
     results = load_results(sdir, layout["rows"])
+    if results.empty:
+        raise UserError(f"no results for paper {name!r} at scale {scale_name!r} (no finished cell in {sdir})")
     text, _ = build_paper_table(paper, scale, results, reference_table(paper), scale_name)
     if layout.get("curves"):
         spec = layout["curves"]
         cdir = sweep_dir_of(sweep_name(paper, scale_name, spec["block"]), results_dir)
-        if spec["block"] in scale["blocks"] and not collect_summaries(cdir).empty:
-            curves = collect_summaries(cdir)
-        else:
+        curves = collect_summaries(cdir) if spec["block"] in scale["blocks"] else pd.DataFrame()
+        if curves.empty:
             curves = results
             for key, value in (spec.get("where") or {}).items():
                 curves = curves[curves[key] == value]

@@ -18,7 +18,7 @@ import pandas as pd
 
 from harness.compare import N_BOOT, Comparer, SweepCells, config_columns, estimate, final_rows, load_cells
 from harness.config import REPO
-from harness.records import collect_summaries, planned_cell_ids, stale_cells, write_text
+from harness.records import planned_cell_ids, stale_cells, write_text
 
 
 def sweep_dir_of(sweep: str, results_dir: str = "results") -> Path:
@@ -104,9 +104,9 @@ def baselines_note(summary: pd.DataFrame) -> list[str]:
     return lines
 
 
-def report(sweep_dir: Path, name: str, reference: str = "zero_shot") -> str:
+def report(sweep_dir: Path, name: str, reference: str = "zero_shot", cells: SweepCells | None = None) -> str:
     """Write table.md, table.csv and comparisons.csv for the sweep's latest plan; return the text."""
-    cells = load_cells(sweep_dir)
+    cells = cells or load_cells(sweep_dir)
     comparer = Comparer(sweep_dir, cells)
     table = build_table(sweep_dir, cells, reference, comparer)
     pairs = comparer.all_pairs()
@@ -136,12 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reference", default="zero_shot", help="method the Δ column is paired against")
     args = ap.parse_args(argv)
     sdir = sweep_dir_of(args.sweep, args.results_dir)
-    if collect_summaries(sdir).empty:
+    cells = load_cells(sdir)
+    if cells.summary.empty:
         valid = sorted(p.parent.name for p in sdir.parent.glob("*/summary.parquet"))
         print(f"sibench: error: no finished cells for sweep {args.sweep!r} in {sdir}; "
               f"sweeps with results: {', '.join(valid) or 'none'}", file=sys.stderr)
         return 2
-    print(report(sdir, args.sweep, args.reference))
+    print(report(sdir, args.sweep, args.reference, cells))
     print(f"wrote {sdir / 'table.md'}, {sdir / 'table.csv'} and {sdir / 'comparisons.csv'}")
     return 0
 

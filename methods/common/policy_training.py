@@ -148,6 +148,7 @@ def harness_reward(prompts: list, completions: list, harness_reward: list[float]
 
 def grpo_config(knobs: PolicyGradientKnobs, ctx: LearnContext, steps: int, output_dir: str) -> Any:
     """TRL's config; `knobs` has its sampling resolved (run_trainer), so no value is None here."""
+    assert knobs.temperature is not None and knobs.top_p is not None, "resolve sampling first (run_trainer)"
     import torch
     from trl import GRPOConfig
 
@@ -157,8 +158,8 @@ def grpo_config(knobs: PolicyGradientKnobs, ctx: LearnContext, steps: int, outpu
         per_device_train_batch_size=knobs.rollouts_per_step, gradient_accumulation_steps=1, steps_per_generation=1,
         num_iterations=1, max_steps=steps, learning_rate=knobs.learning_rate, beta=knobs.beta,
         epsilon=knobs.epsilon, loss_type=knobs.loss_type, scale_rewards=knobs.scale_rewards,
-        max_completion_length=knobs.max_completion_length, temperature=float(knobs.temperature or 0.0),
-        top_p=float(knobs.top_p or 1.0),
+        max_completion_length=knobs.max_completion_length, temperature=knobs.temperature,
+        top_p=knobs.top_p,
         max_grad_norm=knobs.max_grad_norm, gradient_checkpointing=False,  # checkpointing slows generation 2x
         report_to="none", save_strategy="no", logging_steps=1,
         seed=ctx.seed, data_seed=ctx.seed, disable_tqdm=True, remove_unused_columns=False)
