@@ -88,6 +88,13 @@ def final_rows(summary: pd.DataFrame) -> pd.DataFrame:
     return summary[summary["final"].astype(bool)] if "final" in summary else summary
 
 
+def no_learning_method(final: pd.DataFrame) -> str | None:
+    """The method whose every cell used 0 rollouts (the sweep's reference row), if exactly one did."""
+    used = final.groupby("method")["rollouts_used"].max()
+    idle = sorted(used[used == 0].index)
+    return idle[0] if len(idle) == 1 else None
+
+
 def per_problem(sweep_dir: Path, cell_id: str) -> pd.Series:
     """Pass@1 per test problem at the cell's final evaluation (sampled rows only). Cells written
     before rows had a `step` (round 1) fall back to the last checkpoint's rows."""

@@ -3,8 +3,10 @@ of the sweep's latest plan.
 
 Prints markdown and writes `table.md`, `table.csv` and `comparisons.csv` next to the sweep. A row
 is one configuration: every config value that differs between the sweep's cells (the seed aside)
-is a column (harness/compare.py). Pass@1 has a seeds x problems bootstrap CI; `Δ vs zero_shot` is
-the paired difference on the same problems and seeds. Stale and failed cells are listed below.
+is a column (harness/compare.py). Pass@1 has a seeds x problems bootstrap CI; `Δ vs <reference>`
+is the paired difference on the same problems and seeds, against the sweep's no-learning method
+(the one whose every cell used 0 rollouts, e.g. zero_shot) unless `--reference` names another.
+Stale and failed cells are listed below.
 """
 
 from __future__ import annotations
@@ -16,7 +18,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.compare import N_BOOT, Comparer, SweepCells, config_columns, estimate, final_rows, load_cells
+from harness.compare import (
+    N_BOOT,
+    Comparer,
+    SweepCells,
+    config_columns,
+    estimate,
+    final_rows,
+    load_cells,
+    no_learning_method,
+)
 from harness.config import REPO
 from harness.records import planned_cell_ids, stale_cells, write_text
 
@@ -26,7 +37,7 @@ def sweep_dir_of(sweep: str, results_dir: str = "results") -> Path:
     return (base if base.is_absolute() else REPO / base) / sweep
 
 
-def build_table(sweep_dir: Path, cells: SweepCells, reference: str = "zero_shot",
+def build_table(sweep_dir: Path, cells: SweepCells, reference: str | None = None,
                 comparer: Comparer | None = None) -> pd.DataFrame:
     """One row per configuration (every varying config value is a column) and method, averaged
     over seeds; Pass@1 with a seeds x problems bootstrap CI, and the paired Δ vs `reference`."""
@@ -35,6 +46,7 @@ def build_table(sweep_dir: Path, cells: SweepCells, reference: str = "zero_shot"
     k = int(df["report_k"].min()) if "report_k" in df else int(df["n_samples"].min())  # one Pass@k per table
     config = config_columns(cells)
     key_cols = [c for c in config if c != "budget"] + ["method", "budget"]
+    reference = reference or no_learning_method(df)
     has_ref = reference in set(df["method"])
     rows = []
     for unit in comparer.units:
@@ -46,7 +58,7 @@ def build_table(sweep_dir: Path, cells: SweepCells, reference: str = "zero_shot"
         row["method"] = unit.label
         row["seeds"] = r["seed"].nunique()
         row["Pass@1 [95% CI]"] = f"{pass1.mean:.3f} [{pass1.lo:.3f}, {pass1.hi:.3f}]"
-        if has_ref:
+        if has_ref and reference is not None:
             ref = comparer.reference_for(unit, reference)
             if unit.method == reference or ref is None:
                 row[f"Δ vs {reference}"] = ""
@@ -104,7 +116,7 @@ def baselines_note(summary: pd.DataFrame) -> list[str]:
     return lines
 
 
-def report(sweep_dir: Path, name: str, reference: str = "zero_shot", cells: SweepCells | None = None) -> str:
+def report(sweep_dir: Path, name: str, reference: str | None = None, cells: SweepCells | None = None) -> str:
     """Write table.md, table.csv and comparisons.csv for the sweep's latest plan; return the text."""
     cells = cells or load_cells(sweep_dir)
     comparer = Comparer(sweep_dir, cells)
@@ -133,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sweep", default="default", help="sweep name (results/<sweep>/)")
     ap.add_argument("--results-dir", default="results")
-    ap.add_argument("--reference", default="zero_shot", help="method the Δ column is paired against")
+    ap.add_argument("--reference", default=None,
+                    help="method the Δ column is paired against (default: the one that used 0 rollouts)")
     args = ap.parse_args(argv)
     sdir = sweep_dir_of(args.sweep, args.results_dir)
     cells = load_cells(sdir)

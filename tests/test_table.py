@@ -155,3 +155,17 @@ def test_zero_shot_is_the_reference_at_every_budget(tmp_path):
     assert len(table) == 3  # zero_shot is tabled once, at its own budget
     core100 = table[(table.method == "core") & (table.budget == 100)].iloc[0]
     assert core100["Δ vs zero_shot"].startswith("+0.667")
+
+
+def test_the_reference_is_the_method_that_used_no_rollouts_unless_named(tmp_path):
+    sweep = tmp_path / "s"
+    probs = {f"p{i}": [i % 2 == 0] * 2 for i in range(10)}
+    fake_cell(sweep, "n", "no_learning", 0, probs, rollouts=0)  # harness/ names no method: found by its budget use
+    fake_cell(sweep, "c", "core", 0, {p: [True, True] for p in probs})
+    plan(sweep, "n", "c")
+    report(sweep, "s")
+    table = pd.read_csv(sweep / "table.csv", keep_default_na=False).set_index("method")
+    assert table.loc["core", "Δ vs no_learning"].startswith("+0.500")
+    report(sweep, "s", reference="core")
+    table = pd.read_csv(sweep / "table.csv", keep_default_na=False).set_index("method")
+    assert table.loc["no_learning", "Δ vs core"].startswith("-0.500")
