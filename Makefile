@@ -8,7 +8,7 @@ HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 
 # Cell grid. Comma lists sweep, e.g. TASK=math,countdown METHOD=zero_shot,core SEEDS=0,1,2
 TASK    ?= math
-METHOD  ?= $(shell ls conf/method | sed -n 's/\.yaml$$//p' | paste -sd, -)
+METHOD  ?= $(shell $(PY) -m harness.registry method 2>/dev/null)
 BUDGET  ?= 500
 SEEDS   ?= 0
 MODEL   ?= smollm2_135m

@@ -15,7 +15,7 @@ import os
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -201,9 +201,9 @@ def _run(spec: CellSpec, cfg: dict[str, Any], meter: BudgetMeter, get_backend, l
     aux_backend = get_backend(cfg["aux_model"]) if cfg.get("aux_model") else None
     method = METHODS.get(cfg["method"]["name"])(**params_of(cfg["method"]))
     max_tokens = described.get("max_tokens", 128)
-    ecfg = dict(cfg["eval"])
-    report_k = max(ecfg.pop("k", None) or [ecfg["n_samples"]])
-    eval_cfg = EvalConfig(**{**ecfg, "max_tokens": ecfg.get("max_tokens") or max_tokens})
+    eval_cfg = EvalConfig(**cfg["eval"])
+    eval_cfg = replace(eval_cfg, max_tokens=eval_cfg.max_tokens or max_tokens)
+    report_k = max(eval_cfg.k or [eval_cfg.n_samples])
     lcfg = cfg["learn"]
     sampling = SamplingParams(temperature=lcfg["temperature"], top_p=lcfg["top_p"],
                               max_tokens=lcfg.get("max_tokens") or max_tokens, seed=cfg["seed"])
@@ -234,7 +234,7 @@ def _run(spec: CellSpec, cfg: dict[str, Any], meter: BudgetMeter, get_backend, l
                        cell_dir=spec.out_dir, progress=on_progress,
                        seed=cfg["seed"], checkpoint_fractions=tuple(sorted(cfg.get("checkpoints") or ())),
                        evaluate_fn=evaluate_fn)
-    learned = method.learn(task, train, backend, meter, ctx)
+    learned = method.learn(train, ctx)
     evaluate_fn(learned, meter.rollouts_used, final=True)
     if meter.rollouts_used > meter.budget:  # the meter makes this impossible; guard the invariant
         raise AssertionError(f"budget overrun: {meter.rollouts_used} > {meter.budget}")

@@ -1,13 +1,16 @@
 """Hydra composition of cells, grid expansion, and validation of user input.
 
 Drives Hydra through its compose API (not `@hydra.main`) so that our sweep runner owns resume,
-fan-out and error reporting. Bad input raises `UserError`, which the entry points print as one
-line and turn into exit code 2 before anything is written.
+fan-out and error reporting. The configs are structured (harness/schema.py): Hydra rejects
+unknown keys and wrong types, the knobs' declared ranges and choices are checked after
+composition. Bad input raises `UserError`, which the entry points print as one line and turn into
+exit code 2 before anything is written.
 """
 
 from __future__ import annotations
 
 import itertools
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +18,6 @@ from omegaconf import DictConfig, OmegaConf
 
 REPO = Path(__file__).resolve().parent.parent
 CONF_DIR = REPO / "conf"
-GROUPS = ("task", "method", "model", "launcher", "logger")
 
 
 class UserError(ValueError):
@@ -23,7 +25,11 @@ class UserError(ValueError):
 
 
 def group_choices(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+    """A group's entries: the registered names (no YAML needed) and any YAML under conf/<group>."""
+    from harness.registry import REGISTRIES
+
+    registered = REGISTRIES[group].names() if group in REGISTRIES else []
+    return sorted(set(registered) | {p.stem for p in (CONF_DIR / group).glob("*.yaml")})
 
 
 def _parse(overrides: list[str]) -> list[Any]:
@@ -61,7 +67,7 @@ def expand_grid(overrides: list[str]) -> list[list[str]]:
 def _check_group_choices(overrides: list[str]) -> None:
     for ov in _parse(overrides):
         key = ov.get_key_element().lstrip("+~").split("@")[0]  # model@aux_model picks from the model group
-        if key in GROUPS and not ov.is_delete():
+        if key in ("task", "method", "model", "launcher", "logger") and not ov.is_delete():
             values = list(ov.sweep_string_iterator()) if ov.is_sweep_override() else [
                 ov.get_value_element_as_str()]
             valid = group_choices(key)
@@ -76,82 +82,97 @@ def compose(overrides: list[str]) -> DictConfig:
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from harness.schema import register_schemas
 
     _check_group_choices(overrides)
+    register_schemas()
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             cfg = hydra_compose(config_name="config", overrides=overrides)
-    except HydraException as exc:
-        msg = " ".join(str(exc).split())
-        raise UserError(f"invalid override: {msg}") from None
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise UserError(_explain(exc, overrides)) from None
     validate(cfg)
     return cfg
 
 
-TOP_LEVEL_KEYS = ("task", "method", "model", "aux_model", "launcher", "logger", "sweep", "results_dir", "budget",
-                  "seed", "checkpoints", "code_version_in_id", "learn", "eval")
+def _explain(exc: Exception, overrides: list[str]) -> str:
+    """Hydra's composition error as one line naming the override and what is valid."""
+    chain: list[BaseException] = [exc]
+    while chain[-1].__cause__ is not None:
+        chain.append(chain[-1].__cause__)
+    text = " ".join(" ".join(str(e).split()) for e in reversed(chain))
+    key = re.search(r"full_key: ([\w.]+)", text) or re.search(r"override '([\w.]+)'", text)
+    if key is None:
+        return f"invalid override: {text}"
+    path = key.group(1)
+    given = next((o for o in overrides if o.lstrip("+~").split("=")[0] == path), path)
+    head = path.rpartition(".")[0]
+    valid = _valid_keys(head, overrides)
+    if "not in struct" in text or "To append to your config" in text:
+        return f"unknown config key {given!r}; valid keys{' of ' + head if head else ''}: {', '.join(valid)}"
+    reason = text.split(" full_key:")[0]
+    return f"{given}: {reason}; valid: {_rule(path) or 'see --help'}"
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+def _rule(path: str) -> str:
+    """The declared rule of a top-level, learn.* or eval.* knob (group knobs: see --help)."""
+    from harness.evaluate import EvalConfig, Sampling
+    from harness.knobs import config_fields, rule
+    from harness.schema import CellConfig
+
+    head, _, leaf = path.rpartition(".")
+    cls = {"": CellConfig, "learn": Sampling, "eval": EvalConfig}.get(head)
+    for f, hint in config_fields(cls) if cls is not None else []:
+        if f.name == leaf:
+            return rule(f, hint)
+    return ""
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
+def _valid_keys(section: str, overrides: list[str]) -> list[str]:
+    """The keys a section of the composed-without-`overrides` config has (for error messages)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
 
-
-def _check_sampling(section: str, cfg: DictConfig) -> None:
-    t, top_p, cap = cfg.temperature, cfg.top_p, cfg.get("max_tokens")
-    if not _is_number(t) or t < 0:
-        raise UserError(f"{section}.temperature={t!r}; valid: a number >= 0 (0 = greedy)")
-    if not _is_number(top_p) or not 0 < top_p <= 1:
-        raise UserError(f"{section}.top_p={top_p!r}; valid: a number in (0, 1]")
-    if cap is not None and (not _is_int(cap) or cap < 1):
-        raise UserError(f"{section}.max_tokens={cap!r}; valid: a positive integer, or null for the task's cap")
+    groups = [o for o in overrides if o.split("=")[0] in ("task", "method", "model", "launcher", "logger")]
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            node = hydra_compose(config_name="config", overrides=groups)
+        for part in filter(None, section.split(".")):
+            node = node[part]
+        return sorted(str(k) for k in node)
+    except Exception:
+        return []
 
 
 def validate(cfg: DictConfig) -> None:
-    """Checks that need the composed config (values, not names)."""
-    unknown = [k for k in cfg if k not in TOP_LEVEL_KEYS]
+    """Checks of values: each knob's declared range and choices, then what spans knobs."""
+    from harness.registry import UnknownName
+    from harness.schema import CellConfig, check_cell_config
+
+    unknown = [k for k in cfg if k not in CellConfig.__dataclass_fields__]
     if unknown:
-        raise UserError(f"unknown config key {unknown[0]!r}; valid top-level keys: {', '.join(TOP_LEVEL_KEYS)}")
-    budget = cfg.budget
-    if not _is_int(budget) or budget <= 0:
-        raise UserError(f"budget must be a positive integer, got {budget!r}")
-    if not _is_int(cfg.seed) or cfg.seed < 0:
-        raise UserError(f"seed={cfg.seed!r}; valid: an integer >= 0")
-    n = cfg.eval.n_samples
-    if not _is_int(n) or n < 1:
-        raise UserError(f"eval.n_samples must be a positive integer, got {n!r}")
-    ks = cfg.eval.k
-    if ks is not None and not OmegaConf.is_list(ks):
-        raise UserError(f"eval.k={ks!r} must be a list or null; valid: e.g. eval.k=[1,{n}] (each in 1..{n})")
-    for k in ks or []:
-        if not _is_int(k) or not 1 <= k <= n:
+        raise UserError(f"unknown config key {unknown[0]!r}; valid top-level keys: "
+                        f"{', '.join(CellConfig.__dataclass_fields__)}")
+    values = to_dict(cfg)
+    try:
+        check_cell_config(values)
+    except (ValueError, UnknownName) as exc:
+        raise UserError(str(exc)) from None
+    n = values["eval"]["n_samples"]
+    for k in values["eval"]["k"] or []:
+        if not 1 <= k <= n:
             raise UserError(f"eval.k={k!r} is not in 1..eval.n_samples={n}; valid k: 1..{n}")
-    for key in ("n_bootstrap", "batch_problems"):
-        v = cfg.eval.get(key)
-        if not _is_int(v) or v < 1:
-            raise UserError(f"eval.{key}={v!r}; valid: a positive integer")
-    _check_sampling("eval", cfg.eval)
-    _check_sampling("learn", cfg.learn)
-    fractions = cfg.checkpoints
-    if fractions is not None and not OmegaConf.is_list(fractions):
-        raise UserError(f"checkpoints={fractions!r} must be a list of budget fractions; valid: e.g. "
-                        f"checkpoints=[0.5] or checkpoints=[] (the final state is always evaluated)")
-    for f in fractions or []:
-        if not _is_number(f) or not 0 < f < 1:
+    for f in values["checkpoints"] or []:
+        if not 0 < f < 1:
             raise UserError(f"checkpoint fraction {f!r} must be in (0, 1); the final state is always evaluated")
-    for key in ("train_size", "test_size"):
-        v = cfg.task.get(key)
-        if not _is_int(v) or v < 1:
-            raise UserError(f"task.{key} must be a positive integer, got {v!r}")
-    cap = cfg.task.get("max_tokens")
-    if cap is not None and (not _is_int(cap) or cap < 1):
-        raise UserError(f"task.max_tokens={cap!r}; valid: a positive integer")
-    if not str(cfg.sweep) or any(c in str(cfg.sweep) for c in "/\\") or str(cfg.sweep).startswith("."):
-        raise UserError(f"sweep name {cfg.sweep!r} must be a plain directory name")
+    sweep = str(values["sweep"])
+    if not sweep or any(c in sweep for c in "/\\") or sweep.startswith("."):
+        raise UserError(f"sweep name {sweep!r} must be a plain directory name")
 
 
 def to_dict(cfg: DictConfig) -> dict[str, Any]:

@@ -13,25 +13,32 @@ from dataclasses import dataclass
 import pandas as pd
 
 from harness.budget import AttemptRecord
+from harness.knobs import knob
 from harness.method import Learned, SecondAttempt, render
 from harness.metrics import bootstrap_ci, mean_pass_at_k, pass_at_k
 from harness.types import GenerationRequest, Message, Problem, SamplingParams, Task
 
 
 @dataclass(frozen=True)
-class EvalConfig:
-    n_samples: int = 4  # samples per test problem (Pass@k for every k <= n)
-    temperature: float = 0.7  # sampling temperature of those samples
-    top_p: float = 0.95
-    max_tokens: int = 128  # completion cap (the task may set its own default)
-    greedy: bool = True  # also run one greedy (T=0) pass per problem
-    n_bootstrap: int = 1000  # bootstrap resamples for the Pass@1 CI
-    seed: int = 0  # sampling seed (identical across methods, so runs are paired)
-    batch_problems: int = 16  # problems per backend call
+class Sampling:
+    """How policy samples are drawn (the config's `learn` section, and the base of `eval`)."""
 
-    def __post_init__(self) -> None:
-        if self.n_samples < 1:
-            raise ValueError(f"eval.n_samples must be >= 1, got {self.n_samples}")
+    temperature: float = knob(0.7, "sampling temperature (0 = greedy); T≈0.7 with top_p 0.95 suits the default "
+                                   "model: plain T=1.0 halves its accuracy (reference/feasibility.md §4)", ge=0)
+    top_p: float = knob(0.95, "nucleus sampling mass", gt=0, le=1)
+    max_tokens: int | None = knob(None, "completion cap; null = the task's default cap", ge=1)
+
+
+@dataclass(frozen=True)
+class EvalConfig(Sampling):
+    """Held-out evaluation, identical for every method so numbers are comparable."""
+
+    n_samples: int = knob(4, "samples per test problem; Pass@k is reported for every k <= n_samples", ge=1)
+    greedy: bool = knob(True, "also one greedy (T=0) sample per problem, reported as greedy_pass")
+    k: list[int] | None = knob(None, "null = all k in 1..n_samples; a list restricts the k reported in tables")
+    n_bootstrap: int = knob(1000, "bootstrap resamples over problems (and seeds) for the Pass@1 CI", ge=1)
+    seed: int = knob(0, "eval sampling seed (the same for every method: a paired comparison)", ge=0)
+    batch_problems: int = knob(16, "test problems per backend call", ge=1)
 
 
 def evaluate(task: Task, learned: Learned, test: list[Problem], cfg: EvalConfig,

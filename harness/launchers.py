@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from harness.backends import make_backend
 from harness.cell import CellOutcome, CellSpec, run_cell
 from harness.config import UserError, params_of
+from harness.knobs import knob
 from harness.loggers import make_logger
-from harness.registry import METHODS
+from harness.registry import METHODS, register_launcher
 from harness.types import Backend, content_hash
 
 
@@ -47,9 +49,21 @@ def _mutates(spec: CellSpec) -> bool:
     return bool(getattr(METHODS.get(spec.config["method"]["name"]), "mutates_policy", False))
 
 
+@register_launcher("local")
+@dataclass
+class LocalLauncher:
+    """Sequential, in-process: one generating process at a time; reuses the loaded model between
+    consecutive cells with the same model config."""
+
+    def run(self, specs: list[CellSpec], logger_cfg: dict[str, Any], report: Callable[[CellOutcome], None],
+            progress: Callable[[int, str], None] | None = None,
+            on_start: Callable[[CellSpec], None] | None = None) -> list[CellOutcome]:
+        return run_local(specs, logger_cfg, report, progress, on_start)
+
+
 def run_local(specs: list[CellSpec], logger_cfg: dict[str, Any], report: Callable[[CellOutcome], None],
               progress: Callable[[int, str], None] | None = None,
-              on_start: Callable[[CellSpec], None] | None = None, **_: Any) -> list[CellOutcome]:
+              on_start: Callable[[CellSpec], None] | None = None) -> list[CellOutcome]:
     cache, logger, outcomes = BackendCache(), make_logger(logger_cfg), []
     for spec in specs:
         if on_start is not None:
@@ -85,14 +99,34 @@ def check_resources(available: dict[str, float], specs: Iterable[CellSpec]) -> N
         for res, amount in (("CPU", need["num_cpus"]), ("GPU", need["num_gpus"])):
             if amount and available.get(res, 0) < amount:
                 raise UserError(
-                    f"cell {spec.label} needs {amount} {res} but the Ray cluster has "
+                    f"cell {spec.label} needs {amount:g} {res} but the Ray cluster has "
                     f"{available.get(res, 0):g}; lower model.resources or join a larger cluster "
                     f"(launcher.address)")
 
 
+@register_launcher("ray")
+@dataclass
+class RayLauncher:
+    """Each cell is a Ray task with the resources of its model (model.resources); the cluster is
+    checked to be able to satisfy every cell before anything is submitted."""
+
+    address: str | None = knob(None, "null = start a local Ray; 'auto' or 'ray://host:10001' joins an existing "
+                                     "cluster")
+    num_cpus: int | None = knob(None, "CPUs of a locally started Ray (null = all)", ge=1)
+    object_store_memory: int = knob(200_000_000, "bytes for a locally started Ray (Ray's default would claim 30% "
+                                                 "of RAM)", ge=78_643_200)
+    max_retries: int = knob(0, "Ray re-runs a cell whose worker died this many times", ge=0)
+
+    def run(self, specs: list[CellSpec], logger_cfg: dict[str, Any], report: Callable[[CellOutcome], None],
+            progress: Callable[[int, str], None] | None = None,
+            on_start: Callable[[CellSpec], None] | None = None) -> list[CellOutcome]:
+        return run_ray(specs, logger_cfg, report, self.address, self.num_cpus, self.object_store_memory,
+                       self.max_retries)
+
+
 def run_ray(specs: list[CellSpec], logger_cfg: dict[str, Any], report: Callable[[CellOutcome], None],
             address: str | None = None, num_cpus: int | None = None,
-            object_store_memory: int = 200_000_000, max_retries: int = 0, **_: Any) -> list[CellOutcome]:
+            object_store_memory: int = 200_000_000, max_retries: int = 0) -> list[CellOutcome]:
     import os
 
     import ray
@@ -135,5 +169,3 @@ def run_ray(specs: list[CellSpec], logger_cfg: dict[str, Any], report: Callable[
     finally:
         ray.shutdown()
 
-
-LAUNCHERS: dict[str, Callable[..., list[CellOutcome]]] = {"local": run_local, "ray": run_ray}

@@ -14,11 +14,21 @@ import secrets
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
+
+from harness.config import params_of
+from harness.knobs import knob
+from harness.registry import LOGGERS, register_logger
+
+Mode = Literal["auto", "online", "offline", "disabled"]
+MODES = get_args(Mode)
 
 
+@register_logger("none")
 @dataclass
 class NullLogger:
+    """No experiment tracker: parquet records only."""
+
     def log_checkpoint(self, spec: Any, row: dict[str, Any]) -> None:
         pass
 
@@ -26,12 +36,16 @@ class NullLogger:
         pass
 
 
+@register_logger("wandb")
 @dataclass
 class WandbLogger:
-    project: str = "sibench"
-    entity: str | None = None
-    # auto = WANDB_MODE if set, else online with WANDB_API_KEY, else offline; or online/offline/disabled
-    mode: str = "auto"
+    """One W&B run per cell, grouped by sweep; the parquet files stay the source of truth."""
+
+    project: str = knob("sibench", "W&B project")
+    entity: str | None = knob(None, "W&B entity (team or user); null = your default")
+    mode: Mode = knob(
+        "auto", "auto = WANDB_MODE if set, else online with WANDB_API_KEY, else offline (files under "
+                "results/<sweep>/wandb)")
 
     def __post_init__(self) -> None:
         self._runs: dict[str, Any] = {}
@@ -82,7 +96,6 @@ class WandbLogger:
         self._guard(fin)
 
 
-MODES = ("auto", "online", "offline", "disabled")
 
 
 def resolve_mode(mode: str) -> str:
@@ -100,9 +113,7 @@ def resolve_mode(mode: str) -> str:
 
 
 def make_logger(cfg: dict[str, Any]) -> NullLogger | WandbLogger:
-    name = cfg.get("name", "none")
-    if name == "none" or (name == "wandb" and resolve_mode(cfg.get("mode", "auto")) == "disabled"):
+    logger = LOGGERS.get(cfg.get("name", "none"))(**params_of(cfg))
+    if isinstance(logger, WandbLogger) and resolve_mode(logger.mode) == "disabled":
         return NullLogger()
-    if name == "wandb":
-        return WandbLogger(**{k: v for k, v in cfg.items() if k != "name"})
-    raise KeyError(f"unknown logger {name!r}; valid: none, wandb")
+    return logger

@@ -1,20 +1,21 @@
 """The method protocol and the learning context methods talk to (DESIGN.md §3 "Method", "Budget").
 
-A method's `learn` gets the task, its training problems, the raw backend (for methods that touch
-weights), the budget meter and a `LearnContext`. Policy rollouts on training problems go through
-`ctx.rollouts` (metered, verified, recorded); unscored generations go through `ctx.aux`
-(recorded as aux, not counted). `ctx.checkpoint(learned)` evaluates the current state whenever
-the rollout count has crossed the next configured budget fraction, which is how one cell yields
-a learning curve.
+A method (`MethodBase`) gets its training problems and a `LearnContext`, its one way to the
+task, the backend (for methods that touch weights), the budget meter and the records. Policy
+rollouts on training problems go through `ctx.rollouts` (metered, verified, recorded); unscored
+generations go through `ctx.aux` (recorded as aux, not counted). `ctx.checkpoint(learned)`
+evaluates the current state whenever the rollout count has crossed the next configured budget
+fraction, which is how one cell yields a learning curve.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from harness.budget import AttemptRecord, BudgetMeter
+from harness.knobs import check_knobs
 from harness.types import Backend, Generation, GenerationRequest, Message, Problem, SamplingParams, Task, Verdict
 
 
@@ -42,19 +43,31 @@ def render(learned: Learned, problem: Problem) -> tuple[list[Message], list[str]
     return learned.render(problem), []
 
 
-@runtime_checkable
-class Method(Protocol):
-    """A method may also define `check_cell(budget: int, train_size: int, model: dict) -> None`,
-    raising ValueError when a cell cannot run (a fixed pre-learning cost above the budget, a
-    backend that cannot train): the sweep calls it while planning, so the bad value is reported
-    before anything is written."""
+@dataclass
+class MethodBase:
+    """What every method inherits. Subclasses declare their knobs as dataclass fields with
+    `harness.knobs.knob` (default, help, range; `Literal` for choices), register with
+    `@register_method(name)` and implement `learn`. The engine builds one per cell from the
+    config's `method` section; `__post_init__` checks every knob against its declaration."""
 
-    # True when learning changes the backend's weights in place: the launcher then never
-    # reuses that backend object for another cell.
-    mutates_policy: bool
+    name: ClassVar[str]  # set by @register_method
+    # True when learning changes the backend's weights in place: the launcher then never reuses
+    # that backend object for another cell.
+    mutates_policy: ClassVar[bool] = False
 
-    def learn(self, task: Task, train: list[Problem], backend: Backend, budget: BudgetMeter,
-              ctx: LearnContext) -> Learned: ...
+    def __post_init__(self) -> None:
+        check_knobs(self, "method.")
+
+    def check_cell(self, budget: int, train_size: int, model: dict[str, Any] | None = None) -> None:
+        """Plan-time check of a cell this method cannot run (a fixed pre-learning cost above the
+        budget, a backend that cannot train): raise ValueError naming the value, and the sweep
+        reports it before anything is written."""
+
+    def learn(self, train: list[Problem], ctx: LearnContext) -> Learned:
+        """Learn from the training problems within `ctx.meter`'s budget. `ctx` is the way to the
+        task, the backend, the meter and the records: rollouts through `ctx.rollouts` (metered,
+        verified, recorded), unscored generations through `ctx.aux`."""
+        raise NotImplementedError
 
 
 @runtime_checkable

@@ -1,8 +1,11 @@
-"""Name -> factory registries for tasks and methods.
+"""One registry for every pluggable kind: tasks, methods, backends, launchers and loggers.
 
-A module under `tasks/` or `methods/` registers itself with a decorator; the registry imports
-every top-level module of its package on first lookup, so adding a method is one new file and
-the engine never names one.
+An entry is a name and a factory (a dataclass whose fields are its config knobs, see
+harness/knobs.py). Every entry registers itself with the registry's decorator and is found by
+importing the registry's modules on first lookup (every top-level module of a package), so adding
+a method, task or backend is one new file and the engine never names one. Modules keep heavy
+imports (torch, vLLM, W&B) inside functions, so a lookup stays cheap. The registered name is the
+one name an entry has: the decorator sets it as the class's `name`.
 """
 
 from __future__ import annotations
@@ -23,33 +26,36 @@ class UnknownName(KeyError):
 
 
 class Registry:
-    def __init__(self, kind: str, package: str):
-        self.kind, self.package = kind, package
-        self._entries: dict[str, Callable[..., Any]] = {}
+    def __init__(self, kind: str, *modules: str):
+        self.kind, self.modules = kind, modules  # packages are scanned, plain modules imported
+        self._entries: dict[str, Any] = {}
         self._scanned = False
 
-    def register(self, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        def deco(obj: Callable[..., Any]) -> Callable[..., Any]:
+    def register(self, name: str) -> Callable[[Any], Any]:
+        def deco(obj: Any) -> Any:
             if name in self._entries and self._entries[name] is not obj:
                 raise ValueError(f"{self.kind} {name!r} registered twice")
             self._entries[name] = obj
+            if isinstance(obj, type):
+                obj.name = name  # type: ignore[attr-defined]
             return obj
         return deco
 
     def _scan(self) -> None:
         if self._scanned:
             return
-        pkg = importlib.import_module(self.package)
-        for info in pkgutil.iter_modules(pkg.__path__):
-            if not info.name.startswith("_") and not info.ispkg:
-                importlib.import_module(f"{self.package}.{info.name}")
+        for name in self.modules:
+            module = importlib.import_module(name)
+            for info in pkgutil.iter_modules(getattr(module, "__path__", [])):
+                if not info.name.startswith("_") and not info.ispkg:
+                    importlib.import_module(f"{name}.{info.name}")
         self._scanned = True
 
     def names(self) -> list[str]:
         self._scan()
         return sorted(self._entries)
 
-    def get(self, name: str) -> Callable[..., Any]:
+    def get(self, name: str) -> Any:
         if name not in self._entries:
             self._scan()
         if name not in self._entries:
@@ -59,5 +65,18 @@ class Registry:
 
 TASKS = Registry("task", "tasks")
 METHODS = Registry("method", "methods")
+BACKENDS = Registry("backend", "harness.backends")
+LAUNCHERS = Registry("launcher", "harness.launchers")
+LOGGERS = Registry("logger", "harness.loggers")
+REGISTRIES = {"task": TASKS, "method": METHODS, "backend": BACKENDS, "launcher": LAUNCHERS, "logger": LOGGERS}
 register_task = TASKS.register
 register_method = METHODS.register
+register_backend = BACKENDS.register
+register_launcher = LAUNCHERS.register
+register_logger = LOGGERS.register
+
+
+if __name__ == "__main__":  # `python -m harness.registry method`: the names, comma-separated (Makefile)
+    import sys
+
+    print(",".join(REGISTRIES[sys.argv[1]].names()))

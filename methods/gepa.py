@@ -24,12 +24,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, Literal
 
 from harness.budget import BudgetMeter
-from harness.method import LearnContext, PromptOnly
+from harness.knobs import knob
+from harness.method import LearnContext, MethodBase, PromptOnly
 from harness.registry import register_method
-from harness.types import Backend, Problem, SamplingParams, Task
+from harness.types import Problem, SamplingParams, Task
 
 COMPONENT = "instruction"
 MERGE_SUBSAMPLE = 5  # val problems a merged candidate is first scored on (gepa MergeProposer default)
@@ -72,25 +73,26 @@ class HarnessAdapter:
 
 @register_method("gepa")
 @dataclass
-class GEPA:
-    reflection_minibatch_size: int = 3  # gepa default b
-    candidate_selection_strategy: str = "pareto"  # pareto | current_best | epsilon_greedy | top_k_pareto
-    use_merge: bool = True  # as the CORE paper ran it (dspy.GEPA default; gepa.optimize's is False)
-    max_merge_invocations: int = 5  # dspy.GEPA / gepa default
-    valset_size: int | None = None  # None = valset is the trainset (CORE paper, few training problems)
-    reflection_temperature: float = 0.7  # aux sampling of the reflection LM (not stated by the papers)
-    reflection_max_tokens: int = 256  # cap on a proposed instruction
-    mutates_policy: ClassVar[bool] = False
+class GEPA(MethodBase):
+    reflection_minibatch_size: int = knob(3, "training problems per reflection minibatch (gepa default b)", ge=1)
+    candidate_selection_strategy: Literal["pareto", "current_best", "epsilon_greedy", "top_k_pareto"] = knob(
+        "pareto", "which candidate gepa mutates next (gepa default: pareto)")
+    use_merge: bool = knob(True, "as the CORE paper ran GEPA (dspy.GEPA default; gepa.optimize's is false)")
+    max_merge_invocations: int = knob(5, "merge attempts at most (dspy.GEPA / gepa default)", ge=0)
+    valset_size: int | None = knob(None, "null = valset is the trainset (CORE paper); N = first N train problems",
+                                   ge=1)
+    reflection_temperature: float = knob(0.7, "reflection-LM sampling (not stated by the papers)", ge=0)
+    reflection_max_tokens: int = knob(256, "cap on a proposed instruction", ge=1)
 
-    def learn(self, task: Task, train: list[Problem], backend: Backend, budget: BudgetMeter,
-              ctx: LearnContext) -> PromptOnly:
+    def learn(self, train: list[Problem], ctx: LearnContext) -> PromptOnly:
+        task, backend = ctx.task, ctx.backend
         import gepa
 
         if self.valset_size is None or self.valset_size >= len(train):
             trainset, valset = train, train
         else:
             trainset, valset = train[self.valset_size:], train[:self.valset_size]
-        adapter = HarnessAdapter(task, ctx, budget, valset_size=len(valset))
+        adapter = HarnessAdapter(task, ctx, ctx.meter, valset_size=len(valset))
         params = SamplingParams(temperature=self.reflection_temperature, top_p=0.95,
                                 max_tokens=self.reflection_max_tokens)
 
@@ -101,25 +103,25 @@ class GEPA:
         seed_text = task.prompt(train[0])[0]["content"]  # the task's own system instruction
         worst_iteration = len(valset) + max(2 * self.reflection_minibatch_size,
                                             MERGE_SUBSAMPLE if self.use_merge else 0)
-        if budget.remaining < len(valset):
+        if ctx.meter.remaining < len(valset):
             raise ValueError(f"gepa needs at least |valset| = {len(valset)} rollouts for the seed evaluation, "
-                             f"budget is {budget.remaining}")
+                             f"the budget has {ctx.meter.remaining} left")
 
         def out_of_budget(_state: Any) -> bool:
-            return budget.remaining < worst_iteration
+            return ctx.meter.remaining < worst_iteration
 
-        strategy: Any = self.candidate_selection_strategy  # gepa validates the name itself
+        strategy: Any = self.candidate_selection_strategy
         stoppers: list[Any] = [out_of_budget]
         result: Any = gepa.optimize(
             seed_candidate={COMPONENT: seed_text}, trainset=trainset, valset=valset, adapter=adapter,
             reflection_lm=reflection_lm, candidate_selection_strategy=strategy,
             reflection_minibatch_size=self.reflection_minibatch_size, use_merge=self.use_merge,
             max_merge_invocations=self.max_merge_invocations,
-            max_metric_calls=budget.budget, stop_callbacks=stoppers, seed=ctx.seed, raise_on_exception=True,
+            max_metric_calls=ctx.meter.budget, stop_callbacks=stoppers, seed=ctx.seed, raise_on_exception=True,
             display_progress_bar=False)
-        if result.total_metric_calls != budget.rollouts_used:
+        if result.total_metric_calls != ctx.meter.rollouts_used:
             raise AssertionError(f"gepa counted {result.total_metric_calls} metric calls, "
-                                 f"the meter {budget.rollouts_used}")
+                                 f"the meter {ctx.meter.rollouts_used}")
         best = result.best_candidate[COMPONENT]
         (ctx.cell_dir / "gepa_result.json").write_text(json.dumps({
             "best_instruction": best, "seed_instruction": seed_text,

@@ -6,32 +6,25 @@ methods/common/policy_training.py), rewards them with the task verifier, and tak
 GRPO step (group-normalised advantages, clipped token loss, `loss_type` dapo by default, KL β 0).
 Steps = budget // (prompts_per_step × group_size). LoRA on every linear layer by default
 (the CORE paper's GRPO used LoRA through Tinker; the GEPA paper's used LoRA, lr 1e-5, β 0.01,
-group 12: every value is a knob in conf/method/grpo.yaml). The trained adapter is saved in the
+group 12: every value is a knob, `--help method=grpo`). The trained adapter is saved in the
 cell directory and evaluated through the same evaluation path as every other method.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
-from harness.budget import BudgetMeter
 from harness.method import LearnContext, PromptOnly
 from harness.registry import register_method
-from harness.types import Backend, Problem, Task
+from harness.types import Problem
 from methods.common.policy_training import PolicyGradientKnobs, as_trainable, plain_rollout_func, train_on_task_prompts
 
 
 @register_method("grpo")
 @dataclass
 class GRPO(PolicyGradientKnobs):
-    mutates_policy: ClassVar[bool] = True
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def learn(self, task: Task, train: list[Problem], backend: Backend, budget: BudgetMeter,
-              ctx: LearnContext) -> PromptOnly:
+    def learn(self, train: list[Problem], ctx: LearnContext) -> PromptOnly:
+        task, backend = ctx.task, ctx.backend
         trainable = as_trainable(backend)
         return train_on_task_prompts(self, task, train, backend, ctx,
                                      lambda problems: plain_rollout_func(self, task, problems, trainable, ctx))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harness.knobs import knob
 from harness.registry import register_method
 from methods.lte import LTE
 
@@ -16,4 +17,4 @@ from methods.lte import LTE
 @register_method("grpo_extra")
 @dataclass
 class GRPOExtra(LTE):
-    hint: bool = False  # the extra rollouts see the plain prompt
+    hint: bool = knob(False, "the extra rollouts get no hint")

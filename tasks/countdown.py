@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import ClassVar
 
+from harness.knobs import knob
 from harness.registry import register_task
 from harness.types import Problem
 from tasks.common.reasoning_gym import ReasoningGymTask
@@ -37,20 +38,19 @@ def safe_expression(text: str) -> bool:
 @register_task("countdown")
 @dataclass
 class CountdownTask(ReasoningGymTask):
-    name: ClassVar[str] = "countdown"
     dataset: ClassVar[str] = "countdown"
     generator_fields: ClassVar[tuple[str, ...]] = (  # passed to the generator
         "min_numbers", "max_numbers", "min_value", "max_value", "min_target", "max_target")
     instruction: ClassVar[str] = (
         "Combine the given numbers with +, -, * and / to reach the target, using each number exactly "
         "once. Finish with a final line of the form 'Answer: <expression>'.")
-    min_numbers: int = 3  # how many numbers are given
-    max_numbers: int = 3
-    min_value: int = 1  # range of the given numbers
-    max_value: int = 20
-    min_target: int = 10  # range of the target
-    max_target: int = 60
-    max_tokens: int = 64
+    min_numbers: int = knob(3, "fewest numbers given", ge=2)
+    max_numbers: int = knob(3, "most numbers given (both ends inclusive)", ge=2)
+    min_value: int = knob(1, "smallest number", ge=1)
+    max_value: int = knob(20, "largest number", ge=1)
+    min_target: int = knob(10, "smallest target", ge=1)
+    max_target: int = knob(60, "largest target", ge=1)
+    max_tokens: int = knob(64, "completion cap in tokens", ge=1)
 
     def score(self, parsed: str, problem: Problem) -> float:
         expr = parsed.replace("×", "*").replace("÷", "/").strip()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from harness.knobs import knob
 from harness.registry import register_task
 from harness.types import Problem
 from tasks.common.datasets import DatasetTask, HubSource
@@ -19,9 +20,8 @@ from tasks.countdown import CountdownTask
 @register_task("countdown_tasks")
 @dataclass
 class CountdownTasksTask(DatasetTask):
-    name: ClassVar[str] = "countdown_tasks"
     instruction: ClassVar[str] = CountdownTask.instruction
-    max_tokens: int = 128
+    max_tokens: int = knob(128, "completion cap in tokens", ge=1)
 
     def source(self) -> HubSource:
         return HubSource("Jiayi-Pan/Countdown-Tasks-3to4", "train")

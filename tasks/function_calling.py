@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from harness.knobs import knob
 from harness.registry import register_task
 from harness.types import Problem
 from tasks.common.base import PromptedTask
@@ -212,18 +213,13 @@ def tool_defaults(specs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 @register_task("function_calling")
 @dataclass
 class FunctionCallingTask(PromptedTask):
-    name: ClassVar[str] = "function_calling"
     instruction: ClassVar[str] = (
         "You can call the tools listed in the message. Choose the one tool that fulfils the request and "
         "fill in its arguments. Finish with a final line of the form "
         "'Answer: {\"name\": <tool name>, \"arguments\": {<argument>: <value>, ...}}' in JSON.")
-    n_tools: int = 3  # tools shown per problem: the right one plus n_tools - 1 distractors
-    max_tokens: int = 96
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not 1 <= self.n_tools <= len(TOOLS):
-            raise ValueError(f"function_calling n_tools must be in 1..{len(TOOLS)}, got {self.n_tools}")
+    n_tools: int = knob(3, "tools shown per problem (the right one + distractors)", ge=1, le=len(TOOLS))
+    few_shot: int = knob(1, "demos in every prompt (tool lists make prompts long)", ge=0)
+    max_tokens: int = knob(96, "completion cap in tokens", ge=1)
 
     def make_problem(self, rng: random.Random) -> Problem:
         tools = rng.sample(TOOLS, self.n_tools)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from harness.knobs import knob
 from harness.registry import register_task
 from harness.types import Problem
 from tasks.common.reasoning_gym import ReasoningGymTask
@@ -20,7 +21,6 @@ from tasks.common.reasoning_gym import ReasoningGymTask
 @register_task("hanoi")
 @dataclass
 class HanoiTask(ReasoningGymTask):
-    name: ClassVar[str] = "hanoi"
     dataset: ClassVar[str] = "tower_of_hanoi"
     # passed to the generator
     generator_fields: ClassVar[tuple[str, ...]] = ("min_disks", "max_disks", "min_pegs", "max_pegs")
@@ -28,11 +28,12 @@ class HanoiTask(ReasoningGymTask):
         "Solve the Tower of Hanoi problem. Write 'Answer:' on its own line, followed by one move per "
         "line in the form 'Move disk X from Peg Y to Peg Z'.")
     multiline_answer: ClassVar[bool] = True
-    min_disks: int = 1
-    max_disks: int = 3
-    min_pegs: int = 3
-    max_pegs: int = 4
-    max_tokens: int = 128
+    min_disks: int = knob(1, "fewest disks; 1-3 disks on 3-4 pegs = 54 distinct problems (1-2 disks on 3 pegs: 12)",
+                          ge=1)
+    max_disks: int = knob(3, "most disks", ge=1)
+    min_pegs: int = knob(3, "fewest pegs per puzzle", ge=3)
+    max_pegs: int = knob(4, "most pegs per puzzle", ge=3)
+    max_tokens: int = knob(128, "completion cap in tokens", ge=1)
 
     def demo_reply(self, problem: Problem) -> str:
         return f"Answer:\n{problem.answer}"

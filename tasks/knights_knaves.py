@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from harness.knobs import knob
 from harness.registry import register_task
 from harness.types import Problem
 from tasks.common.reasoning_gym import ReasoningGymTask
@@ -17,17 +18,16 @@ from tasks.common.reasoning_gym import ReasoningGymTask
 @register_task("knights_knaves")
 @dataclass
 class KnightsKnavesTask(ReasoningGymTask):
-    name: ClassVar[str] = "knights_knaves"
     dataset: ClassVar[str] = "knights_knaves"
     # passed to the generator
     generator_fields: ClassVar[tuple[str, ...]] = ("n_people", "depth_constraint", "width_constraint")
     instruction: ClassVar[str] = (
         "Solve the logic puzzle. Finish with a final line of the form "
         "'Answer: <name> is a <role>, and <name> is a <role>'.")
-    n_people: int = 2  # inhabitants per puzzle
-    depth_constraint: int = 2  # maximum nesting of a statement
-    width_constraint: int = 2  # maximum branches of a statement
-    max_tokens: int = 96
+    n_people: int = knob(2, "inhabitants per puzzle", ge=2)
+    depth_constraint: int = knob(2, "statement nesting depth", ge=1)
+    width_constraint: int = knob(2, "statement branching", ge=1)
+    max_tokens: int = knob(96, "completion cap in tokens", ge=1)
 
     def chance_baseline(self, problems: list[Problem]) -> dict[str, float]:
         return {**super().chance_baseline(problems), "random_guess": 0.5 ** self.n_people}

@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from harness.knobs import knob
 from harness.registry import register_task
 from harness.types import Problem
 from tasks.common.base import PromptedTask
@@ -135,23 +136,20 @@ def spaced(equation: str) -> str:
 @register_task("matchstick")
 @dataclass
 class MatchstickTask(PromptedTask):
-    name: ClassVar[str] = "matchstick"
     instruction: ClassVar[str] = (
         "Matchstick arithmetic. The equation is written in Roman numerals made of matchsticks and is "
         "false. Move exactly one matchstick to make it true. Sticks: I = 1, V = 2, X = 2, + = 2 (one "
         "vertical, one horizontal), - = 1, = = 2. A stick may be taken from I, + or =, and put down as "
         "a new I or on a - (making + or =); moving one stick of X makes V and vice versa. Numerals must "
         "be standard Roman numerals. Finish with a final line of the form 'Answer: <corrected equation>'.")
-    max_value: int = 10  # numerals of the generated true equation lie in 1..max_value (<= 39)
-    operators: str = "+-"  # operators of the generated true equation
-    max_tokens: int = 64
+    max_value: int = knob(10, "numerals of the hidden true equation lie in 1..max_value", ge=2, le=39)
+    operators: str = knob("+-", "operators of the hidden true equation")
+    max_tokens: int = knob(64, "completion cap in tokens", ge=1)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 2 <= self.max_value <= 39:
-            raise ValueError(f"matchstick max_value must be in 2..39, got {self.max_value}")
         if not self.operators or set(self.operators) - set("+-"):
-            raise ValueError(f"matchstick operators must be a non-empty subset of '+-', got {self.operators!r}")
+            raise ValueError(f"task.operators={self.operators!r}; valid: a non-empty subset of '+-'")
 
     def true_equation(self, rng: random.Random) -> str:
         while True:

@@ -10,8 +10,9 @@ Numbers are compared after canonicalisation (`7.0`, `+7` and `7` are the same an
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
+from harness.knobs import knob
 from harness.registry import register_task
 from harness.types import Problem
 from tasks.common.answer import canonical_number, last_number_after_equals
@@ -27,18 +28,13 @@ DIFFICULTIES: dict[str, dict[str, Any]] = {
 @register_task("math")
 @dataclass
 class MathTask(ReasoningGymTask):
-    name: ClassVar[str] = "math"
     dataset: ClassVar[str] = "basic_arithmetic"
     instruction: ClassVar[str] = (
         "Solve the arithmetic problem. Write the calculation, then finish with a final line of the "
         "form 'Answer: <number>'.")
-    difficulty: str = "easy"  # easy | medium | hard (generator settings in DIFFICULTIES)
-    max_tokens: int = 48
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.difficulty not in DIFFICULTIES:
-            raise ValueError(f"unknown math difficulty {self.difficulty!r}; valid: {', '.join(DIFFICULTIES)}")
+    difficulty: Literal["easy", "medium", "hard"] = knob(
+        "easy", "easy (2 terms, 1 digit, +-), medium (2 terms, <=2 digits), hard (3 terms, +-*)")
+    max_tokens: int = knob(48, "completion cap in tokens", ge=1)
 
     def generator_config(self) -> dict[str, Any]:
         return dict(DIFFICULTIES[self.difficulty], allow_parentheses=False, allow_negation=False)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from harness.knobs import knob
 from harness.registry import register_task
 from harness.types import Problem
 from tasks.common.datasets import DatasetTask, HubSource
@@ -80,21 +81,22 @@ BENCHMARKS: dict[str, Benchmark] = {
 @register_task("math_benchmark")
 @dataclass
 class MathBenchmarkTask(DatasetTask):
-    name: ClassVar[str] = "math_benchmark"
     instruction: ClassVar[str] = (
         "Solve the math problem step by step. Finish with a final line of the form 'Answer: <final answer>'.")
     separate_train: ClassVar[bool] = True
-    benchmark: str = "math500"  # evaluation set: a key of BENCHMARKS
-    train_benchmark: str | None = None  # training set; null = the benchmark's default (see BENCHMARKS)
-    math_verify_timeout_s: float = 5.0  # wall-clock limit on one math-verify comparison
-    verify_timeout_s: float = 10.0  # must exceed math_verify_timeout_s
-    max_tokens: int = 512
+    benchmark: str = knob("math500", "gsm8k | math500 | minerva | olympiadbench | amc2023 | aime2024 | aime2025")
+    train_benchmark: str | None = knob(
+        None, "training problems: null = gsm8k_train for gsm8k, math_train (MATH train split) otherwise")
+    math_verify_timeout_s: float = knob(
+        5.0, "wall-clock limit on one math-verify comparison (runs in a worker process)")
+    verify_timeout_s: float = knob(10.0, "limit on scoring one completion (must exceed the above)")
+    max_tokens: int = knob(512, "completion cap in tokens", ge=1)
 
     def __post_init__(self) -> None:
-        for knob in ("benchmark", "train_benchmark"):
-            value = getattr(self, knob)
+        for key in ("benchmark", "train_benchmark"):
+            value = getattr(self, key)
             if value is not None and value not in BENCHMARKS:
-                raise ValueError(f"unknown {knob} {value!r}; valid: {', '.join(BENCHMARKS)}")
+                raise ValueError(f"task.{key}={value!r}; valid: {', '.join(BENCHMARKS)}")
         if self.verify_timeout_s <= self.math_verify_timeout_s:
             raise ValueError("math_benchmark verify_timeout_s must exceed math_verify_timeout_s")
         super().__post_init__()  # loads the data

@@ -28,8 +28,9 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
+from harness.knobs import knob
 from harness.registry import register_task
 from harness.types import Problem
 from tasks.common.answer import canonical_number
@@ -125,17 +126,17 @@ class _TreeBuilder:
 @register_task("mathgap")
 @dataclass
 class MathGapTask(PromptedTask):
-    name: ClassVar[str] = "mathgap"
     instruction: ClassVar[str] = (
         "Solve the word problem. Work out each quantity step by step, then finish with a final line of "
         "the form 'Answer: <number>'.")
-    depth: int = 2  # inference steps on the longest path from the question to an axiom (>= 1)
-    width: int = 2  # premises of a part-whole step (>= 2)
-    shape: str = "linear"  # linear (a chain) | nonlinear (the question combines `width` derived quantities)
-    multiplicative: bool = False  # also "twice / three times as many" comparisons
-    max_value: int = 60  # every quantity stays in 1..max_value
-    shuffle: bool = False  # present the sentences in random order instead of proof order
-    max_tokens: int = 128
+    depth: int = knob(2, "inference steps from the question to the deepest axiom (MathGAP 'depth')", ge=1)
+    width: int = knob(2, "premises of a part-whole step (MathGAP 'width')", ge=2)
+    shape: Literal["linear", "nonlinear"] = knob(
+        "linear", "linear (a chain) or nonlinear (the question combines `width` derived quantities)")
+    multiplicative: bool = knob(False, "also 'twice / three times as many' comparisons")
+    max_value: int = knob(60, "every quantity stays in 1..max_value", ge=2)
+    shuffle: bool = knob(False, "sentences in random order instead of proof order")
+    max_tokens: int = knob(128, "completion cap in tokens", ge=1)
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from harness.knobs import knob
 from harness.registry import register_task
 from harness.types import Problem
 from tasks.common.datasets import DatasetTask, HubSource
@@ -27,11 +28,10 @@ def _json_field(value: Any) -> Any:
 @register_task("xlam")
 @dataclass
 class XlamTask(DatasetTask):
-    name: ClassVar[str] = "xlam"
     instruction: ClassVar[str] = (
         "You can call the tools listed in the message. Choose the call or calls that fulfil the request. "
         "Finish with a final line of the form 'Answer: [{\"name\": <tool name>, \"arguments\": {...}}, ...]' in JSON.")
-    max_tokens: int = 256
+    max_tokens: int = knob(256, "completion cap in tokens", ge=1)
 
     def source(self) -> HubSource:
         return HubSource("Salesforce/xlam-function-calling-60k", "train")

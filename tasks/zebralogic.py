@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from harness.knobs import knob
 from harness.registry import register_task
 from harness.types import Problem
 from tasks.common.datasets import DatasetTask, HubSource
@@ -49,12 +50,11 @@ def cell_accuracy(answer: str, expected: dict[str, dict[str, str]]) -> float:
 @register_task("zebralogic")
 @dataclass
 class ZebraLogicTask(DatasetTask):
-    name: ClassVar[str] = "zebralogic"
     instruction: ClassVar[str] = (
         "Solve the logic-grid puzzle. Finish with a final line of the form 'Answer: <JSON>' where the "
         "JSON maps each house to its attributes, e.g. {\"House 1\": {\"Name\": \"...\", ...}, ...}.")
-    sizes: list[str] | None = None  # keep only these grid sizes ("2*2", "3*4", ...); null = all
-    max_tokens: int = 512
+    sizes: list[str] | None = knob(None, "keep only these grid sizes, e.g. ['2*2', '2*3']; null = all")
+    max_tokens: int = knob(512, "completion cap in tokens", ge=1)
 
     def source(self) -> HubSource:
         return HubSource("WildEval/ZebraLogic", "test", "grid_mode")

@@ -9,8 +9,9 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from harness.backends import check_backend_config, make_backend
+from harness.backends import make_backend
 from harness.backends.mock import MockBackend
+from harness.config import UserError, compose
 from harness.types import GenerationRequest, SamplingParams
 
 MSG = ({"role": "user", "content": "What is 2 + 2?"},)
@@ -39,10 +40,10 @@ def test_mock_greedy_is_one_answer_and_aux_calls_get_the_aux_reply():
 
 
 def test_unknown_model_option_is_rejected_with_valid_choices():
-    with pytest.raises(ValueError, match=r"unknown option 'nope' for backend 'mock'; valid: .*base_accuracy"):
-        check_backend_config({"backend": "mock", "nope": 1})
-    with pytest.raises(ValueError, match="valid: hf, llamacpp, mock, openai, vllm"):
-        check_backend_config({"backend": "tgi"})
+    with pytest.raises(UserError, match=r"unknown config key 'model.nope=1'; valid keys of model: .*base_accuracy"):
+        compose(["model=mock", "model.nope=1"])
+    with pytest.raises(UserError, match="unknown backend 'tgi'; valid: hf, llamacpp, mock, openai, vllm"):
+        compose(["model=mock", "model.backend=tgi"])
 
 
 class _FakeOpenAI(BaseHTTPRequestHandler):

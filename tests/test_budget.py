@@ -4,12 +4,11 @@ phase/role on every record, and learning-curve checkpoints."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import pytest
 
 from harness.budget import BudgetExhausted, BudgetMeter
-from harness.method import LearnContext, PromptOnly
+from harness.method import LearnContext, MethodBase, PromptOnly
 from harness.registry import METHODS, register_method
 
 
@@ -35,15 +34,14 @@ def test_meter_rejects_negative():
 
 @register_method("_test_spender")
 @dataclass
-class Spender:
+class Spender(MethodBase):
     """Test-only method: spends the budget in batches of `batch` x `n`, makes one aux call per
     batch, and checkpoints after each batch."""
 
     batch: int = 2
     n: int = 3
-    mutates_policy: ClassVar[bool] = False
-
-    def learn(self, task, train, backend, budget, ctx: LearnContext):
+    def learn(self, train, ctx: LearnContext):
+        task, backend = ctx.task, ctx.backend
         i = 0
         while True:
             batch = [train[(i + j) % len(train)] for j in range(self.batch)]

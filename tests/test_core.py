@@ -227,7 +227,8 @@ def test_budget_below_the_baseline_estimate_is_refused_at_plan_time():
 
     with pytest.raises(UserError, match=r"baseline_samples × train_size = 10 × 10 = 100"):
         plan(["method=core", "model=mock", "budget=99", "task.train_size=10"])
-    with pytest.raises(UserError, match=r"reflection='both'; valid: contrastive, failure_only, success_only"):
+    with pytest.raises(UserError, match=r"method.reflection='both'; valid: one of contrastive, failure_only, "
+                                              r"success_only"):
         plan(["method=core", "model=mock", "method.reflection=both"])
 
 

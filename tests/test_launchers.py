@@ -33,7 +33,7 @@ def test_a_cell_reserves_its_aux_models_gpus_too(cell_config, tmp_path):
 
 def test_aux_calls_go_to_the_aux_model_and_policy_calls_do_not(run_one):
     outcome, attempts, _ = run_one("method=memrl", "method.embedder=hashing", "budget=6", "model@aux_model=mock",
-                                   "+aux_model.aux_reply=AUX-MODEL-REPLY")
+                                   "aux_model.aux_reply=AUX-MODEL-REPLY")
     assert outcome.status == "ok"
     aux = attempts[attempts.role == "aux"]
     policy = attempts[attempts.role == "policy"]

@@ -146,7 +146,8 @@ def test_lte_refuses_a_kl_term():
     from harness.config import UserError
     from harness.sweep import plan
 
-    with pytest.raises(UserError, match=r"beta=0\.01, loss_type='dapo'; valid for lte: beta 0, loss_type dapo"):
+    with pytest.raises(UserError, match=r"method.beta=0\.01, method.loss_type='dapo'; valid for lte: beta 0, "
+                                              r"loss_type dapo"):
         plan(["method=lte", "method.beta=0.01"])
 
 

@@ -76,7 +76,7 @@ def test_mathgap_checks_the_answer_strictly():
     assert task.verify(p, task.demo_reply(p)).passed
     assert not task.verify(p, f"so {p.answer}").passed  # no fallback number without an Answer line
     assert not task.verify(p, f"Answer: {int(p.answer) + 1}").passed
-    with pytest.raises(ValueError, match="valid: linear, nonlinear"):
+    with pytest.raises(ValueError, match=r"task\.shape='tree'; valid: one of linear, nonlinear"):
         MathGapTask(shape="tree")
 
 

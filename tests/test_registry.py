@@ -39,7 +39,8 @@ def test_registry_discovers_modules_of_its_package(tmp_path, monkeypatch):
 
 
 def test_new_method_file_runs_in_a_sweep_without_touching_harness(tmp_path):
-    """Copy the repo, drop in methods/echo.py + conf/method/echo.yaml, run a sweep with it."""
+    """Copy the repo, drop in methods/echo.py (nothing else), run a sweep with it: its knob is in
+    --help, overridable, and range-checked from its one declaration."""
     dst = tmp_path / "repo"
     dst.mkdir()
     for part in ("harness", "methods", "tasks", "conf"):
@@ -51,20 +52,26 @@ def test_new_method_file_runs_in_a_sweep_without_touching_harness(tmp_path):
     (dst / "methods" / "echo.py").write_text(textwrap.dedent('''
         """echo: test method that puts a fixed guidance line into the prompt."""
         from dataclasses import dataclass
-        from typing import ClassVar
-        from harness.method import PromptOnly
+        from harness.knobs import knob
+        from harness.method import MethodBase, PromptOnly
         from harness.registry import register_method
 
         @register_method("echo")
         @dataclass
-        class Echo:
-            guidance: str = "check each step"
-            mutates_policy: ClassVar[bool] = False
+        class Echo(MethodBase):
+            guidance: str = knob("check each step", "the line put into every prompt")
+            repeat: int = knob(1, "times the line is repeated", ge=1)
 
-            def learn(self, task, train, backend, budget, ctx):
-                return PromptOnly(task, backend, guidance=self.guidance)
+            def learn(self, train, ctx):
+                return PromptOnly(ctx.task, ctx.backend, guidance=" ".join([self.guidance] * self.repeat))
     '''))
-    (dst / "conf" / "method" / "echo.yaml").write_text("name: echo\nguidance: check each step\n")
+    shown = subprocess.run([sys.executable, "-m", "harness.sweep", "--help", "method=echo"], cwd=dst,
+                           capture_output=True, text=True, timeout=120)
+    assert "guidance = check each step  the line put into every prompt  [a string]" in shown.stdout, shown.stdout
+    assert "repeat = 1  times the line is repeated  [an integer >= 1]" in shown.stdout
+    bad = subprocess.run(common + ["method=echo", "method.repeat=0"], cwd=dst, capture_output=True, text=True,
+                         timeout=120)
+    assert bad.returncode == 2 and "method.repeat=0; valid: an integer >= 1" in bad.stderr, bad.stderr
     harness_before = sorted(p.read_bytes() for p in (dst / "harness").rglob("*.py"))
     r = subprocess.run(common + ["method=zero_shot,echo"], cwd=dst, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr + r.stdout

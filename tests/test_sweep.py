@@ -16,6 +16,7 @@ import pytest
 from harness.evaluate import summarize_attempts
 from harness.metrics import mean_pass_at_k
 from harness.records import ATTEMPT_COLUMNS, SUMMARY_COLUMNS
+from harness.registry import METHODS
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -145,28 +146,40 @@ def test_failing_cell_does_not_stop_the_others(tmp_path):
     (["task=nope"], "'nope'; valid tasks: countdown, countdown_tasks, function_calling, hanoi, knights_knaves, "
                       "matchstick, math, math_benchmark, mathgap, xlam, zebra, zebralogic"),
     (["method=nope"], "unknown method 'nope'; valid methods: "
-     + ", ".join(sorted(p.stem for p in (REPO / "conf" / "method").glob("*.yaml")))),
+     + ", ".join(METHODS.names())),
     (["model=nope"], "valid models:"),
-    (["budget=0"], "budget must be a positive integer, got 0"),
-    (["budget=-5"], "got -5"),
+    (["budget=0"], "budget=0; valid: an integer >= 1"),
+    (["budget=-5"], "budget=-5; valid: an integer >= 1"),
+    (["budget=3.5"], "budget=3.5: Value '3.5' of type 'float' could not be converted to Integer; valid: an integer"),
     (["eval.k=[5]"], "eval.k=5 is not in 1..eval.n_samples=4"),
-    (["task.difficulty=insane"], "valid: easy, medium, hard"),
+    (["task.difficulty=insane"], "task.difficulty='insane'; valid: one of easy, medium, hard"),
     (["task"], "malformed override 'task'"),
-    (["nokey=1"], "Could not override 'nokey'"),
-    (["model.bogus=1"], "Could not override 'model.bogus'"),
-    (["task.feedback=loud"], "valid: binary, rich"),
+    (["nokey=1"], "unknown config key 'nokey=1'; valid keys: aux_model, budget, checkpoints"),
+    (["model.bogus=1"], "unknown config key 'model.bogus=1'; valid keys of model: aux_reply, backend, base_accuracy"),
+    (["method=memrl", "method.alpah=0.5"], "unknown config key 'method.alpah=0.5'; valid keys of method: "
+                                            "add_similarity_threshold, alpha"),
+    (["method=memrl", "method.alpha=2"], "method.alpha=2.0; valid: a number > 0 and <= 1"),
+    (["method=grpo", "model=mock", "method.loss_type=ppo"],
+     "method.loss_type='ppo'; valid: one of dapo, grpo, bnpo, dr_grpo"),
+    (["task.feedback=loud"], "task.feedback='loud'; valid: one of binary, rich"),
     (["model@aux_model=nope"], "unknown model 'nope'; valid models:"),
     (["method=core", "budget=40"], "budget=40 is below CORE's baseline estimate"),
     # measured in round 1: each crashed, ran with nonsense, or failed inside a cell after writing
-    (["eval.k=5"], "eval.k=5 must be a list or null; valid: e.g. eval.k=[1,4]"),
-    (["checkpoints=0.5"], "checkpoints=0.5 must be a list of budget fractions"),
-    (["seed=-1"], "seed=-1; valid: an integer >= 0"),
-    (["eval.n_bootstrap=0"], "eval.n_bootstrap=0; valid: a positive integer"),
-    (["eval.batch_problems=0"], "eval.batch_problems=0; valid: a positive integer"),
-    (["task.max_tokens=0"], "task.max_tokens=0; valid: a positive integer"),
-    (["learn.temperature=abc"], "learn.temperature='abc'; valid: a number >= 0"),
-    (["eval.temperature=-1"], "eval.temperature=-1; valid: a number >= 0"),
-    (["learn.top_p=0"], "learn.top_p=0; valid: a number in (0, 1]"),
+    (["eval.k=5"], "eval.k=5: Invalid value assigned: int is not a ListConfig, list or tuple.; valid: a list of "
+                   "integers, e.g. [1,2], or null"),
+    (["checkpoints=0.5"], "checkpoints=0.5: Invalid value assigned: float is not a ListConfig, list or tuple.; "
+                          "valid: a list of numbers"),
+    (["seed=-1"], "seed=-1; valid: an integer >= 0 and <= 998"),
+    (["eval.n_bootstrap=0"], "eval.n_bootstrap=0; valid: an integer >= 1"),
+    (["eval.batch_problems=0"], "eval.batch_problems=0; valid: an integer >= 1"),
+    (["task.max_tokens=0"], "task.max_tokens=0; valid: an integer >= 1"),
+    (["learn.temperature=abc"], "learn.temperature=abc: Value 'abc' of type 'str' could not be converted to Float; "
+                                "valid: a number >= 0"),
+    (["eval.temperature=-1"], "eval.temperature=-1.0; valid: a number >= 0"),
+    (["learn.top_p=0"], "learn.top_p=0.0; valid: a number > 0 and <= 1"),
+    (["task.test_size=100000"], "task.test_size=100000; valid: an integer >= 1 and <= 10000"),
+    (["task=hanoi", "task.test_size=60"],
+     "hanoi/zero_shot/mock: hanoi: only 50 distinct problems in 290 draws (asked for 60)"),
     (["+foo=1"], "unknown config key 'foo'; valid top-level keys: task, method"),
     (["task=math", "budget==3"], "malformed override 'budget==3'"),
 ])

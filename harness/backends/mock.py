@@ -18,6 +18,8 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 
+from harness.knobs import knob
+from harness.registry import register_backend
 from harness.types import Generation, GenerationRequest, Message
 
 
@@ -30,15 +32,15 @@ def _uniform(*parts: object) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
+@register_backend("mock")
 @dataclass
 class MockBackend:
-    base_accuracy: float = 0.3  # P(correct) when the prompt contains no boost phrase
+    base_accuracy: float = knob(0.3, "P(correct answer) with no boost phrase in the prompt")
     boosts: dict[str, float] = field(default_factory=dict)  # phrase -> added P(correct)
-    wrong_answer: str = "I am not sure."  # what a wrong policy reply says instead of the answer
-    aux_reply: str = "Check each step carefully. (proposal {i})"  # reply to calls without an oracle
-    latency_s: float = 0.0  # simulated seconds per request (for overhead benchmarks)
-    seed: int = 0
-    name: str = "mock"
+    wrong_answer: str = knob("I am not sure.", "what a wrong policy reply says instead of the answer")
+    aux_reply: str = knob("Check each step carefully. (proposal {i})", "reply to calls without an oracle")
+    latency_s: float = knob(0.0, "simulated seconds per request")
+    seed: int = knob(0, "mock randomness seed")
     _aux_calls: int = 0
 
     def p_correct(self, messages: tuple[Message, ...] | list[Message]) -> float:

@@ -12,18 +12,21 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from harness.knobs import knob
+from harness.registry import register_backend
 from harness.types import Generation, GenerationRequest, Message
 
 
+@register_backend("openai")
 @dataclass
 class OpenAIBackend:
     model: str  # model name the endpoint serves
-    base_url: str | None = None  # e.g. http://127.0.0.1:8000/v1; None = api.openai.com
-    api_key_env: str = "OPENAI_API_KEY"  # environment variable that holds the key
-    max_retries: int = 6  # the openai client's retries per request before the error propagates
-    timeout_s: float = 600.0  # per-request HTTP timeout
-    reasoning_effort: str | None = None  # passed through for reasoning models (e.g. gpt-oss)
-    name: str = "openai"
+    base_url: str | None = knob(None, "OpenAI-compatible endpoint")
+    api_key_env: str = knob("OPENAI_API_KEY", "environment variable holding the key ('EMPTY' is sent if unset)")
+    max_retries: int = knob(
+        6, "the openai client's own retries (backoff with jitter) on 408/409/429/5xx/connection errors")
+    timeout_s: float = knob(600.0, "per-request HTTP timeout (32k-token replies take minutes)")
+    reasoning_effort: str | None = knob(None, "the paper's setting")
 
     def __post_init__(self) -> None:
         from openai import OpenAI

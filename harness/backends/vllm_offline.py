@@ -9,18 +9,20 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from harness.knobs import knob
+from harness.registry import register_backend
 from harness.types import Generation, GenerationRequest, Message
 
 
+@register_backend("vllm")
 @dataclass
 class VLLMBackend:
     path: str  # HF id or local directory of the model
-    dtype: str = "auto"
-    gpu_memory_utilization: float = 0.85  # fraction of GPU memory vLLM may claim
-    max_model_len: int | None = None  # context length cap (None = model default)
-    tensor_parallel_size: int = 1
-    enforce_eager: bool = False  # skip CUDA graphs (faster start, slower decode)
-    name: str = "vllm"
+    dtype: str = knob("auto", "weights dtype on the GPU")
+    gpu_memory_utilization: float = knob(0.85, "leave headroom if a trainer shares the GPU")
+    max_model_len: int | None = knob(None, "context length cap in tokens")
+    tensor_parallel_size: int = knob(1, "GPUs one model is split across")
+    enforce_eager: bool = knob(False, "skip CUDA graphs (faster start, slower decode)")
 
     def __post_init__(self) -> None:
         from vllm import LLM

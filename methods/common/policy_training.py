@@ -24,47 +24,43 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Literal
 
-from harness.method import Attempt, LearnContext, Learned, PromptOnly
+from harness.knobs import knob
+from harness.method import Attempt, LearnContext, Learned, MethodBase, PromptOnly
 from harness.types import Backend, Message, Problem, SamplingParams, Task, TrainableBackend
 
-LOSS_TYPES = ("dapo", "grpo", "bnpo", "dr_grpo")
+LossType = Literal["dapo", "grpo", "bnpo", "dr_grpo"]
 TRAINABLE_BACKENDS = ("hf",)
 RolloutFunc = Callable[[list[list[Message]], Any], dict[str, list]]
 
 
 @dataclass
-class PolicyGradientKnobs:
+class PolicyGradientKnobs(MethodBase):
     """Knobs every GRPO-family method shares (TRL GRPOConfig names where one exists)."""
 
-    group_size: int = 4  # G: completions per prompt (TRL num_generations; GEPA paper's GRPO: 12, LTE: 8)
-    prompts_per_step: int = 2  # prompts per optimizer step; rollouts per step = prompts_per_step × G
-    learning_rate: float = 1e-4  # AdamW lr (LoRA; feasibility.md used 1e-4 LoRA / 1e-5 full)
-    lora_rank: int = 16  # 0 = full fine-tune (then `policy/` holds all weights: ~0.5 GB for the default model)
-    lora_alpha: int = 32
-    beta: float = 0.0  # KL coefficient (TRL default 0: no reference model; GEPA paper's GRPO: 0.01)
-    epsilon: float = 0.2  # PPO clip range
-    loss_type: str = "dapo"  # dapo (TRL default) | grpo | bnpo | dr_grpo
-    scale_rewards: str = "group"  # group | batch | none: divide advantages by the reward std
-    # Training-rollout sampling: None = the cell's learn.* setting (one rule for every method)
-    temperature: float | None = None  # None = learn.temperature
-    top_p: float | None = None  # None = learn.top_p
-    max_completion_length: int | None = None  # None = learn.max_tokens (itself defaulting to the task's cap)
-    max_steps: int | None = None  # stop after this many optimizer steps even if budget remains (matched steps)
-    max_grad_norm: float = 1.0
-
-    def validate(self) -> None:
-        if self.loss_type not in LOSS_TYPES:
-            raise ValueError(f"loss_type={self.loss_type!r}; valid: {', '.join(LOSS_TYPES)}")
-        if self.scale_rewards not in ("group", "batch", "none"):
-            raise ValueError(f"scale_rewards={self.scale_rewards!r}; valid: group, batch, none")
-        if self.group_size < 2:
-            raise ValueError(f"group_size={self.group_size}; valid: >= 2 (advantages are relative to the group)")
-        if self.prompts_per_step < 1 or self.lora_rank < 0:
-            raise ValueError("prompts_per_step must be >= 1 and lora_rank >= 0")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max_steps={self.max_steps}; valid: >= 1 or null (steps limited by the budget only)")
+    mutates_policy: ClassVar[bool] = True
+    group_size: int = knob(4, "G: completions per prompt (TRL num_generations; GEPA paper's GRPO: 12, LTE: 8); "
+                              "advantages are relative to the group", ge=2)
+    prompts_per_step: int = knob(2, "prompts per optimizer step; rollouts per step = prompts_per_step × G (8 "
+                                    "rollouts/step ≈ 9 s/step on this CPU, feasibility.md §5)", ge=1)
+    learning_rate: float = knob(1e-4, "AdamW lr (LoRA); use ~1e-5 for a full fine-tune", gt=0)
+    lora_rank: int = knob(16, "LoRA rank on every linear layer; 0 = full fine-tune (then `policy/` holds all "
+                              "weights: ~0.5 GB for the default model)", ge=0)
+    lora_alpha: int = knob(32, "LoRA scaling numerator", ge=1)
+    beta: float = knob(0.0, "KL coefficient (TRL default 0: no reference model; GEPA paper's GRPO: 0.01)", ge=0)
+    epsilon: float = knob(0.2, "PPO clip range", gt=0)
+    loss_type: LossType = knob("dapo", "TRL loss (dapo, TRL's default: token-level)")
+    scale_rewards: Literal["group", "batch", "none"] = knob("group", "divide advantages by the reward std of "
+                                                                     "the group, of the batch, or not at all")
+    temperature: float | None = knob(None, "training-rollout temperature; null = the cell's learn.temperature "
+                                           "(one rule for every method)", ge=0)
+    top_p: float | None = knob(None, "null = the cell's learn.top_p", gt=0, le=1)
+    max_completion_length: int | None = knob(None, "null = the cell's learn.max_tokens (itself defaulting to the "
+                                                   "task's cap)", ge=1)
+    max_steps: int | None = knob(None, "optimizer-step cap (matched steps); null = steps limited by the budget "
+                                       "only (matched rollouts, the default)", ge=1)
+    max_grad_norm: float = knob(1.0, "gradient clipping", gt=0)
 
     @property
     def rollouts_per_step(self) -> int:

@@ -25,14 +25,14 @@ from collections import Counter
 from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
+from harness.knobs import check_knobs, knob
 from harness.types import Message, Problem, Verdict
 from tasks.common.answer import extract_answer
 
 SEED_BASE = {"train": 1_000_000_000, "test": 2_000_000_000, "demo": 3_000_000_000}
 SEED_STRIDE = 1_000_003
-FEEDBACK_MODES = ("binary", "rich")
 
 
 class VerifierTimeout(Exception):
@@ -68,18 +68,15 @@ class PromptedTask:
     instruction: ClassVar[str]  # system instruction; must ask for a final "Answer: ..." line
     multiline_answer: ClassVar[bool] = False  # the answer spans the lines after "Answer:"
 
-    # what a method may show: "binary" (Correct./Incorrect.) or "rich" (adds the expected answer)
-    feedback: str = "binary"
-    few_shot: int = 2  # demos in every prompt, drawn once from the demo seed range
-    max_tokens: int = 128  # default completion cap for this task (eval.max_tokens / learn.max_tokens override)
-    partial_credit: bool = False  # keep partial credit in `reward` (never in `passed`)
-    verify_timeout_s: float = 2.0  # wall-clock limit on scoring one completion
+    feedback: Literal["binary", "rich"] = knob(
+        "binary", "what a method may show: binary (Correct./Incorrect.) or rich (also the expected answer)")
+    few_shot: int = knob(2, "demos in every prompt (fixed seed, never in train or test)", ge=0)
+    max_tokens: int = knob(128, "completion cap in tokens", ge=1)
+    partial_credit: bool = knob(False, "keep partial credit in `reward` (`passed` is always strict)")
+    verify_timeout_s: float = knob(2.0, "wall-clock limit on scoring one completion", gt=0)
 
     def __post_init__(self) -> None:
-        if self.feedback not in FEEDBACK_MODES:
-            raise ValueError(f"unknown feedback {self.feedback!r}; valid: {', '.join(FEEDBACK_MODES)}")
-        if self.few_shot < 0:
-            raise ValueError(f"few_shot must be >= 0, got {self.few_shot}")
+        check_knobs(self, "task.")
         self._demos: list[Problem] | None = None
 
     # ---- problems ----

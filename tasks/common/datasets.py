@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from harness.knobs import knob
 from harness.types import Problem
 from tasks.common.base import PromptedTask
 
@@ -91,9 +92,9 @@ class DatasetTask(PromptedTask):
     """Base for dataset-backed tasks. Subclasses implement `source()` and `to_problem(row)` and may
     override `train_source()` / `train_data_path` for a separate training set."""
 
-    data_path: str | None = None  # local copy of the evaluation data (else the HF cache / Hub)
-    train_data_path: str | None = None  # local copy of the training data, where it is a separate dataset
-    few_shot: int = 0  # demos are drawn from the training pool when > 0
+    data_path: str | None = knob(None, "local copy (jsonl/json/parquet/csv with columns target, nums)")
+    train_data_path: str | None = knob(None, "local copy of the training data, where it is a separate dataset")
+    few_shot: int = knob(0, "must be 0: the rows carry no solutions to show")
 
     separate_train: ClassVar[bool] = False  # training problems come from `train_source()`
 
