@@ -16,7 +16,8 @@ from harness.budget import AttemptRecord
 from harness.knobs import knob
 from harness.method import Learned, SecondAttempt, render
 from harness.metrics import bootstrap_ci, mean_pass_at_k, pass_at_k
-from harness.types import GenerationRequest, Message, Problem, SamplingParams, Task
+from harness.sampling import sample
+from harness.types import Message, Problem, SamplingParams, Task
 
 
 @dataclass(frozen=True)
@@ -44,27 +45,25 @@ class EvalConfig(Sampling):
 def evaluate(task: Task, learned: Learned, test: list[Problem], cfg: EvalConfig,
              checkpoint: int, progress=None, step: int = 0) -> list[AttemptRecord]:
     """Generate and verify; return one AttemptRecord per generation (phase="eval", stamped with
-    `step`, the cell's evaluation index)."""
+    `step`, the cell's evaluation index). `cfg.max_tokens` is resolved (the task's cap) by now."""
+    if cfg.max_tokens is None:
+        raise ValueError("evaluate needs a resolved eval max_tokens (the task's cap when the config says null)")
+    cap = cfg.max_tokens
     policy = learned.policy
     passes: list[tuple[str, SamplingParams]] = [("sample", SamplingParams(
-        n=cfg.n_samples, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens,
-        seed=cfg.seed))]
+        n=cfg.n_samples, temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cap, seed=cfg.seed))]
     if cfg.greedy:
-        passes.append(("greedy", SamplingParams(n=1, temperature=0.0, max_tokens=cfg.max_tokens,
-                                                seed=cfg.seed)))
+        passes.append(("greedy", SamplingParams(n=1, temperature=0.0, max_tokens=cap, seed=cfg.seed)))
     rendered = {p.id: render(learned, p) for p in test}  # render (and retrieve) once per problem
     prompts = {pid: tuple(msgs) for pid, (msgs, _) in rendered.items()}
     rows: list[AttemptRecord] = []
     for tag, params in passes:
         for start in range(0, len(test), cfg.batch_problems):
             chunk = test[start:start + cfg.batch_problems]
-            requests = [GenerationRequest(prompts[p.id], params, oracle_answer=p.answer) for p in chunk]
-            for problem, request, gens in zip(chunk, requests, policy.generate(requests), strict=True):
-                for i, g in enumerate(gens):
-                    v = task.verify(problem, g.text, truncated=g.finish_reason == "length")
-                    rows.append(AttemptRecord.of(request, g, v, phase="eval", checkpoint=checkpoint, step=step,
-                                                 problem_id=problem.id, sample_idx=i, tag=tag,
-                                                 context_ids=rendered[problem.id][1]))
+            sampled = sample(policy, task, [(p, prompts[p.id]) for p in chunk], params)
+            for problem, s in zip(chunk, sampled, strict=True):
+                rows += s.records(phase="eval", checkpoint=checkpoint, step=step, tag=tag,
+                                  context_ids=rendered[problem.id][1])
             if progress is not None:
                 progress(len(chunk) * params.n, "eval")
     if isinstance(learned, SecondAttempt):
@@ -77,6 +76,7 @@ def second_attempts(task: Task, learned: SecondAttempt, test: list[Problem],
                     checkpoint: int, progress=None, step: int = 0) -> list[AttemptRecord]:
     """For every failed sampled first attempt: a reflection (aux) and a retry (policy, `attempt2`),
     both sampled like the first attempt; the retry keeps the first attempt's sample_idx."""
+    assert cfg.max_tokens is not None, "resolved by evaluate"
     by_id = {p.id: p for p in test}
     failed = [r for r in first if r.tag == "sample" and not r.passed]
     rows: list[AttemptRecord] = []
@@ -89,20 +89,15 @@ def second_attempts(task: Task, learned: SecondAttempt, test: list[Problem],
                    for r, v in zip(chunk, verdicts, strict=True)]
         params = SamplingParams(n=1, temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed + 1,
                                 max_tokens=learned.reflection_max_tokens)
-        reflect_requests = [GenerationRequest(tuple(m), params) for m in reflect]
-        reflections = [gens[0] for gens in policy.generate(reflect_requests)]
-        retry = [learned.retry_prompt(m, g.text) for m, g in zip(reflect, reflections, strict=True)]
+        reflections = sample(policy, task, [(None, m) for m in reflect], params)
+        retry = [learned.retry_prompt(m, r.generations[0].text) for m, r in zip(reflect, reflections, strict=True)]
         params = SamplingParams(n=1, temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed + 2,
                                 max_tokens=cfg.max_tokens)
-        requests = [GenerationRequest(tuple(m), params, oracle_answer=by_id[r.problem_id].answer)
-                    for m, r in zip(retry, chunk, strict=True)]
-        for r, refl_request, refl, request, gens in zip(chunk, reflect_requests, reflections, requests,
-                                                        policy.generate(requests), strict=True):
-            g = gens[0]
-            v = task.verify(by_id[r.problem_id], g.text, truncated=g.finish_reason == "length")
-            for req, gen, verdict, tag in ((refl_request, refl, None, "reflection"), (request, g, v, "attempt2")):
-                rows.append(AttemptRecord.of(req, gen, verdict, phase="eval", checkpoint=checkpoint, step=step,
-                                             problem_id=r.problem_id, sample_idx=r.sample_idx, tag=tag))
+        retries = sample(policy, task, [(by_id[r.problem_id], m) for r, m in zip(chunk, retry, strict=True)], params)
+        for first_attempt, reflection, second in zip(chunk, reflections, retries, strict=True):
+            for s, tag in ((reflection, "reflection"), (second, "attempt2")):
+                rows += s.records(phase="eval", checkpoint=checkpoint, step=step, tag=tag,
+                                  first_idx=first_attempt.sample_idx, problem_id=first_attempt.problem_id)
         if progress is not None:
             progress(2 * len(chunk), "eval")
     return rows

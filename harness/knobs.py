@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import types
 import typing
 from collections.abc import Iterator
@@ -68,7 +69,7 @@ def _omegaconf_type(hint: Any) -> Any:
         return Optional[inner] if inner is not Any and len(args) < len(typing.get_args(hint)) else Any  # noqa: UP045
     origin = typing.get_origin(hint)
     if origin in (list, tuple) and all(_omegaconf_type(a) is not Any for a in typing.get_args(hint)[:1]):
-        return list[_omegaconf_type(typing.get_args(hint)[0])] if typing.get_args(hint) else list[Any]
+        return types.GenericAlias(list, (_omegaconf_type(typing.get_args(hint)[0]) if typing.get_args(hint) else Any,))
     if origin is dict:
         return dict[str, Any]
     return Any
@@ -78,7 +79,7 @@ def schema_of(cls: type, extra: dict[str, tuple[Any, Any]] | None = None, drop: 
     """The structured-config dataclass of `cls`'s knobs, plus `extra` {name: (type, default)} first
     (bookkeeping keys such as the registry `name`), minus `drop`."""
     fields: list[tuple[str, Any, Any]] = [
-        (k, t, dataclasses.field(default_factory=lambda d=d: copy.deepcopy(d)) if isinstance(d, list | dict)
+        (k, t, dataclasses.field(default_factory=functools.partial(copy.deepcopy, d)) if isinstance(d, list | dict)
          or dataclasses.is_dataclass(d) else dataclasses.field(default=d)) for k, (t, d) in (extra or {}).items()]
     for f, hint in config_fields(cls):
         if f.name in drop or f.name in (extra or {}):

@@ -16,7 +16,8 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from harness.budget import AttemptRecord, BudgetMeter
 from harness.knobs import check_knobs
-from harness.types import Backend, Generation, GenerationRequest, Message, Problem, SamplingParams, Task, Verdict
+from harness.sampling import sample
+from harness.types import Backend, Generation, Message, Problem, SamplingParams, Task, Verdict
 
 
 @runtime_checkable
@@ -141,9 +142,8 @@ class LearnContext:
         self._call_counter += 1
         p = SamplingParams(n=n, temperature=p.temperature, top_p=p.top_p, max_tokens=p.max_tokens,
                            stop=p.stop, seed=p.seed * 1_000_003 + self.seed * 7919 + self._call_counter)
-        requests = [GenerationRequest(tuple(msgs), p, oracle_answer=prob.answer) for prob, msgs in items]
         try:
-            generated = (backend or self.backend).generate(requests)
+            sampled = sample(backend or self.backend, self.task, items, p)
         except BaseException:
             self.meter.refund(n * len(items))  # nothing was generated: the count must not include it
             raise
@@ -152,19 +152,16 @@ class LearnContext:
         step = self._next_step()
         seen: dict[str, int] = {}  # a problem drawn twice in one call continues its sample_idx
         out: list[list[Attempt]] = []
-        for j, (request, (prob, _), gens) in enumerate(zip(requests, items, generated, strict=True)):
+        for j, s in enumerate(sampled):
+            prob = items[j][0]
             offset = seen.get(prob.id, 0)
-            seen[prob.id] = offset + len(gens)
-            group = []
-            for i, g in enumerate(gens):
-                v = self.task.verify(prob, g.text, truncated=g.finish_reason == "length")
+            seen[prob.id] = offset + len(s.generations)
+            self.records += s.records(phase="learn", checkpoint=-1, step=step, tag=tag, first_idx=offset,
+                                      counted=True, context_ids=context_ids[j] if context_ids is not None else ())
+            for g in s.generations:
                 self.meter.add_tokens("policy", g.prompt_tokens + g.completion_tokens)
-                self.records.append(AttemptRecord.of(
-                    request, g, v, phase="learn", checkpoint=-1, step=step, problem_id=prob.id,
-                    sample_idx=offset + i, counted=True, tag=tag,
-                    context_ids=context_ids[j] if context_ids is not None else ()))
-                group.append(Attempt(prob, g, v, i))
-            out.append(group)
+            out.append([Attempt(prob, g, v, i) for i, (g, v) in enumerate(zip(s.generations, s.verdicts,
+                                                                                strict=True)) if v is not None])
         return out
 
     def rollout(self, problem: Problem, messages: list[Message], n: int = 1,
@@ -179,19 +176,16 @@ class LearnContext:
         """Unscored generations (reflections, proposals, summaries): recorded, never counted.
         They go to `backend`, else the configured aux model, else the policy backend."""
         p = params or SamplingParams(temperature=0.7, top_p=0.95, max_tokens=256)
-        requests = [GenerationRequest(tuple(m), p) for m in prompts]
-        texts = []
         if self.progress is not None:
-            self.progress(len(requests), "learn")
-        step, idx = self._next_step(), 0
-        generated = (backend or self.aux_backend or self.backend).generate(requests)
-        for request, gens in zip(requests, generated, strict=True):
-            for g in gens:
+            self.progress(len(prompts), "learn")
+        step, idx, texts = self._next_step(), 0, []
+        for s in sample(backend or self.aux_backend or self.backend, self.task, [(None, m) for m in prompts], p):
+            self.records += s.records(phase="learn", checkpoint=-1, step=step, tag=tag, first_idx=idx,
+                                      problem_id=problem_id)
+            for g in s.generations:
                 self.meter.add_tokens("aux", g.prompt_tokens + g.completion_tokens)
-                self.records.append(AttemptRecord.of(request, g, None, phase="learn", checkpoint=-1, step=step,
-                                                     problem_id=problem_id, sample_idx=idx, tag=tag))
-                idx += 1
-            texts.append(gens[0].text if gens else "")
+            idx += len(s.generations)
+            texts.append(s.generations[0].text if s.generations else "")
         return texts
 
     def _next_step(self) -> int:

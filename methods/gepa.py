@@ -84,6 +84,13 @@ class GEPA(MethodBase):
     reflection_temperature: float = knob(0.7, "reflection-LM sampling (not stated by the papers)", ge=0)
     reflection_max_tokens: int = knob(256, "cap on a proposed instruction", ge=1)
 
+    def check_cell(self, budget: int, train_size: int, model: dict | None = None) -> None:
+        """Plan-time: the budget must pay for gepa's seed evaluation on the whole valset."""
+        need = min(self.valset_size or train_size, train_size)
+        if budget < need:
+            raise ValueError(f"budget={budget} is below gepa's seed evaluation on |valset| = {need} problems; "
+                             f"raise budget or set method.valset_size")
+
     def learn(self, train: list[Problem], ctx: LearnContext) -> PromptOnly:
         task, backend = ctx.task, ctx.backend
         import gepa
@@ -103,9 +110,7 @@ class GEPA(MethodBase):
         seed_text = task.prompt(train[0])[0]["content"]  # the task's own system instruction
         worst_iteration = len(valset) + max(2 * self.reflection_minibatch_size,
                                             MERGE_SUBSAMPLE if self.use_merge else 0)
-        if ctx.meter.remaining < len(valset):
-            raise ValueError(f"gepa needs at least |valset| = {len(valset)} rollouts for the seed evaluation, "
-                             f"the budget has {ctx.meter.remaining} left")
+        self.check_cell(ctx.meter.remaining, len(train))
 
         def out_of_budget(_state: Any) -> bool:
             return ctx.meter.remaining < worst_iteration

@@ -87,5 +87,5 @@ def tiny_hf():
             eos_token_id=tok.eos_token_id, bos_token_id=None, tie_word_embeddings=True,
             initializer_range=init_range))  # larger init = sharper, more context-dependent distributions
         model.eval()
-        return HFBackend.from_model(model, tok, batch_size=batch_size, name="tiny")
+        return HFBackend.from_model(model, tok, batch_size=batch_size)
     return make

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +17,8 @@ import pytest
 from harness.evaluate import summarize_attempts
 from harness.metrics import mean_pass_at_k
 from harness.records import ATTEMPT_COLUMNS, SUMMARY_COLUMNS
-from harness.registry import METHODS
+from harness.method import MethodBase
+from harness.registry import METHODS, register_method
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -133,20 +135,32 @@ def test_a_sweep_directory_in_use_is_refused(tmp_path):
     assert r.returncode == 0, r.stderr
 
 
-def test_failing_cell_does_not_stop_the_others(tmp_path):
-    # math easy has ~200 distinct problems: train_size 500 fails inside the cell, at run time
-    r = sweep(tmp_path, "task=math,countdown", "budget=10", "sweep=f", "task.train_size=500")
-    assert r.returncode == 1
-    assert "FAILED math/zero_shot" in r.stdout and "only" in r.stdout
+@register_method("_test_crasher")
+@dataclass
+class Crasher(MethodBase):
+    """Test-only method whose learning fails at run time (past every plan-time check)."""
+
+    def learn(self, train, ctx):
+        raise RuntimeError("the method broke mid-run")
+
+
+def test_failing_cell_does_not_stop_the_others(tmp_path, capsys):
+    from harness.sweep import main
+
+    code = main(["model=mock", "logger=none", f"results_dir={tmp_path}", "sweep=f", "budget=10",
+                 "task=math,countdown", "method.name=_test_crasher,zero_shot"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert out.count("FAILED") == 2 and "RuntimeError: the method broke mid-run" in out
     summary = pd.read_parquet(tmp_path / "f" / "summary.parquet")
-    assert list(summary.task) == ["countdown"]
+    assert sorted(summary.task) == ["countdown", "math"] and set(summary.method) == {"zero_shot"}
 
 
 @pytest.mark.parametrize("args,needle", [
     (["task=nope"], "'nope'; valid tasks: countdown, countdown_tasks, function_calling, hanoi, knights_knaves, "
                       "matchstick, math, math_benchmark, mathgap, xlam, zebra, zebralogic"),
     (["method=nope"], "unknown method 'nope'; valid methods: "
-     + ", ".join(METHODS.names())),
+     + ", ".join(n for n in METHODS.names() if not n.startswith("_"))),  # not this process's test methods
     (["model=nope"], "valid models:"),
     (["budget=0"], "budget=0; valid: an integer >= 1"),
     (["budget=-5"], "budget=-5; valid: an integer >= 1"),
@@ -164,6 +178,7 @@ def test_failing_cell_does_not_stop_the_others(tmp_path):
     (["task.feedback=loud"], "task.feedback='loud'; valid: one of binary, rich"),
     (["model@aux_model=nope"], "unknown model 'nope'; valid models:"),
     (["method=core", "budget=40"], "budget=40 is below CORE's baseline estimate"),
+    (["method=gepa", "budget=5"], "budget=5 is below gepa's seed evaluation on |valset| = 10 problems"),
     # measured in round 1: each crashed, ran with nonsense, or failed inside a cell after writing
     (["eval.k=5"], "eval.k=5: Invalid value assigned: int is not a ListConfig, list or tuple.; valid: a list of "
                    "integers, e.g. [1,2], or null"),

@@ -109,11 +109,11 @@ class HFBackend:
             self.path, self.gguf_package, self.gguf_file, self.dtype, self.cache_dir)
 
     @classmethod
-    def from_model(cls, model: Any, tokenizer: Any, batch_size: int = 16, name: str = "hf") -> HFBackend:
+    def from_model(cls, model: Any, tokenizer: Any, batch_size: int = 16) -> HFBackend:
         """Wrap an already-built model and tokenizer (tests build tiny ones in memory)."""
         backend = cls.__new__(cls)
         backend.path = backend.gguf_package = backend.gguf_file = backend.cache_dir = None
-        backend.dtype, backend.batch_size, backend.threads, backend.name = "float32", batch_size, 2, name
+        backend.dtype, backend.batch_size, backend.threads = "float32", batch_size, 2
         backend.model, backend.tokenizer = model, tokenizer
         return backend
 
