@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 
 from harness.evaluate import summarize_attempts
+from harness.method import MethodBase
 from harness.metrics import mean_pass_at_k
 from harness.records import ATTEMPT_COLUMNS, SUMMARY_COLUMNS
-from harness.method import MethodBase
 from harness.registry import METHODS, register_method
 
 REPO = Path(__file__).resolve().parent.parent
