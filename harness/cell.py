@@ -32,7 +32,7 @@ from harness.types import Backend, Problem, SamplingParams, Task, content_hash
 REPO = Path(__file__).resolve().parent.parent
 PROJECT_PACKAGES = ("harness", "tasks", "methods")
 # read results, never run a cell: not in the code hash
-REPORTING_MODULES = ("table.py", "compare.py", "plot.py", "paper.py")
+REPORTING_MODULES = ("table.py", "compare.py", "plot.py", "paper.py", "paper_table.py")
 ID_KEYS = ("task", "method", "model", "aux_model", "budget", "seed", "eval", "learn", "checkpoints")
 
 

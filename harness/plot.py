@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -60,6 +61,46 @@ def save_curve_figure(fig, ax, ylabel: str, title: str, path: Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_curves(results: pd.DataFrame, columns: list[dict[str, Any]], out_dir: Path,
+                metric: str = "pass@1", names: dict[str, str] | None = None) -> list[Path]:
+    """One PNG per task: each method's held-out metric against rollouts used (mean over seeds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for task, df in results.groupby("task"):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        start = df[df["rollouts_used"] == 0][metric].mean()  # a no-learning method's score is every curve's rollout 0
+        for col in columns:
+            m = df[df["method"] == col["method"]]
+            if m.empty:
+                continue
+            curve = m.groupby("rollouts_used")[metric].mean().sort_index()
+            if len(curve) == 1 and curve.index[0] == 0:
+                ax.axhline(curve.iloc[0], ls="--", lw=1, color="grey", label=col["label"])
+                continue
+            if 0 not in curve.index and pd.notna(start):
+                curve = pd.concat([pd.Series([start], index=[0]), curve])
+            ax.plot(curve.index, curve.to_numpy(), marker="o", label=col["label"])
+        title = curve_title((names or {}).get(str(task), str(task)), df)
+        written.append(save_curve_figure(fig, ax, f"held-out {metric}", title, out_dir / f"paper_curve_{task}.png"))
+    return written
+
+
+def curve_title(row_name: str, df: pd.DataFrame) -> str:
+    """'MathGAP: smollm2-135m, 10 training problems, 1 seed': what a curve was measured on."""
+    parts = [f"{row_name}: {'/'.join(sorted(df['model'].unique()))}"]
+    if "train_size" in df and df["train_size"].notna().any():
+        sizes = sorted(int(s) for s in df["train_size"].dropna().unique())
+        parts.append(f"{'/'.join(map(str, sizes))} training problems")
+    seeds = df["seed"].nunique()
+    parts.append(f"{seeds} seed{'s' if seeds != 1 else ''}")
+    return ", ".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,10 +30,10 @@ class Splits:
     """How many problems a cell draws (every task has these)."""
 
     train_size: int = knob(10, "training problems a method may learn from (rollouts spread over them)", ge=1,
-                           le=10_000)
+                           le=100_000)
     test_size: int = knob(100, "held-out problems, the same for every method and seed (N=100: about ±5 pts SE "
                                "at p=0.3); the sweep draws the split while planning, so a task too small for it "
-                               "is refused before anything runs", ge=1, le=10_000)
+                               "is refused before anything runs", ge=1, le=100_000)
     test_seed: int = knob(0, "generator seed (or order) of the test set", ge=0)
 
 

@@ -31,6 +31,7 @@ from harness.registry import register_method
 from harness.types import Message, Problem, Task, TrainableBackend
 from methods.common.policy_training import (
     PolicyGradientKnobs,
+    RolloutBatch,
     as_trainable,
     chat_ids,
     completion_ids,
@@ -165,7 +166,7 @@ class LTE(PolicyGradientKnobs):
         tok, G = backend.tokenizer, self.group_size
 
         def rollout(prompts: list[list[Message]], trainer: Any) -> dict[str, list]:
-            out: dict[str, list] = {"prompt_ids": [], "completion_ids": [], "logprobs": [], "harness_reward": []}
+            batch = RolloutBatch()
             rows: list[tuple[bool, list[float]]] = []
             firsts = groups_of(prompts, G)
             items = [(problems[prompt_key(m)], m) for m in firsts]
@@ -185,11 +186,8 @@ class LTE(PolicyGradientKnobs):
                     c_ids = completion_ids(tok, a.generation.token_ids, a.generation.finish_reason)
                     off = swapped and self.hint  # unhinted extras are on-policy samples
                     rows.append((off, trainer.behaviour_logps(hinted_ids, c_ids) if off else []))
-                    out["prompt_ids"].append(p_ids)  # always hint-free: the numerator's context
-                    out["completion_ids"].append(c_ids)
-                    out["logprobs"].append([0.0] * len(c_ids))
-                    out["harness_reward"].append(a.verdict.reward)
+                    batch.add(p_ids, c_ids, a.verdict.reward)  # always hint-free: the numerator's context
             trainer.pending_rows = tuple(rows)
-            return out
+            return batch.as_trl()
 
         return rollout

@@ -29,6 +29,7 @@ from harness.registry import register_method
 from harness.types import Backend, Message, Problem, SamplingParams, Task, TrainableBackend, Verdict
 from methods.common.policy_training import (
     PolicyGradientKnobs,
+    RolloutBatch,
     as_trainable,
     budget_steps_check,
     chat_ids,
@@ -125,8 +126,7 @@ class RRR(PolicyGradientKnobs):
     def _rollout_func(self, task: Task, conversations: dict[str, tuple[Problem, list[Message]]],
                       backend: TrainableBackend, ctx: LearnContext):
         def rollout(prompts: list[list[Message]], trainer: Any) -> dict[str, list]:
-            out: dict[str, list] = {"prompt_ids": [], "completion_ids": [], "logprobs": [], "harness_reward": [],
-                                    "env_mask": []}
+            batch = RolloutBatch()
             firsts = groups_of(prompts, self.group_size)
             rows = [conversations[prompt_key(conv)] for conv in firsts for _ in range(self.group_size)]
             used = self.sampling(ctx)
@@ -139,11 +139,7 @@ class RRR(PolicyGradientKnobs):
             for (_, conv), reflection, retry in zip(rows, reflections, retries, strict=True):
                 p_ids, c_ids, mask = reflection_sample(backend.tokenizer, conv, reflection,
                                                        retry.generation.token_ids, retry.generation.finish_reason)
-                out["prompt_ids"].append(p_ids)
-                out["completion_ids"].append(c_ids)
-                out["env_mask"].append(mask)
-                out["logprobs"].append([0.0] * len(c_ids))
-                out["harness_reward"].append(retry.verdict.reward)
-            return out
+                batch.add(p_ids, c_ids, retry.verdict.reward, env_mask=mask)
+            return batch.as_trl()
 
         return rollout

@@ -16,7 +16,7 @@ from typing import ClassVar
 from harness.knobs import knob
 from harness.registry import register_task
 from harness.types import Problem
-from tasks.common.reasoning_gym import ReasoningGymTask
+from tasks.common.reasoning_gym import ReasoningGymTask, rg_scorer
 
 _ALLOWED = re.compile(r"^[0-9+\-*/() ]{1,200}$")
 MAX_DEPTH = 10
@@ -33,6 +33,13 @@ def safe_expression(text: str) -> bool:
         if depth < 0 or depth > MAX_DEPTH:
             return False
     return depth == 0
+
+
+def score_expression(parsed: str, problem: Problem) -> float:
+    """The countdown scorer (also countdown_tasks'): a whitelisted plain arithmetic expression,
+    scored by reasoning-gym's countdown scorer against `problem.meta["entry"]`."""
+    expr = parsed.replace("×", "*").replace("÷", "/").strip()
+    return float(rg_scorer("countdown")(expr, problem.meta["entry"])) if safe_expression(expr) else 0.0
 
 
 @register_task("countdown")
@@ -53,10 +60,7 @@ class CountdownTask(ReasoningGymTask):
     max_tokens: int = knob(64, "completion cap in tokens", ge=1)
 
     def score(self, parsed: str, problem: Problem) -> float:
-        expr = parsed.replace("×", "*").replace("÷", "/").strip()
-        if not safe_expression(expr):
-            return 0.0
-        return super().score(expr, problem)
+        return score_expression(parsed, problem)
 
     def chance_baseline(self, problems: list[Problem]) -> dict[str, float]:
         return {}  # answers are expressions: no constant answer can be right for two problems

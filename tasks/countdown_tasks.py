@@ -14,7 +14,7 @@ from harness.knobs import knob
 from harness.registry import register_task
 from harness.types import Problem
 from tasks.common.datasets import DatasetTask, HubSource
-from tasks.countdown import CountdownTask
+from tasks.countdown import CountdownTask, score_expression
 
 
 @register_task("countdown_tasks")
@@ -37,10 +37,9 @@ class CountdownTasksTask(DatasetTask):
         if self.few_shot:
             raise ValueError(f"countdown_tasks rows have no reference solution to show as demos; "
                              f"few_shot must be 0, got {self.few_shot}")
-        self._checker = CountdownTask(few_shot=0)
 
     def score(self, parsed: str, problem: Problem) -> float:
-        return self._checker.score(parsed, problem)
+        return score_expression(parsed, problem)
 
     def chance_baseline(self, problems: list[Problem]) -> dict[str, float]:
         return {}

@@ -34,7 +34,7 @@ def test_stops_before_an_iteration_that_could_overrun(run_one, tmp_path):
     learn = attempts[attempts.phase == "learn"]
     assert learn.counted_rollout.sum() == outcome.rollouts_used == 5  # 10 left < 11: no iteration starts
     failed, _, _ = run_one("method=gepa", "budget=4", backend=MockBackend())
-    assert failed.status == "failed" and "at least |valset| = 5" in failed.error
+    assert failed.status == "failed" and "seed evaluation on |valset| = 5 problems" in failed.error
 
 
 def test_merge_is_on_as_the_core_paper_ran_gepa(run_one, monkeypatch):

@@ -76,3 +76,18 @@ def test_max_steps_caps_training_below_the_budget_and_rollouts_stay_metered(run_
                                          "task.test_size=2", "eval.n_samples=1", backend=tiny_hf())
     assert outcome.status == "ok" and outcome.rollouts_used == 16  # 2 steps x 2 prompts x G 4 of 40
     assert summary[summary.final].iloc[0].rollouts_used == 16
+
+
+def test_trl_args_pass_through_to_grpo_config_but_cannot_override_the_harness(tmp_path):
+    from types import SimpleNamespace
+
+    from methods.common import policy_training
+    from methods.grpo import GRPO
+
+    resolved = dict(temperature=0.7, top_p=0.9, max_completion_length=8)
+    ctx = SimpleNamespace(seed=0)
+    cfg = policy_training.grpo_config(GRPO(trl_args={"weight_decay": 0.25}, **resolved), ctx, 3, str(tmp_path))
+    assert cfg.weight_decay == 0.25 and cfg.num_generations == 4 and cfg.max_steps == 3
+    with pytest.raises(ValueError, match="method.trl_args sets num_generations, temperature"):
+        policy_training.grpo_config(GRPO(trl_args={"temperature": 1.0, "num_generations": 2}, **resolved), ctx, 3,
+                                    str(tmp_path))

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from harness import paper as paper_mod
+from harness import paper_table, plot
 
 PAPER_YAML = """
 title: Tiny paper
@@ -148,7 +149,7 @@ def test_a_partial_run_tables_what_exists_and_marks_the_rest(tiny_paper):
     results = pd.DataFrame([{"cell_id": "c1", "task": "math", "train_size": 4, "method": "zero_shot", "seed": 0,
                              "final": True, "rollouts_used": 0, "budget": 8, "model": "mock", "pass@1": 0.5,
                              "context_tokens_added": 0.0}])
-    text, _ = paper_mod.build_paper_table(paper, scale, results, paper_mod.reference_table(paper), "small")
+    text, _ = paper_table.build_paper_table(paper, scale, results, paper_table.reference_table(paper), "small")
     ours = next(ln for ln in text.splitlines() if ln.startswith("| Arithmetic | 4"))
     assert [c.strip() for c in ours.split("|")[1:-1]][3:6] == ["0.500", "–", "Base (1 of 2 run)"]
     improvement = text.split("Relative improvement")[1]
@@ -158,11 +159,11 @@ def test_a_partial_run_tables_what_exists_and_marks_the_rest(tiny_paper):
 
 def test_best_names_every_tied_column_and_says_when_a_row_is_partial():
     labels = ["Base", "GRPO", "CORE"]
-    assert paper_mod.best_label({"Base": 0.2, "GRPO": 0.25, "CORE": 0.1}, labels) == "GRPO"
-    assert paper_mod.best_label({"Base": 0.2, "GRPO": 0.25, "CORE": 0.25}, labels) == "GRPO = CORE"
-    assert paper_mod.best_label({"Base": 0.2, "GRPO": 0.2, "CORE": 0.2}, labels) == "all 3 tie"
-    assert paper_mod.best_label({"Base": 0.2, "CORE": 0.3}, labels) == "CORE (2 of 3 run)"
-    assert paper_mod.best_label({}, labels) == "–"
+    assert paper_table.best_label({"Base": 0.2, "GRPO": 0.25, "CORE": 0.1}, labels) == "GRPO"
+    assert paper_table.best_label({"Base": 0.2, "GRPO": 0.25, "CORE": 0.25}, labels) == "GRPO = CORE"
+    assert paper_table.best_label({"Base": 0.2, "GRPO": 0.2, "CORE": 0.2}, labels) == "all 3 tie"
+    assert paper_table.best_label({"Base": 0.2, "CORE": 0.3}, labels) == "CORE (2 of 3 run)"
+    assert paper_table.best_label({}, labels) == "–"
 
 
 def test_editing_a_reporting_module_keeps_cell_ids_but_editing_the_engine_does_not(tmp_path, monkeypatch):
@@ -181,9 +182,9 @@ def test_editing_a_reporting_module_keeps_cell_ids_but_editing_the_engine_does_n
 
 def test_curve_title_names_the_row_model_training_sizes_and_seed_count():
     df = pd.DataFrame({"model": ["smollm2-135m"] * 3, "train_size": [10, 10, 10], "seed": [0, 1, 2]})
-    assert paper_mod.curve_title("MathGAP", df) == "MathGAP: smollm2-135m, 10 training problems, 3 seeds"
+    assert plot.curve_title("MathGAP", df) == "MathGAP: smollm2-135m, 10 training problems, 3 seeds"
     df = pd.DataFrame({"model": ["b", "a"], "train_size": [None, None], "seed": [0, 0]})
-    assert paper_mod.curve_title("Hanoi", df) == "Hanoi: a/b, 1 seed"
+    assert plot.curve_title("Hanoi", df) == "Hanoi: a/b, 1 seed"
 
 
 def test_a_method_that_imports_another_methods_module_changes_id_with_that_module(tmp_path, monkeypatch):

@@ -23,7 +23,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from harness.knobs import knob
@@ -61,6 +61,8 @@ class PolicyGradientKnobs(MethodBase):
     max_steps: int | None = knob(None, "optimizer-step cap (matched steps); null = steps limited by the budget "
                                        "only (matched rollouts, the default)", ge=1)
     max_grad_norm: float = knob(1.0, "gradient clipping", gt=0)
+    trl_args: dict[str, Any] = knob({}, "further TRL GRPOConfig arguments, passed through as is, e.g. "
+                                        "{weight_decay: 0.01, lr_scheduler_type: cosine} (not those the knobs above set)")
 
     @property
     def rollouts_per_step(self) -> int:
@@ -134,6 +136,37 @@ def prompt_key(messages: list[Message]) -> str:
     return json.dumps([(m["role"], m["content"]) for m in messages])
 
 
+@dataclass
+class RolloutBatch:
+    """What a TRL `rollout_func` returns, built one completion at a time: token ids, the
+    verifier's reward (read back by `harness_reward`), and, where a method masks tokens out of the
+    loss (RRR: the retry after the reflection), TRL's `env_mask`."""
+
+    prompt_ids: list[list[int]] = field(default_factory=list)
+    completion_ids: list[list[int]] = field(default_factory=list)
+    rewards: list[float] = field(default_factory=list)
+    env_mask: list[list[int]] = field(default_factory=list)
+
+    def add(self, prompt_ids: list[int], completion_ids: list[int], reward: float,
+            env_mask: list[int] | None = None) -> None:
+        self.prompt_ids.append(prompt_ids)
+        self.completion_ids.append(completion_ids)
+        self.rewards.append(reward)
+        if env_mask is not None:
+            self.env_mask.append(env_mask)
+
+    def as_trl(self) -> dict[str, list]:
+        out: dict[str, list] = {"prompt_ids": self.prompt_ids, "completion_ids": self.completion_ids,
+                                # sampling log-probs: TRL reads them only when vLLM generated
+                                "logprobs": [[0.0] * len(c) for c in self.completion_ids],
+                                "harness_reward": self.rewards}
+        if self.env_mask:
+            if len(self.env_mask) != len(self.completion_ids):
+                raise ValueError("env_mask must be given for every completion of a batch or for none")
+            out["env_mask"] = self.env_mask
+        return out
+
+
 def harness_reward(prompts: list, completions: list, harness_reward: list[float] | None = None,
                    **_: Any) -> list[float]:
     """TRL reward function: the verifier reward the rollout function already computed."""
@@ -149,7 +182,7 @@ def grpo_config(knobs: PolicyGradientKnobs, ctx: LearnContext, steps: int, outpu
     from trl import GRPOConfig
 
     cuda = torch.cuda.is_available()
-    return GRPOConfig(
+    args = dict(
         output_dir=output_dir, use_cpu=not cuda, bf16=cuda, num_generations=knobs.group_size,
         per_device_train_batch_size=knobs.rollouts_per_step, gradient_accumulation_steps=1, steps_per_generation=1,
         num_iterations=1, max_steps=steps, learning_rate=knobs.learning_rate, beta=knobs.beta,
@@ -159,6 +192,11 @@ def grpo_config(knobs: PolicyGradientKnobs, ctx: LearnContext, steps: int, outpu
         max_grad_norm=knobs.max_grad_norm, gradient_checkpointing=False,  # checkpointing slows generation 2x
         report_to="none", save_strategy="no", logging_steps=1,
         seed=ctx.seed, data_seed=ctx.seed, disable_tqdm=True, remove_unused_columns=False)
+    clash = sorted(set(knobs.trl_args) & set(args))
+    if clash:
+        raise ValueError(f"method.trl_args sets {', '.join(clash)}, which the harness sets from its own knobs or "
+                         f"needs fixed; set the method knob instead (--help method)")
+    return GRPOConfig(**args, **knobs.trl_args)
 
 
 def make_callback(ctx: LearnContext, learned: Learned, stop_below: int) -> Any:
@@ -254,19 +292,15 @@ def plain_rollout_func(knobs: PolicyGradientKnobs, task: Task, problems: dict[st
     """GRPO's rollout function: G counted samples per prompt, reward = the verifier's."""
 
     def rollout(prompts: list[list[Message]], trainer: Any) -> dict[str, list]:
-        tok = backend.tokenizer
-        out: dict[str, list] = {"prompt_ids": [], "completion_ids": [], "logprobs": [], "harness_reward": []}
+        tok, batch = backend.tokenizer, RolloutBatch()
         firsts = groups_of(prompts, knobs.group_size)
         groups = sample_groups(ctx, knobs, task, [(problems[prompt_key(p)], p) for p in firsts], backend, "rollout")
         for messages, group in zip(firsts, groups, strict=True):
             p_ids = chat_ids(tok, messages)
             for a in group:
-                c_ids = completion_ids(tok, a.generation.token_ids, a.generation.finish_reason)
-                out["prompt_ids"].append(p_ids)
-                out["completion_ids"].append(c_ids)
-                out["logprobs"].append([0.0] * len(c_ids))  # sampling log-probs: used by TRL only with vLLM
-                out["harness_reward"].append(a.verdict.reward)
-        return out
+                batch.add(p_ids, completion_ids(tok, a.generation.token_ids, a.generation.finish_reason),
+                          a.verdict.reward)
+        return batch.as_trl()
 
     return rollout
 

@@ -33,6 +33,7 @@ from tasks.common.answer import extract_answer
 
 SEED_BASE = {"train": 1_000_000_000, "test": 2_000_000_000, "demo": 3_000_000_000}
 SEED_STRIDE = 1_000_003
+STALE_DRAWS = 2_000  # draws in a row with no new problem after which a stream counts as exhausted
 
 
 class VerifierTimeout(Exception):
@@ -86,15 +87,22 @@ class PromptedTask:
         raise NotImplementedError
 
     def _generate(self, seed: int, n: int, exclude: set[str]) -> list[Problem]:
+        """The first `n` distinct problems of stream `seed`, or ValueError when the stream runs dry:
+        4n + 50 draws, or STALE_DRAWS draws in a row that bring nothing new (so asking a small
+        generator for 100,000 problems fails in seconds, not after 400,000 draws)."""
         size = max(4 * n + 50, 100)
-        out, seen = [], set(exclude)
+        out, seen, drawn, stale = [], set(exclude), 0, 0
         for p in self.draw(seed, size):
+            drawn += 1
+            stale = stale + 1 if p.id in seen else 0
+            if stale >= STALE_DRAWS:
+                break
             if p.id not in seen:
                 seen.add(p.id)
                 out.append(p)
                 if len(out) == n:
                     return out
-        raise ValueError(f"{self.name}: only {len(out)} distinct problems in {size} draws "
+        raise ValueError(f"{self.name}: only {len(out)} distinct problems in {drawn} draws "
                          f"(asked for {n}); the generator settings have too few distinct problems")
 
     def demos(self) -> list[Problem]:

@@ -1,18 +1,29 @@
 """Adapter from a reasoning-gym generator to the sibench Task contract (tasks/common/base.py).
 
 Problem i of stream S is reasoning-gym's item i of `create_dataset(name, seed=S, ...)`; scoring
-is reasoning-gym's own `score_answer`, so `passed` requires its score to be exactly 1.0 (its
-partial credit, 0.01-0.3 for some wrong answers, is kept only with `partial_credit=true`).
+is reasoning-gym's own scorer (`get_score_answer_fn`: no dataset is built to score), so `passed`
+requires its score to be exactly 1.0 (its partial credit, 0.01-0.3 for some wrong answers, is
+kept only with `partial_credit=true`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from harness.types import Problem
 from tasks.common.base import PromptedTask
+
+
+@functools.cache
+def rg_scorer(dataset: str) -> Callable[[str, dict[str, Any]], float]:
+    """reasoning-gym's `score_answer(answer, entry)` for a dataset (its scorers need no generator
+    settings), shared by every task that scores that dataset's answers."""
+    import reasoning_gym
+
+    return reasoning_gym.get_score_answer_fn(dataset)
 
 
 @dataclass
@@ -47,7 +58,7 @@ class ReasoningGymTask(PromptedTask):
 
     def score(self, parsed: str, problem: Problem) -> float:
         """reasoning-gym's own scorer on the parsed answer."""
-        return float(self._dataset(0, 1).score_answer(parsed, problem.meta["entry"]))
+        return float(rg_scorer(self.dataset)(parsed, problem.meta["entry"]))
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "dataset": self.dataset, "generator": self.generator_config()}
