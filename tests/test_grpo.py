@@ -88,6 +88,6 @@ def test_trl_args_pass_through_to_grpo_config_but_cannot_override_the_harness(tm
     ctx = SimpleNamespace(seed=0)
     cfg = policy_training.grpo_config(GRPO(trl_args={"weight_decay": 0.25}, **resolved), ctx, 3, str(tmp_path))
     assert cfg.weight_decay == 0.25 and cfg.num_generations == 4 and cfg.max_steps == 3
-    with pytest.raises(ValueError, match="method.trl_args sets num_generations, temperature"):
+    with pytest.raises(ValueError, match=r"method\.trl_args sets num_generations, temperature"):
         policy_training.grpo_config(GRPO(trl_args={"temperature": 1.0, "num_generations": 2}, **resolved), ctx, 3,
                                     str(tmp_path))

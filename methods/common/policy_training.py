@@ -62,7 +62,7 @@ class PolicyGradientKnobs(MethodBase):
                                        "only (matched rollouts, the default)", ge=1)
     max_grad_norm: float = knob(1.0, "gradient clipping", gt=0)
     trl_args: dict[str, Any] = knob({}, "further TRL GRPOConfig arguments, passed through as is, e.g. "
-                                        "{weight_decay: 0.01, lr_scheduler_type: cosine} (not those the knobs above set)")
+                                        "{weight_decay: 0.01} (not those the knobs above set)")
 
     @property
     def rollouts_per_step(self) -> int:
