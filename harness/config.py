@@ -52,7 +52,10 @@ def _parse(overrides: list[str]) -> list[Any]:
 
 
 def expand_grid(overrides: list[str]) -> list[list[str]]:
-    """Turn sweep overrides (`task=a,b seed=0,1`) into one override list per cell (cartesian product)."""
+    """Turn sweep overrides (`task=a,b seed=0,1`) into one override list per cell (cartesian
+    product). In a grid of several methods (or tasks), `method.<knob>=v` goes to the cells whose
+    method has that knob (`METHOD=zero_shot,core ARGS=method.k_insights=10` tunes core only);
+    a knob that no method of the grid has is left in, so composing refuses it."""
     parsed = _parse(overrides)
     axes: list[list[str]] = []
     for ov in parsed:
@@ -61,7 +64,44 @@ def expand_grid(overrides: list[str]) -> list[list[str]]:
             axes.append([f"{key}={v}" for v in ov.sweep_string_iterator()])
         else:
             axes.append([f"{key}={ov.get_value_element_as_str()}"])
-    return [list(combo) for combo in itertools.product(*axes)] if axes else [[]]
+    cells = [list(combo) for combo in itertools.product(*axes)] if axes else [[]]
+    for group in ("method", "task"):
+        cells = _scope_group_knobs(cells, group)
+    return cells
+
+
+def _scope_group_knobs(cells: list[list[str]], group: str) -> list[list[str]]:
+    from harness.schema import knob_names
+
+    def entry(cell: list[str]) -> str:
+        picked = [o.split("=", 1)[1] for o in cell if o.split("=", 1)[0] == group]
+        return picked[-1] if picked else default_choice(group)
+
+    entries = {entry(c) for c in cells}
+    if len(entries) < 2:
+        return cells
+    knobs = {e: knob_names(group, e) for e in entries}
+    if any(k is None for k in knobs.values()):  # a YAML-only variant: leave every override in
+        return cells
+    everywhere = set.union(*(k for k in knobs.values() if k is not None))
+
+    def keep(cell: list[str], override: str) -> bool:
+        path = override.split("=", 1)[0].lstrip("+~")
+        if not path.startswith(group + "."):
+            return True
+        knob = path[len(group) + 1:].split(".")[0]
+        return knob in (knobs[entry(cell)] or ()) or knob not in everywhere
+    return [[o for o in cell if keep(cell, o)] for cell in cells]
+
+
+def default_choice(group: str) -> str:
+    """The entry conf/config.yaml picks for a group when the command line does not."""
+    import yaml
+
+    for item in yaml.safe_load((CONF_DIR / "config.yaml").read_text())["defaults"]:
+        if isinstance(item, dict) and group in item:
+            return str(item[group])
+    return ""
 
 
 def _check_group_choices(overrides: list[str]) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 from omegaconf import MISSING
 
 from harness.evaluate import EvalConfig, Sampling
-from harness.knobs import check_section, describe_knobs, knob, schema_of
+from harness.knobs import check_section, config_fields, describe_knobs, knob, schema_of
 from harness.registry import BACKENDS, LAUNCHERS, LOGGERS, METHODS, REGISTRIES, TASKS
 
 GROUPS = ("task", "method", "model", "launcher", "logger")
@@ -81,6 +81,15 @@ def _schema(group: str, name: str) -> type:
         extra |= {f: (t, getattr(Splits, f)) for f, t in (("train_size", int), ("test_size", int),
                                                              ("test_seed", int))}
     return schema_of(cls, extra)
+
+
+def knob_names(group: str, name: str) -> set[str] | None:
+    """The knobs a task or method entry has, or None for a name that is not registered (a YAML variant)."""
+    registry = REGISTRIES[group]
+    if name not in registry.names():
+        return None
+    names = {f.name for f, _ in config_fields(registry.get(name))} | {"name"}
+    return names | set(Splits.__dataclass_fields__) if group == "task" else names
 
 
 def backend_schema(name: str) -> type:

@@ -34,6 +34,9 @@ For throughput on one CPU, `rollout_batch` problems are sampled and attempted to
 the memories as they were before the batch (the paper's loop is sequential: rollout_batch 1).
 The admitted insights are written to `insights.jsonl` in the cell directory and the counts of
 proposed / duplicate / rejected candidates to `core_stats.json`.
+
+Length (~390 lines): one paper's algorithm (store, utilities, reflection, admission, loop) kept in
+the one file a reader checks against the paper; its generic parts already live in methods/common.
 """
 
 from __future__ import annotations

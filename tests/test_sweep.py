@@ -229,3 +229,20 @@ def test_table_and_plot(tmp_path):
     r = subprocess.run([sys.executable, "-m", "harness.table", "--sweep", "missing", "--results-dir", str(tmp_path)],
                        cwd=REPO, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "t" in r.stderr
+
+
+def test_a_method_knob_in_a_mixed_grid_goes_to_the_methods_that_have_it(tmp_path):
+    """`METHOD=zero_shot,core ARGS=method.k_insights=7`: core gets it, zero_shot (no such knob) runs
+    as declared; a knob no method of the grid has is still refused."""
+    from harness.config import UserError
+    from harness.sweep import plan
+
+    base = ["model=mock", "logger=none", f"results_dir={tmp_path}", "budget=200", "task=math,countdown"]
+    _, specs, _ = plan(base + ["method=zero_shot,core", "method.k_insights=7", "task.difficulty=medium"])
+    cells = {(s.config["task"]["name"], s.config["method"]["name"]): s.config for s in specs}
+    assert len(cells) == 4
+    assert cells["math", "core"]["method"]["k_insights"] == 7 and "k_insights" not in cells["math", "zero_shot"]["method"]
+    assert cells["math", "zero_shot"]["task"]["difficulty"] == "medium" and "difficulty" not in cells[
+        "countdown", "core"]["task"]
+    with pytest.raises(UserError, match=r"unknown config key 'method\.k_insghts=7'"):
+        plan(base + ["method=zero_shot,core", "method.k_insghts=7"])

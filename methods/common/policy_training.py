@@ -14,6 +14,9 @@ adapter (or full weights) to `policy/`.
 The model must come from a trainable backend (`hf`: it exposes `model` and `tokenizer`); the
 mock cannot train. On a GPU the same code runs on CUDA with transformers generation; TRL's
 vLLM-colocate mode does not apply because the harness, not TRL, generates.
+
+Length (~310 lines): the knobs, the TRL config, the rollout-batch builder, the callback and the
+trainer loop are the one TRL integration all four methods share.
 """
 
 from __future__ import annotations
