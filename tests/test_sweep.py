@@ -241,8 +241,9 @@ def test_a_method_knob_in_a_mixed_grid_goes_to_the_methods_that_have_it(tmp_path
     _, specs, _ = plan(base + ["method=zero_shot,core", "method.k_insights=7", "task.difficulty=medium"])
     cells = {(s.config["task"]["name"], s.config["method"]["name"]): s.config for s in specs}
     assert len(cells) == 4
-    assert cells["math", "core"]["method"]["k_insights"] == 7 and "k_insights" not in cells["math", "zero_shot"]["method"]
-    assert cells["math", "zero_shot"]["task"]["difficulty"] == "medium" and "difficulty" not in cells[
-        "countdown", "core"]["task"]
+    assert cells["math", "core"]["method"]["k_insights"] == 7
+    assert "k_insights" not in cells["math", "zero_shot"]["method"]
+    assert cells["math", "zero_shot"]["task"]["difficulty"] == "medium"
+    assert "difficulty" not in cells["countdown", "core"]["task"]
     with pytest.raises(UserError, match=r"unknown config key 'method\.k_insghts=7'"):
         plan(base + ["method=zero_shot,core", "method.k_insghts=7"])
