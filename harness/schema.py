@@ -14,7 +14,7 @@ Hydra then rejects unknown keys and wrong types; `check_cell_config` checks rang
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 from omegaconf import MISSING
 
@@ -94,6 +94,7 @@ def knob_names(group: str, name: str) -> set[str] | None:
 
 def backend_schema(name: str) -> type:
     return schema_of(BACKENDS.get(name), {"backend": (str, name), "label": (str, name),
+                                          "twin": (Optional[str], None),  # noqa: UP045 - OmegaConf needs Optional
                                           "resources": (Resources, Resources())})
 
 
@@ -164,8 +165,9 @@ def help_text(only: str = "") -> str:
             for name in BACKENDS.names():
                 if not entry or entry == name:
                     lines += [f"  backend {name}:", *describe_knobs(BACKENDS.get(name))]
-            lines += ["  every model also has: label (the name in records and tables) and",
-                      *describe_knobs(Resources, indent="    resources.")]
+            lines += ["  every model also has: label (the name in records and tables), twin (a model entry with",
+                      "  the same weights on a trainable backend, used by weight-training methods and where",
+                      "  this backend cannot be imported) and", *describe_knobs(Resources, indent="    resources.")]
             continue
         for name in REGISTRIES[g].names():
             if entry and entry != name:

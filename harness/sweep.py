@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
+from harness.backends import importable
 from harness.cell import CellOutcome, CellSpec, build_task, disjoint_splits
 from harness.config import REPO, UserError, compose, expand_grid, params_of, to_dict
 from harness.records import collect_summaries, stale_cells, write_parquet, write_plan
@@ -27,24 +28,45 @@ from harness.registry import METHODS, UnknownName
 from harness.schema import GROUPS
 from harness.types import content_hash
 
+_warned: set[str] = set()
+
+
+def compose_cell(overrides: list[str]) -> dict[str, Any]:
+    """One cell's resolved config. A model with a `twin` (the same weights on a trainable backend)
+    is swapped for it when the method trains weights, or when its own backend cannot be imported
+    here (with a one-line warning, once per model)."""
+    cfg = to_dict(compose(overrides))
+    for key in ("model", "aux_model"):
+        model = cfg.get(key)
+        if not model or not model.get("twin"):
+            continue
+        trains = key == "model" and METHODS.get(cfg["method"]["name"]).mutates_policy
+        missing = not importable(model["backend"])
+        if missing and model["twin"] not in _warned:
+            _warned.add(model["twin"])
+            print(f"sibench: warning: {model['backend']} is not installed here (make setup installs it); "
+                  f"{model['label']} runs on its twin {model['twin']}", file=sys.stderr)
+        if trains or missing:
+            prefix = "model" if key == "model" else "model@aux_model"
+            cfg = to_dict(compose([o for o in overrides if not o.split("=")[0].lstrip("+~").startswith(
+                (f"{prefix}=", f"{key}."))] + [f"{prefix}={model['twin']}"]))
+    return cfg
+
 
 def plan(overrides: list[str]) -> tuple[Path, list[CellSpec], dict[str, Any]]:
     """Compose and validate every cell of the grid; nothing is written here."""
-    cells = [to_dict(compose(ov)) for ov in expand_grid(overrides)]
+    cells = [compose_cell(ov) for ov in expand_grid(overrides)]
     sweeps = {c["sweep"] for c in cells}
     if len(sweeps) != 1:
         raise UserError(f"one sweep name per run, got {sorted(sweeps)}")
     first = cells[0]
     results = Path(first["results_dir"])
     sweep_dir = (results if results.is_absolute() else REPO / results) / first["sweep"]
-    specs, seen, split = [], set(), set()
+    check_splits(cells)
+    specs, seen = [], set()
     for cfg in cells:
         try:
             t = cfg["task"]
-            split_key = content_hash([t, cfg["seed"]])
-            if split_key not in split:  # draw the cell's own split: a task too small for it is refused here
-                disjoint_splits(build_task(cfg), t["train_size"], t["test_size"], cfg["seed"], t["test_seed"])
-                split.add(split_key)
             method = METHODS.get(cfg["method"]["name"])(**params_of(cfg["method"]))
             method.check_cell(budget=int(cfg["budget"]), train_size=int(t["train_size"]), model=cfg["model"])
         except UnknownName as exc:
@@ -57,6 +79,37 @@ def plan(overrides: list[str]) -> tuple[Path, list[CellSpec], dict[str, Any]]:
             seen.add(spec.cell_id)
             specs.append(spec)
     return sweep_dir, specs, first
+
+
+_splits_checked: dict[str, tuple[int, int]] = {}  # task config -> sizes known to fit, in this process
+
+
+def check_splits(cells: list[dict[str, Any]]) -> None:
+    """Refuse a task that cannot give its cells disjoint train and test sets, before anything runs.
+    Whether it can depends on how many distinct problems its settings have, not on the seed, so
+    each task configuration is drawn once, at the largest sizes its cells ask for (the cell
+    itself draws its own split, and asserts it, at run time)."""
+    largest: dict[str, dict[str, Any]] = {}
+    for cfg in cells:
+        t = cfg["task"]
+        key = content_hash({k: v for k, v in t.items() if k not in ("train_size", "test_size")})
+        big = largest.setdefault(key, cfg)
+        if (t["train_size"], t["test_size"]) != (big["task"]["train_size"], big["task"]["test_size"]):
+            sizes = {k: max(t[k], big["task"][k]) for k in ("train_size", "test_size")}
+            largest[key] = {**big, "task": {**big["task"], **sizes}}
+    for key, cfg in largest.items():
+        t = cfg["task"]
+        done = _splits_checked.get(key)
+        if done is not None and done[0] >= t["train_size"] and done[1] >= t["test_size"]:
+            continue  # this process drew as large a split of this task already (the paper runner plans per block)
+        try:
+            disjoint_splits(build_task(cfg), t["train_size"], t["test_size"], cfg["seed"], t["test_seed"])
+        except UnknownName as exc:
+            raise UserError(str(exc)) from None
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"task {t['name']} (train_size={t['train_size']}, test_size={t['test_size']}): "
+                            f"{exc}") from None
+        _splits_checked[key] = (t["train_size"], t["test_size"])
 
 
 class Progress:

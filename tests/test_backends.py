@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 
 import pytest
 
@@ -88,3 +89,50 @@ def test_openai_backend_retries_and_counts_usage_tokens():
     assert _FakeOpenAI.calls == 3  # two 503s, then success
     assert [g.text for g in out] == ["Answer: 0", "Answer: 1"]
     assert all(g.prompt_tokens == 17 and g.completion_tokens == 3 for g in out)
+
+
+class _SlowEcho(BaseHTTPRequestHandler):
+    """Replies after a short wait with the request's last message, and tracks requests in flight."""
+
+    lock = threading.Lock()
+    in_flight = 0
+    most_in_flight = 0
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        cls = type(self)
+        with cls.lock:
+            cls.in_flight += 1
+            cls.most_in_flight = max(cls.most_in_flight, cls.in_flight)
+        time.sleep(0.2)
+        with cls.lock:
+            cls.in_flight -= 1
+        resp = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                "choices": [{"index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": body["messages"][-1]["content"]}}],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}}
+        data = json.dumps(resp).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("concurrency,most", [(1, 1), (8, 8)])
+def test_openai_backend_keeps_max_concurrency_requests_in_flight_and_the_order(concurrency, most):
+    _SlowEcho.most_in_flight = 0
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowEcho)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        backend = make_backend({"backend": "openai", "model": "fake", "label": "x", "max_concurrency": concurrency,
+                                "base_url": f"http://127.0.0.1:{server.server_port}/v1"})
+        requests = [GenerationRequest(({"role": "user", "content": f"q{i}"},), SamplingParams()) for i in range(8)]
+        out = backend.generate(requests)
+    finally:
+        server.shutdown()
+    assert [g[0].text for g in out] == [f"q{i}" for i in range(8)]  # results in request order
+    assert _SlowEcho.most_in_flight == most

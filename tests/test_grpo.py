@@ -24,17 +24,19 @@ def test_grpo_counts_every_training_completion_and_saves_a_reloadable_adapter(ru
     cell = tmp_path / "sweep" / "cells" / outcome.cell_id
     log = [json.loads(line) for line in (cell / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if "step_seconds" in r] == [1, 2]
-    lora = {k: v for k, v in backend.model.state_dict().items() if "lora_B" in k}
-    assert lora and any(v.abs().sum() > 0 for v in lora.values())  # lora_B starts at 0: training moved it
-    assert all(torch.equal(before[k], v) for k, v in backend.model.get_base_model().state_dict().items()
-               if k in before and "lora" not in k)  # LoRA leaves the base weights alone
-
     from peft import PeftModel
 
     reloaded = PeftModel.from_pretrained(tiny_hf().model, cell / "policy")
+    lora = {k: v for k, v in reloaded.state_dict().items() if "lora_B" in k}
+    assert lora and any(v.abs().sum() > 0 for v in lora.values())  # lora_B starts at 0: training moved it
+    # the adapter is merged for evaluation: plain weights (no LoRA modules), moved from the base,
+    # scoring exactly as the saved adapter on the base model does
+    merged = backend.model.state_dict()
+    assert not any("lora" in k for k in merged) and not hasattr(backend.model, "peft_config")
+    assert any(not torch.equal(before[k], v) for k, v in merged.items() if k in before)
     ids = torch.tensor([backend.tokenizer("Answer: 42").input_ids])
     with torch.no_grad():
-        assert torch.allclose(reloaded(ids).logits, backend.model(ids).logits, atol=1e-6)
+        assert torch.allclose(reloaded(ids).logits, backend.model(ids).logits, atol=1e-5)
 
 
 def test_grpo_refuses_a_backend_that_cannot_train_and_a_budget_below_one_step():

@@ -21,7 +21,7 @@ def smollm():
     from harness.backends import make_backend
     from harness.config import compose, to_dict
 
-    return make_backend(to_dict(compose(["model=smollm2_135m"]))["model"])
+    return make_backend(to_dict(compose(["model=smollm2_135m_hf"]))["model"])
 
 
 def test_hf_backend_generates_counts_tokens_and_is_reproducible(smollm):
@@ -90,7 +90,7 @@ def test_method_runs_a_few_real_steps_on_the_default_model(run_one, method, over
     from harness.backends import make_backend
     from harness.config import compose, to_dict
 
-    backend = make_backend(to_dict(compose(["model=smollm2_135m"]))["model"])  # fresh: training mutates it
+    backend = make_backend(to_dict(compose(["model=smollm2_135m_hf"]))["model"])  # fresh: training mutates it
     outcome, attempts, summary = run_one(f"method={method}", "task=math", "task.train_size=3", "task.test_size=6",
                                          "eval.n_samples=2", *overrides, backend=backend)
     assert outcome.status == "ok", outcome.error

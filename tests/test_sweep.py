@@ -192,10 +192,10 @@ def test_failing_cell_does_not_stop_the_others(tmp_path, capsys):
                                 "valid: a number >= 0"),
     (["eval.temperature=-1"], "eval.temperature=-1.0; valid: a number >= 0"),
     (["learn.top_p=0"], "learn.top_p=0.0; valid: a number > 0 and <= 1"),
-    (["task.test_size=100000"], "math/zero_shot/mock: math: only 240 distinct problems in 3298 draws"),
+    (["task.test_size=100000"], "task math (train_size=10, test_size=100000): math: only 240 distinct problems"),
     (["task.test_size=100001"], "task.test_size=100001; valid: an integer >= 1 and <= 100000"),
     (["task=hanoi", "task.test_size=60"],
-     "hanoi/zero_shot/mock: hanoi: only 50 distinct problems in 290 draws (asked for 60)"),
+     "task hanoi (train_size=10, test_size=60): hanoi: only 50 distinct problems in 290 draws"),
     (["+foo=1"], "unknown config key 'foo'; valid top-level keys: task, method"),
     (["task=math", "budget==3"], "malformed override 'budget==3'"),
 ])

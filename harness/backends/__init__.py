@@ -13,7 +13,15 @@ from harness.config import params_of
 from harness.registry import BACKENDS
 from harness.types import Backend
 
-NOT_BACKEND_ARGS = ("backend", "resources", "label")  # model-config keys the harness itself reads
+NOT_BACKEND_ARGS = ("backend", "resources", "label", "twin")  # model-config keys the harness itself reads
+
+
+def importable(backend: str) -> bool:
+    """Whether a backend's engine is installed here (vLLM is optional: `make setup` installs it
+    where it installs)."""
+    import importlib.util
+
+    return backend != "vllm" or importlib.util.find_spec("vllm") is not None
 
 
 def make_backend(model_cfg: dict[str, Any]) -> Backend:

@@ -47,6 +47,28 @@ def gguf_path(package: str, filename: str) -> Path:
     return path
 
 
+def dequantized_copy(gguf_package: str, gguf_file: str, cache_dir: str | Path | None = None) -> Path:
+    """A packaged GGUF model as an fp32 transformers directory, written once under cache_dir (the
+    vLLM backend loads the same directory, so both engines run the same weights)."""
+    src = gguf_path(gguf_package, gguf_file)
+    cached = Path(cache_dir or DEFAULT_CACHE) / "models" / src.stem
+    if (cached / "config.json").exists():
+        return cached
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
+    model = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.float32)
+    strip_gguf_quantizer(model)
+    tmp = cached.with_name(cached.name + f".tmp{os.getpid()}")
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):  # another process cached it first
+        tmp.rename(cached)
+    return cached
+
+
 def load_model_and_tokenizer(path: str | None = None, gguf_package: str | None = None,
                              gguf_file: str | None = None, dtype: str = "auto",
                              cache_dir: str | Path | None = None) -> tuple[Any, Any]:
@@ -59,28 +81,13 @@ def load_model_and_tokenizer(path: str | None = None, gguf_package: str | None =
                    "float32": torch.float32, "bfloat16": torch.bfloat16,
                    "float16": torch.float16}[dtype]
     if gguf_package:
-        src = gguf_path(gguf_package, gguf_file or "")
-        cached = Path(cache_dir or DEFAULT_CACHE) / "models" / src.stem
-        if (cached / "config.json").exists():
-            model = AutoModelForCausalLM.from_pretrained(cached, dtype=torch_dtype)
-            tok = AutoTokenizer.from_pretrained(cached)
-        else:
-            tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
-            model = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name,
-                                                         dtype=torch.float32)
-            strip_gguf_quantizer(model)
-            tmp = cached.with_name(cached.name + f".tmp{os.getpid()}")
-            model.save_pretrained(tmp)
-            tok.save_pretrained(tmp)
-            tmp.parent.mkdir(parents=True, exist_ok=True)
-            with contextlib.suppress(OSError):  # another process cached it first
-                tmp.rename(cached)
-            model = model.to(torch_dtype)
+        source: str | Path = dequantized_copy(gguf_package, gguf_file or "", cache_dir)
+    elif path:
+        source = path
     else:
-        if not path:
-            raise ValueError("hf backend needs `path` (HF id or directory) or `gguf_package`")
-        tok = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+        raise ValueError("hf backend needs `path` (HF id or directory) or `gguf_package`")
+    tok = AutoTokenizer.from_pretrained(source)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"

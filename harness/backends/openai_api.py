@@ -1,8 +1,11 @@
 """Any OpenAI-compatible chat endpoint (vLLM server, llama.cpp server, hosted APIs).
 
-Transient errors (connection, 408/409/429/5xx) are retried by the `openai` client itself
-(exponential backoff with jitter, honouring Retry-After); token counts come from the response's
-`usage` (the provider's own count), falling back to a whitespace estimate only when it is absent.
+Requests are in flight `max_concurrency` at a time (a thread pool over the client, which is
+thread-safe), so a batch of prompts costs about the slowest request, not their sum; results keep
+the request order. Transient errors (connection, 408/409/429/5xx) are retried by the `openai`
+client itself (exponential backoff with jitter, honouring Retry-After). Token counts come from
+the response's `usage` (the provider's own count); `count_tokens` (prompt size, e.g. the context a
+method adds) uses the model's tokenizer when `tokenizer` names one, else a whitespace estimate.
 """
 
 from __future__ import annotations
@@ -26,15 +29,25 @@ class OpenAIBackend:
     max_retries: int = knob(
         6, "the openai client's own retries (backoff with jitter) on 408/409/429/5xx/connection errors")
     timeout_s: float = knob(600.0, "per-request HTTP timeout (32k-token replies take minutes)")
-    reasoning_effort: str | None = knob(None, "the paper's setting")
+    reasoning_effort: str | None = knob(None, "passed through for reasoning models (e.g. gpt-oss: high)")
+    max_concurrency: int = knob(32, "requests in flight at once (1 = one at a time)", ge=1)
+    tokenizer: str | None = knob(None, "HF id or local directory of the served model's tokenizer, for "
+                                       "count_tokens; null = a whitespace estimate")
 
     def __post_init__(self) -> None:
         from openai import OpenAI
 
         self.client = OpenAI(base_url=self.base_url, api_key=os.environ.get(self.api_key_env, "EMPTY"),
                              timeout=self.timeout_s, max_retries=self.max_retries)
+        self._tokenizer: Any = None
+        if self.tokenizer:
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(self.tokenizer)
 
     def count_tokens(self, messages: list[Message]) -> int:
+        if self._tokenizer is not None:
+            return len(self._tokenizer.apply_chat_template(list(messages), add_generation_prompt=True))
         return sum(len(m["content"].split()) for m in messages)
 
     def _call(self, req: GenerationRequest) -> Any:
@@ -48,21 +61,27 @@ class OpenAIBackend:
             kwargs["reasoning_effort"] = self.reasoning_effort
         return self.client.chat.completions.create(**kwargs)
 
+    def _one(self, req: GenerationRequest) -> list[Generation]:
+        start = time.perf_counter()
+        resp = self._call(req)
+        latency = (time.perf_counter() - start) / max(1, req.params.n)
+        usage = getattr(resp, "usage", None)
+        prompt_tokens = usage.prompt_tokens if usage else self.count_tokens(list(req.messages))
+        gens = []
+        for choice in resp.choices:
+            text = choice.message.content or ""
+            # usage.completion_tokens covers all n choices; split it evenly, estimate otherwise
+            ctoks = usage.completion_tokens // max(1, len(resp.choices)) if usage else len(text.split())
+            gens.append(Generation(text=text, prompt_tokens=prompt_tokens, completion_tokens=ctoks,
+                                   finish_reason=choice.finish_reason or "stop", latency_s=latency))
+        if len(gens) != req.params.n:
+            raise RuntimeError(f"endpoint returned {len(gens)} choices for n={req.params.n}")
+        return gens
+
     def generate(self, requests: list[GenerationRequest]) -> list[list[Generation]]:
-        out = []
-        for req in requests:
-            start = time.perf_counter()
-            resp = self._call(req)
-            latency = (time.perf_counter() - start) / max(1, req.params.n)
-            usage = getattr(resp, "usage", None)
-            prompt_tokens = usage.prompt_tokens if usage else self.count_tokens(list(req.messages))
-            gens = []
-            for choice in resp.choices:
-                text = choice.message.content or ""
-                # usage.completion_tokens covers all n choices; split it evenly, estimate otherwise
-                ctoks = (usage.completion_tokens // max(1, len(resp.choices)) if usage
-                         else len(text.split()))
-                gens.append(Generation(text=text, prompt_tokens=prompt_tokens, completion_tokens=ctoks,
-                                       finish_reason=choice.finish_reason or "stop", latency_s=latency))
-            out.append(gens)
-        return out
+        if self.max_concurrency == 1 or len(requests) <= 1:
+            return [self._one(r) for r in requests]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(requests))) as pool:
+            return list(pool.map(self._one, requests))  # map keeps the request order

@@ -9,7 +9,8 @@ come from the current weights. TRL receives each prompt `group_size` times in a 
 token ids, the reward (forwarded as `harness_reward` to the single reward function) and an
 optional `env_mask` (1 = token carries the advantage), and computes group-normalised advantages
 and the loss. Per-step metrics go to `train_log.jsonl` in the cell directory and the trained
-adapter (or full weights) to `policy/`.
+adapter (or full weights) to `policy/`; the adapter is then merged into the backend's weights, so
+the trained policy evaluates as fast as the base model.
 
 The model must come from a trainable backend (`hf`: it exposes `model` and `tokenizer`); the
 mock cannot train. On a GPU the same code runs on CUDA with transformers generation; TRL's
@@ -264,7 +265,9 @@ def run_trainer(knobs: PolicyGradientKnobs, learned: Learned, prompts: list[list
 
     write_text("".join(line + "\n" for line in callback.lines), ctx.cell_dir / "train_log.jsonl")
     model.save_pretrained(ctx.cell_dir / "policy")
-    model.eval()
+    if hasattr(model, "merge_and_unload"):  # evaluate at base-model speed: unmerged LoRA is 1.4x slower on CPU
+        backend.model = model.merge_and_unload()
+    backend.model.eval()
 
 
 def train_on_task_prompts(knobs: PolicyGradientKnobs, task: Task, train: list[Problem], backend: Backend,
