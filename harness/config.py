@@ -152,7 +152,9 @@ def _explain(exc: Exception, overrides: list[str]) -> str:
     head = path.rpartition(".")[0]
     valid = _valid_keys(head, overrides)
     if "not in struct" in text or "To append to your config" in text:
-        return f"unknown config key {given!r}; valid keys{' of ' + head if head else ''}: {', '.join(valid)}"
+        picked = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == head]
+        where = f" of {head}" + (f" ({picked[-1]})" if picked else "") if head else ""
+        return f"unknown config key {given!r}; valid keys{where}: {', '.join(valid)}"
     reason = text.split(" full_key:")[0]
     return f"{given}: {reason}; valid: {_rule(path) or 'see --help'}"
 

@@ -41,7 +41,8 @@ def test_mock_greedy_is_one_answer_and_aux_calls_get_the_aux_reply():
 
 
 def test_unknown_model_option_is_rejected_with_valid_choices():
-    with pytest.raises(UserError, match=r"unknown config key 'model.nope=1'; valid keys of model: .*base_accuracy"):
+    with pytest.raises(UserError, match=r"unknown config key 'model.nope=1'; valid keys of model \(mock\): "
+                                        r".*base_accuracy"):
         compose(["model=mock", "model.nope=1"])
     with pytest.raises(UserError, match="unknown backend 'tgi'; valid: hf, llamacpp, mock, openai, vllm"):
         compose(["model=mock", "model.backend=tgi"])

@@ -169,8 +169,9 @@ def test_failing_cell_does_not_stop_the_others(tmp_path, capsys):
     (["task.difficulty=insane"], "task.difficulty='insane'; valid: one of easy, medium, hard"),
     (["task"], "malformed override 'task'"),
     (["nokey=1"], "unknown config key 'nokey=1'; valid keys: aux_model, budget, checkpoints"),
-    (["model.bogus=1"], "unknown config key 'model.bogus=1'; valid keys of model: aux_reply, backend, base_accuracy"),
-    (["method=memrl", "method.alpah=0.5"], "unknown config key 'method.alpah=0.5'; valid keys of method: "
+    (["model.bogus=1"], "unknown config key 'model.bogus=1'; valid keys of model (mock): aux_reply, backend, "
+                        "base_accuracy"),
+    (["method=memrl", "method.alpah=0.5"], "unknown config key 'method.alpah=0.5'; valid keys of method (memrl): "
                                             "add_similarity_threshold, alpha"),
     (["method=memrl", "method.alpha=2"], "method.alpha=2.0; valid: a number > 0 and <= 1"),
     (["method=grpo", "model=mock", "method.loss_type=ppo"],
