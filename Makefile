@@ -80,6 +80,7 @@ paper-table: setup
 
 bench: setup
 	$(PY) bench/throughput.py $(ARGS)
+	$(PY) bench/eval_engines.py
 
 clean:
 	rm -rf .pytest_cache **/__pycache__
