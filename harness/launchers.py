@@ -31,8 +31,12 @@ class BackendCache:
         self.size = size
         self.backends: dict[str, Backend] = {}
 
+    @staticmethod
+    def key(model_cfg: dict[str, Any]) -> str:
+        return content_hash(params_of(model_cfg, drop=("resources", "label")))
+
     def __call__(self, model_cfg: dict[str, Any]) -> Backend:
-        key = content_hash(params_of(model_cfg, drop=("resources", "label")))
+        key = self.key(model_cfg)
         if key in self.backends:
             self.backends[key] = self.backends.pop(key)  # most recently used last
         else:
@@ -41,8 +45,10 @@ class BackendCache:
             self.backends[key] = make_backend(model_cfg)
         return self.backends[key]
 
-    def drop(self) -> None:
-        self.backends.clear()
+    def drop(self, model_cfg: dict[str, Any]) -> None:
+        """Forget one model (a cell trained its weights in place); the others stay loaded, so a
+        vLLM engine survives the training cells that run on its transformers twin."""
+        self.backends.pop(self.key(model_cfg), None)
 
 
 def _mutates(spec: CellSpec) -> bool:
@@ -70,7 +76,7 @@ def run_local(specs: list[CellSpec], logger_cfg: dict[str, Any], report: Callabl
             on_start(spec)
         outcome = run_cell(spec, cache, logger, progress)
         if _mutates(spec):
-            cache.drop()
+            cache.drop(spec.config["model"])
         outcomes.append(outcome)
         report(outcome)
     return outcomes

@@ -115,3 +115,16 @@ def test_ray_address_without_a_cluster_is_one_line_and_leaves_nothing(tmp_path):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "no Ray cluster at launcher.address='auto'" in lines[0], r.stderr
     assert not (tmp_path / "nocluster").exists()
+
+
+def test_a_training_cell_drops_only_its_own_model_from_the_backend_cache():
+    """After a cell trains its model in place, that model is reloaded; the other (e.g. the vLLM
+    engine of the prompt-level methods) stays loaded."""
+    from harness.launchers import BackendCache
+
+    cache = BackendCache()
+    policy, engine = {"backend": "mock", "seed": 1}, {"backend": "mock", "seed": 2}
+    trained, kept = cache(policy), cache(engine)
+    assert cache(policy) is trained
+    cache.drop(policy)
+    assert cache(engine) is kept and cache(policy) is not trained
