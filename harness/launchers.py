@@ -1,15 +1,15 @@
 """Fan-out of cells: `local` (sequential, one generating process at a time) and `ray`.
 
 Two generating processes on a 2-core machine run 5-17x slower, so `local` runs cells one after
-another in this process and reuses the loaded model between cells. `ray` submits each cell as a
-Ray task whose resources come from the model config (`model.resources`), after checking that the
-cluster can ever satisfy them (Ray would otherwise wait forever). One failing cell never stops
-the others.
+another in this process and reuses the loaded model between cells. `ray` runs cells on a pool of
+Ray actors, one per slot the cluster has for the model's resources (`model.resources`, e.g. one
+GPU each), each keeping its engine loaded across its cells, after checking that the cluster can
+ever satisfy them (Ray would otherwise wait forever). `launcher.address` joins an existing
+cluster. One failing cell never stops the others.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -82,13 +82,29 @@ def run_local(specs: list[CellSpec], logger_cfg: dict[str, Any], report: Callabl
     return outcomes
 
 
-def _remote_cell(config: dict[str, Any], sweep_dir: str, cell_id: str,
-                 logger_cfg: dict[str, Any]) -> dict[str, Any]:
-    from pathlib import Path
+class CellWorker:
+    """A Ray actor that runs cells one after another in one process, with its own BackendCache: one
+    engine per worker (a GPU's vLLM engine loads once, not once per cell)."""
 
-    spec = CellSpec(config, Path(sweep_dir), cell_id)
-    o = run_cell(spec, make_backend, make_logger(logger_cfg))
-    return o.__dict__
+    def __init__(self, logger_cfg: dict[str, Any]) -> None:
+        self.cache, self.logger = BackendCache(), make_logger(logger_cfg)
+
+    def run(self, config: dict[str, Any], sweep_dir: str, cell_id: str) -> dict[str, Any]:
+        from pathlib import Path
+
+        spec = CellSpec(config, Path(sweep_dir), cell_id)
+        outcome = run_cell(spec, self.cache, self.logger)
+        if _mutates(spec):
+            self.cache.drop(spec.config["model"])
+        return outcome.__dict__
+
+
+def pool_size(need: dict[str, float], cluster: dict[str, float], cells: int, cap: int | None) -> int:
+    """Workers for cells of one resource shape: as many as the cluster holds at once, at most one
+    per cell (and at most `cap`)."""
+    fits = [cluster.get(res, 0) // amount for res, amount in (("CPU", need["num_cpus"]), ("GPU", need["num_gpus"]))
+            if amount]
+    return int(max(1, min([cells, *(fits or [cells]), *([cap] if cap else [])])))
 
 
 def cell_resources(config: dict[str, Any]) -> dict[str, float]:
@@ -113,26 +129,34 @@ def check_resources(available: dict[str, float], specs: Iterable[CellSpec]) -> N
 @register_launcher("ray")
 @dataclass
 class RayLauncher:
-    """Each cell is a Ray task with the resources of its model (model.resources); the cluster is
-    checked to be able to satisfy every cell before anything is submitted."""
+    """Cells run on a pool of Ray actors (`CellWorker`), each reserving the resources of its cells'
+    model (model.resources, e.g. one GPU) and keeping its loaded engine across the cells it runs;
+    the cluster is checked to be able to satisfy every cell before anything starts."""
 
     address: str | None = knob(None, "null = start a local Ray; 'auto' or 'ray://host:10001' joins an existing "
                                      "cluster")
     num_cpus: int | None = knob(None, "CPUs of a locally started Ray (null = all)", ge=1)
     object_store_memory: int = knob(200_000_000, "bytes for a locally started Ray (Ray's default would claim 30% "
                                                  "of RAM)", ge=78_643_200)
-    max_retries: int = knob(0, "Ray re-runs a cell whose worker died this many times", ge=0)
+    max_retries: int = knob(0, "a cell whose worker died is run again (on a new worker) this many times", ge=0)
+    workers: int | None = knob(None, "workers per resource shape (null = as many as the cluster holds at once)",
+                               ge=1)
 
     def run(self, specs: list[CellSpec], logger_cfg: dict[str, Any], report: Callable[[CellOutcome], None],
             progress: Callable[[int, str], None] | None = None,
             on_start: Callable[[CellSpec], None] | None = None) -> list[CellOutcome]:
         return run_ray(specs, logger_cfg, report, self.address, self.num_cpus, self.object_store_memory,
-                       self.max_retries)
+                       self.max_retries, self.workers)
+
+
+def _new_worker(ray: Any, need: dict[str, float], logger_cfg: dict[str, Any]) -> Any:
+    return ray.remote(num_cpus=need["num_cpus"], num_gpus=need["num_gpus"])(CellWorker).remote(logger_cfg)
 
 
 def run_ray(specs: list[CellSpec], logger_cfg: dict[str, Any], report: Callable[[CellOutcome], None],
             address: str | None = None, num_cpus: int | None = None,
-            object_store_memory: int = 200_000_000, max_retries: int = 0) -> list[CellOutcome]:
+            object_store_memory: int = 200_000_000, max_retries: int = 0,
+            workers: int | None = None) -> list[CellOutcome]:
     import os
 
     import ray
@@ -153,24 +177,45 @@ def run_ray(specs: list[CellSpec], logger_cfg: dict[str, Any], report: Callable[
         outcomes = [CellOutcome(s.cell_id, s.label, "skipped") for s in specs if s.done]
         for o in outcomes:
             report(o)
-        pending = {}
-        for s in todo:
-            need = cell_resources(s.config)
-            fn = ray.remote(num_cpus=need["num_cpus"], num_gpus=need["num_gpus"],
-                            max_retries=max_retries)(_remote_cell)
-            pending[fn.remote(s.config, str(s.sweep_dir), s.cell_id, logger_cfg)] = s
-        while pending:
+        shapes: dict[tuple[float, float], list[CellSpec]] = {}
+        for spec in todo:
+            need = cell_resources(spec.config)
+            shapes.setdefault((need["num_cpus"], need["num_gpus"]), []).append(spec)
+        cluster = ray.cluster_resources()
+        idle: list[tuple[Any, tuple[float, float]]] = []
+        for shape, cells in shapes.items():
+            need = {"num_cpus": shape[0], "num_gpus": shape[1]}
+            idle += [(_new_worker(ray, need, logger_cfg), shape)
+                     for _ in range(pool_size(need, cluster, len(cells), workers))]
+        tries: dict[str, int] = {}
+        pending: dict[Any, tuple[Any, tuple[float, float], CellSpec]] = {}
+        while pending or any(shapes.values()):
+            for actor, shape in list(idle):  # give every idle worker the next cell of its shape
+                if shapes[shape]:
+                    spec = shapes[shape].pop(0)
+                    pending[actor.run.remote(spec.config, str(spec.sweep_dir), spec.cell_id)] = (actor, shape, spec)
+                    idle.remove((actor, shape))
+                else:  # nothing left of its shape: free its resources for the other shapes' workers
+                    ray.kill(actor)
+                    idle.remove((actor, shape))
+            if not pending:
+                continue
             ready, _waiting = ray.wait(list(pending), num_returns=1, timeout=5.0)
             for ref in ready:
-                spec = pending.pop(ref)
+                actor, shape, spec = pending.pop(ref)
                 try:
                     outcome = CellOutcome(**ray.get(ref))
-                except Exception as exc:  # worker crash, OOM kill, ...
+                    idle.append((actor, shape))
+                except Exception as exc:  # the worker died (crash, OOM kill): replace it, maybe retry the cell
+                    ray.kill(actor)
+                    idle.append((_new_worker(ray, {"num_cpus": shape[0], "num_gpus": shape[1]}, logger_cfg), shape))
+                    tries[spec.cell_id] = tries.get(spec.cell_id, 0) + 1
+                    if tries[spec.cell_id] <= max_retries:
+                        shapes[shape].append(spec)
+                        continue
                     outcome = CellOutcome(spec.cell_id, spec.label, "failed", error=f"{type(exc).__name__}: {exc}")
                 outcomes.append(outcome)
                 report(outcome)
-            if not ready:
-                time.sleep(0.1)
         return outcomes
     finally:
         ray.shutdown()

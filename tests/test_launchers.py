@@ -59,6 +59,14 @@ def test_ray_sweep_runs_cells_and_fails_fast_on_missing_gpus(tmp_path):
     r = subprocess.run(base + ["sweep=r", "seed=0,1"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert sorted(pd.read_parquet(tmp_path / "r" / "summary.parquet").seed) == [0, 1]
+    # one worker (launcher.workers=1): its engine is loaded once and kept across its cells, so the
+    # mock's aux-call counter runs on from one cell to the next instead of restarting
+    r = subprocess.run(base + ["sweep=w1", "seed=0,1", "launcher.workers=1", "method=gepa", "budget=12",
+                               "task.train_size=3"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    aux = pd.concat(pd.read_parquet(p) for p in (tmp_path / "w1" / "cells").glob("*/attempts.parquet"))
+    numbers = sorted(int(t.split("(proposal ")[1].split(")")[0]) for t in aux[aux.role == "aux"].completion)
+    assert numbers == list(range(1, len(numbers) + 1)) and len(numbers) >= 2  # one counter for both cells
     r = subprocess.run(base + ["sweep=g", "model.resources.num_gpus=1"], cwd=REPO, capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 2
