@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 import time
@@ -39,6 +40,20 @@ def matmul_flops() -> float:
     for _ in range(reps):
         a @ b
     return 2 * 1024**3 * reps / (time.perf_counter() - t)
+
+
+def weights_numel(model_cfg: dict) -> int:
+    """Parameter count read off the safetensors the vLLM engine loaded (it hides its torch model)."""
+    from safetensors import safe_open
+
+    from harness.backends.hf import dequantized_copy
+
+    total = 0
+    for path in dequantized_copy(model_cfg["gguf_package"], model_cfg["gguf_file"]).glob("*.safetensors"):
+        with safe_open(str(path), "pt") as f:
+            for name in f.keys():  # noqa: SIM118 - safe_open is not a mapping
+                total += math.prod(f.get_slice(name).get_shape())
+    return total
 
 
 def run_mode(mode: str, n: int, samples: int) -> dict:
@@ -68,7 +83,8 @@ def run_mode(mode: str, n: int, samples: int) -> dict:
     wall = time.perf_counter() - t
     unique_prompt = sum(r.prompt_tokens for r in rows if r.tag == "greedy")  # one per problem
     generated = sum(r.completion_tokens for r in rows)
-    params = sum(p.numel() for p in backend.model.parameters()) if hasattr(backend, "model") else None
+    params = (sum(p.numel() for p in backend.model.parameters()) if hasattr(backend, "model")
+              else weights_numel(cfg["model"]))
     return {"mode": mode, "load_s": load_s, "wall_s": wall, "generated": generated,
             "unique_prompt_tokens": unique_prompt, "params": params,
             "pass": sum(bool(r.passed) for r in rows if r.tag == "sample") / (n * samples)}
@@ -95,15 +111,13 @@ def main() -> int:
             print(f"{mode}: failed\n{r.stderr[-1500:]}")
             continue
         results.append(json.loads(line[7:]))
+        print(line, flush=True)
     base = next((r["wall_s"] for r in results if r["mode"] == "hf"), None)
     print(f"\neval workload: {args.n} math problems x ({args.samples} samples + 1 greedy)")
     print("| mode | load s | eval wall s | generated tok | tok/s | limit s | wall / limit | speed-up vs hf | Pass@1 |")
     print("|---|---|---|---|---|---|---|---|---|")
-    known = next((r["params"] for r in results if r["params"]), None)  # vLLM hides its torch model
     for r in results:
-        if not (r["params"] or known):
-            continue
-        limit = 2 * (r["params"] or known) * (r["unique_prompt_tokens"] + r["generated"]) / flops
+        limit = 2 * r["params"] * (r["unique_prompt_tokens"] + r["generated"]) / flops
         speed = f"{base / r['wall_s']:.2f}x" if base else "-"
         print(f"| {r['mode']} | {r['load_s']:.1f} | {r['wall_s']:.1f} | {r['generated']} | "
               f"{r['generated'] / r['wall_s']:.0f} | {limit:.1f} | {r['wall_s'] / limit:.1f}x | {speed} | "

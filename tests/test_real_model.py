@@ -38,7 +38,8 @@ def test_hf_backend_generates_counts_tokens_and_is_reproducible(smollm):
 
 
 def test_zero_shot_cell_on_the_default_model(tmp_path):
-    cmd = [sys.executable, "-m", "harness.run", "model=smollm2_135m", "logger=none", "task=math",
+    cmd = [sys.executable, "-m", "harness.run", "model=smollm2_135m", "model.enforce_eager=true", "logger=none",
+           "task=math",
            "method=zero_shot", "budget=5", "task.test_size=8", "eval.n_samples=2", "sweep=slow",
            f"results_dir={tmp_path}"]
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)

@@ -17,7 +17,7 @@ def engines():
     from harness.backends import make_backend
     from harness.config import compose, to_dict
 
-    vllm = make_backend(to_dict(compose(["model=smollm2_135m"]))["model"])
+    vllm = make_backend(to_dict(compose(["model=smollm2_135m", "model.enforce_eager=true"]))["model"])  # fast start
     hf = make_backend(to_dict(compose(["model=smollm2_135m_hf"]))["model"])
     return vllm, hf
 
