@@ -56,6 +56,7 @@ class VLLMBackend:
         on_cpu = not cuda_available()
         dtype = "float32" if on_cpu and self.dtype == "auto" else self.dtype
         extra: dict[str, Any] = {}
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # its INFO lines would bury the sweep's progress
         if on_cpu:
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(int(self.kv_cache_gib)))
             os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
