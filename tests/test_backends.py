@@ -48,6 +48,22 @@ def test_unknown_model_option_is_rejected_with_valid_choices():
         compose(["model=mock", "model.backend=tgi"])
 
 
+def _completion(handler: BaseHTTPRequestHandler, model: str, texts: list[str], prompt_tokens: int,
+                completion_tokens: int) -> None:
+    """Answer like an OpenAI chat-completions endpoint: one choice per text, with `usage`."""
+    resp = {"id": "x", "object": "chat.completion", "created": 0, "model": model,
+            "choices": [{"index": i, "finish_reason": "stop", "message": {"role": "assistant", "content": t}}
+                        for i, t in enumerate(texts)],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens}}
+    data = json.dumps(resp).encode()
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 class _FakeOpenAI(BaseHTTPRequestHandler):
     calls = 0
     fail_first = 2
@@ -61,16 +77,7 @@ class _FakeOpenAI(BaseHTTPRequestHandler):
             self.wfile.write(b'{"error": "busy"}')
             return
         n = body.get("n", 1)
-        resp = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                "choices": [{"index": i, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": f"Answer: {i}"}} for i in range(n)],
-                "usage": {"prompt_tokens": 17, "completion_tokens": 3 * n, "total_tokens": 17 + 3 * n}}
-        data = json.dumps(resp).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        _completion(self, body["model"], [f"Answer: {i}" for i in range(n)], 17, 3 * n)
 
     def log_message(self, *args):
         pass
@@ -108,16 +115,7 @@ class _SlowEcho(BaseHTTPRequestHandler):
         time.sleep(0.2)
         with cls.lock:
             cls.in_flight -= 1
-        resp = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": body["messages"][-1]["content"]}}],
-                "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}}
-        data = json.dumps(resp).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        _completion(self, body["model"], [body["messages"][-1]["content"]], 5, 2)
 
     def log_message(self, *args):
         pass
