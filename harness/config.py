@@ -150,23 +150,26 @@ def _explain(exc: Exception, overrides: list[str]) -> str:
     path = key.group(1)
     given = next((o for o in overrides if o.lstrip("+~").split("=")[0] == path), path)
     head = path.rpartition(".")[0]
-    valid = _valid_keys(head, overrides)
+    picked = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == head]
     if "not in struct" in text or "To append to your config" in text:
-        picked = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == head]
         where = f" of {head}" + (f" ({picked[-1]})" if picked else "") if head else ""
-        return f"unknown config key {given!r}; valid keys{where}: {', '.join(valid)}"
+        return f"unknown config key {given!r}; valid keys{where}: {', '.join(_valid_keys(head, overrides))}"
     reason = text.split(" full_key:")[0]
-    return f"{given}: {reason}; valid: {_rule(path) or 'see --help'}"
+    entry = picked[-1] if picked else default_choice(head) if head in ("task", "method") else ""
+    return f"{given}: {reason}; valid: {_rule(path, entry) or 'see --help'}"
 
 
-def _rule(path: str) -> str:
-    """The declared rule of a top-level, learn.* or eval.* knob (group knobs: see --help)."""
+def _rule(path: str, entry: str = "") -> str:
+    """The declared rule of a knob: top-level, learn.*, eval.*, or of the picked task/method."""
     from harness.evaluate import EvalConfig, Sampling
     from harness.knobs import config_fields, rule
+    from harness.registry import REGISTRIES
     from harness.schema import CellConfig
 
     head, _, leaf = path.rpartition(".")
     cls = {"": CellConfig, "learn": Sampling, "eval": EvalConfig}.get(head)
+    if cls is None and head in ("task", "method") and entry in REGISTRIES[head].names():
+        cls = REGISTRIES[head].get(entry)
     for f, hint in config_fields(cls) if cls is not None else []:
         if f.name == leaf:
             return rule(f, hint)

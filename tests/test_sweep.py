@@ -174,6 +174,8 @@ def test_failing_cell_does_not_stop_the_others(tmp_path, capsys):
     (["method=memrl", "method.alpah=0.5"], "unknown config key 'method.alpah=0.5'; valid keys of method (memrl): "
                                             "add_similarity_threshold, alpha"),
     (["method=memrl", "method.alpha=2"], "method.alpha=2.0; valid: a number > 0 and <= 1"),
+    (["method=memrl", "method.alpha=abc"], "method.alpha=abc: Value 'abc' of type 'str' could not be converted to "
+                                           "Float; valid: a number > 0 and <= 1"),
     (["method=grpo", "model=mock", "method.loss_type=ppo"],
      "method.loss_type='ppo'; valid: one of dapo, grpo, bnpo, dr_grpo"),
     (["task.feedback=loud"], "task.feedback='loud'; valid: one of binary, rich"),
