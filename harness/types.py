@@ -116,3 +116,11 @@ class Task(Protocol):
     def describe(self) -> dict[str, Any]: ...
 
     def chance_baseline(self, problems: list[Problem]) -> dict[str, float]: ...
+
+
+def chat_token_count(tokenizer: Any, messages: list[Message]) -> int:
+    """Prompt tokens of a chat as the model sees it (template and generation prompt included).
+    Renders to text first: transformers 5's `apply_chat_template(tokenize=True)` returns a
+    BatchEncoding, whose len() is its number of fields, not of tokens."""
+    text = tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+    return len(tokenizer(text, add_special_tokens=False).input_ids)

@@ -135,3 +135,15 @@ def test_openai_backend_keeps_max_concurrency_requests_in_flight_and_the_order(c
         server.shutdown()
     assert [g[0].text for g in out] == [f"q{i}" for i in range(8)]  # results in request order
     assert _SlowEcho.most_in_flight == most
+
+
+def test_chat_token_count_counts_tokens_not_encoding_fields(tiny_hf):
+    """vLLM's and the endpoint backend's prompt counts (context_tokens_added) use this: it must
+    grow with the prompt, as the hf backend's own count does."""
+    from harness.types import chat_token_count
+
+    backend = tiny_hf()
+    short = [{"role": "user", "content": "hi"}]
+    long = [{"role": "system", "content": "Insights: check each step."}, {"role": "user", "content": "hi"}]
+    assert chat_token_count(backend.tokenizer, short) == backend.count_tokens(short) > 2
+    assert chat_token_count(backend.tokenizer, long) - chat_token_count(backend.tokenizer, short) > 20

@@ -39,6 +39,7 @@ def test_vllm_greedy_text_matches_transformers_in_fp32(engines):
     assert same >= 15, [(a[0].text, b[0].text) for a, b in zip(ours, theirs, strict=True) if a[0].text != b[0].text]
     assert all(a[0].prompt_tokens == b[0].prompt_tokens for a, b in zip(ours, theirs, strict=True))
     assert all(a[0].completion_tokens == len(a[0].token_ids) > 0 for a in ours)
+    assert vllm.count_tokens(list(requests[0].messages)) == hf.count_tokens(list(requests[0].messages)) > 50
 
 
 def test_vllm_seeded_sampling_is_reproducible_and_batch_independent(engines):

@@ -17,7 +17,7 @@ from typing import Any
 
 from harness.knobs import knob
 from harness.registry import register_backend
-from harness.types import Generation, GenerationRequest, Message
+from harness.types import Generation, GenerationRequest, Message, chat_token_count
 
 
 @register_backend("openai")
@@ -47,7 +47,7 @@ class OpenAIBackend:
 
     def count_tokens(self, messages: list[Message]) -> int:
         if self._tokenizer is not None:
-            return len(self._tokenizer.apply_chat_template(list(messages), add_generation_prompt=True))
+            return chat_token_count(self._tokenizer, messages)
         return sum(len(m["content"].split()) for m in messages)
 
     def _call(self, req: GenerationRequest) -> Any:

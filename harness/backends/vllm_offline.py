@@ -20,7 +20,7 @@ from typing import Any
 
 from harness.knobs import knob
 from harness.registry import register_backend
-from harness.types import Generation, GenerationRequest, Message
+from harness.types import Generation, GenerationRequest, Message, chat_token_count
 
 
 def cuda_available() -> bool:
@@ -71,7 +71,7 @@ class VLLMBackend:
         self.tokenizer = self.llm.get_tokenizer()
 
     def count_tokens(self, messages: list[Message]) -> int:
-        return len(self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True))
+        return chat_token_count(self.tokenizer, messages)
 
     def generate(self, requests: list[GenerationRequest]) -> list[list[Generation]]:
         from vllm import SamplingParams as VSP
