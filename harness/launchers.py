@@ -52,7 +52,7 @@ class BackendCache:
 
 
 def _mutates(spec: CellSpec) -> bool:
-    return bool(getattr(METHODS.get(spec.config["method"]["name"]), "mutates_policy", False))
+    return bool(METHODS.get(spec.config["method"]["name"]).mutates_policy)  # MethodBase declares it
 
 
 @register_launcher("local")
