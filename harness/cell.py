@@ -32,7 +32,8 @@ from harness.types import Backend, Problem, SamplingParams, Task, content_hash
 REPO = Path(__file__).resolve().parent.parent
 PROJECT_PACKAGES = ("harness", "tasks", "methods")
 # read results, never run a cell: not in the code hash
-REPORTING_MODULES = ("table.py", "compare.py", "plot.py", "paper.py", "paper_table.py")
+REPORTING_MODULES = ("table.py", "compare.py", "plot.py", "paper.py", "paper_table.py",
+                     "serve.py")  # serve.py starts an endpoint, which cells reach through the openai backend
 ID_KEYS = ("task", "method", "model", "aux_model", "budget", "seed", "eval", "learn", "checkpoints")
 
 
@@ -197,8 +198,10 @@ def _run(spec: CellSpec, cfg: dict[str, Any], meter: BudgetMeter, get_backend, l
     described = task.describe()
     write_json({**described, "example_prompt": task.prompt(test[0]), "train_ids": [p.id for p in train],
                 "test_ids": [p.id for p in test]}, spec.out_dir / "task.json")
+    t_load = time.perf_counter()
     backend = get_backend(cfg["model"])
     aux_backend = get_backend(cfg["aux_model"]) if cfg.get("aux_model") else None
+    seconds = {"load_s": time.perf_counter() - t_load, "eval_s": 0.0}  # where the wall time goes
     method = METHODS.get(cfg["method"]["name"])(**params_of(cfg["method"]))
     max_tokens = described.get("max_tokens", 128)
     eval_cfg = EvalConfig(**cfg["eval"])
@@ -215,7 +218,9 @@ def _run(spec: CellSpec, cfg: dict[str, Any], meter: BudgetMeter, get_backend, l
     summary: list[dict[str, Any]] = []
 
     def evaluate_fn(learned: Learned, checkpoint: int, final: bool = False) -> None:
+        t_eval = time.perf_counter()
         rows = evaluate(task, learned, test, eval_cfg, checkpoint, progress=on_progress, step=len(summary))
+        seconds["eval_s"] += time.perf_counter() - t_eval
         eval_rows.extend(rows)
         metrics = summarize_attempts(pd.DataFrame([r.as_row() for r in rows]),
                                      n_bootstrap=eval_cfg.n_bootstrap, seed=cfg["seed"])
@@ -223,7 +228,8 @@ def _run(spec: CellSpec, cfg: dict[str, Any], meter: BudgetMeter, get_backend, l
                **metrics, "learn_policy_tokens": meter.policy_tokens,
                "learn_aux_tokens": meter.aux_tokens,
                "context_tokens_added": context_tokens_added(task, learned, test),
-               "wall_s": time.perf_counter() - start, "status": "ok", "final": final, "report_k": report_k,
+               "wall_s": time.perf_counter() - start, **seconds, "status": "ok", "final": final,
+               "report_k": report_k,
                "train_size": len(train), "feedback": tcfg.get("feedback", "binary"),
                **{f"baseline_{k}": v for k, v in baselines.items()}}
         summary.append(row)

@@ -39,7 +39,8 @@ class EvalConfig(Sampling):
     k: list[int] | None = knob(None, "null = all k in 1..n_samples; a list restricts the k reported in tables")
     n_bootstrap: int = knob(1000, "bootstrap resamples over problems (and seeds) for the Pass@1 CI", ge=1)
     seed: int = knob(0, "eval sampling seed (the same for every method: a paired comparison)", ge=0)
-    batch_problems: int = knob(16, "test problems per backend call", ge=1)
+    batch_problems: int = knob(64, "test problems per backend call (vLLM batches a whole call: 64 × 4 samples "
+                                   "keeps its batch full; transformers splits by its own batch_size)", ge=1)
 
 
 def evaluate(task: Task, learned: Learned, test: list[Problem], cfg: EvalConfig,

@@ -25,8 +25,9 @@ ATTEMPT_COLUMNS = [
 SUMMARY_COLUMNS = [
     "cell_id", "task", "method", "model", "budget", "seed", "checkpoint", "rollouts_used", "n_test",
     "n_samples", "pass@1", "learn_policy_tokens", "learn_aux_tokens",
-    "eval_prompt_tokens_per_problem", "context_tokens_added", "wall_s", "status",
-]  # plus pass@2..pass@n and the extra columns written by the cell runner
+    "eval_prompt_tokens_per_problem", "context_tokens_added", "wall_s", "load_s", "eval_s", "status",
+]  # plus pass@2..pass@n and the extra columns written by the cell runner;
+# load_s: seconds loading backends, eval_s: seconds evaluating so far (the rest of wall_s is learning)
 
 
 def _atomic(path: Path, write) -> None:

@@ -75,6 +75,9 @@ def build_table(sweep_dir: Path, cells: SweepCells, reference: str | None = None
         row["ctx tok added"] = round(float(r["context_tokens_added"].mean()), 1)
         row["eval prompt tok"] = round(float(r["eval_prompt_tokens_per_problem"].mean()), 1)
         row["wall s"] = round(float(r["wall_s"].mean()), 1)
+        if "eval_s" in r:  # cells from before the per-phase split lack it
+            row["eval s"] = round(float(r["eval_s"].mean()), 1)
+            row["load s"] = round(float(r["load_s"].mean()), 1)
         rows.append(row)
     out = pd.DataFrame(rows)
     return out.sort_values([c for c in key_cols if c in out.columns], kind="stable").reset_index(drop=True)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from harness.method import LearnContext, PromptOnly
 from harness.registry import register_method
 from harness.types import Problem
-from methods.common.policy_training import PolicyGradientKnobs, as_trainable, plain_rollout_func, train_on_task_prompts
+from methods.common.policy_training import PolicyGradientKnobs, plain_rollout_func, train_on_task_prompts
 
 
 @register_method("grpo")
@@ -25,6 +25,5 @@ from methods.common.policy_training import PolicyGradientKnobs, as_trainable, pl
 class GRPO(PolicyGradientKnobs):
     def learn(self, train: list[Problem], ctx: LearnContext) -> PromptOnly:
         task, backend = ctx.task, ctx.backend
-        trainable = as_trainable(backend)
         return train_on_task_prompts(self, task, train, backend, ctx,
-                                     lambda problems: plain_rollout_func(self, task, problems, trainable, ctx))
+                                     lambda problems, policy: plain_rollout_func(self, task, problems, policy, ctx))

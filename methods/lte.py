@@ -32,7 +32,6 @@ from harness.types import Message, Problem, Task, TrainableBackend
 from methods.common.policy_training import (
     PolicyGradientKnobs,
     RolloutBatch,
-    as_trainable,
     chat_ids,
     completion_ids,
     groups_of,
@@ -155,9 +154,8 @@ class LTE(PolicyGradientKnobs):
 
     def learn(self, train: list[Problem], ctx: LearnContext) -> PromptOnly:
         task, backend = ctx.task, ctx.backend
-        trainable = as_trainable(backend)
         return train_on_task_prompts(self, task, train, backend, ctx,
-                                     lambda problems: self._rollout_func(task, problems, trainable, ctx),
+                                     lambda problems, policy: self._rollout_func(task, problems, policy, ctx),
                                      trainer_cls=make_trainer_class(self.gamma, self.entropy_coef))
 
     def _rollout_func(self, task: Task, problems: dict[str, Problem], backend: TrainableBackend,

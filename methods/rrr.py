@@ -120,7 +120,7 @@ class RRR(PolicyGradientKnobs):
         if self.eval_before_training:
             ctx.evaluate_now(learned)
         run_trainer(self, learned, [conv for _, conv in conversations.values()], trainable, ctx,
-                    self._rollout_func(task, conversations, trainable, ctx))
+                    lambda policy: self._rollout_func(task, conversations, policy, ctx))
         return learned
 
     def _rollout_func(self, task: Task, conversations: dict[str, tuple[Problem, list[Message]]],

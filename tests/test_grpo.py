@@ -93,3 +93,58 @@ def test_trl_args_pass_through_to_grpo_config_but_cannot_override_the_harness(tm
     with pytest.raises(ValueError, match=r"method\.trl_args sets num_generations, temperature"):
         policy_training.grpo_config(GRPO(trl_args={"temperature": 1.0, "num_generations": 2}, **resolved), ctx, 3,
                                     str(tmp_path))
+
+
+def test_vllm_rollout_engine_hot_swaps_the_adapter_after_every_step(run_one, tiny_hf, monkeypatch):
+    """rollout_engine=vllm: one engine on the base weights with LoRA on; before each step's rollouts
+    the trainer's current adapter is saved and swapped in as a new version, every counted rollout
+    is generated through it, and the engine is closed after training. (A stand-in engine records
+    what vLLM would be given and generates with the trainer's model, which carries the same adapter.)"""
+    from safetensors.torch import load_file
+
+    from harness.backends import vllm_offline
+
+    engines = []
+
+    class RecordingEngine:
+        def __init__(self, **kwargs):
+            self.kwargs, self.published, self.generated, self.closed = kwargs, [], 0, False
+            engines.append(self)
+
+        def with_adapter(self, path, version):
+            self.published.append((version, load_file(f"{path}/adapter_model.safetensors")))
+            engine = self
+
+            class View:
+                def generate(self, requests):
+                    engine.generated += len(requests) * requests[0].params.n
+                    return backend.generate(requests)
+            return View()
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(vllm_offline, "VLLMBackend", RecordingEngine)
+    backend = tiny_hf()
+    backend.source = "/weights/of/the/base"
+    outcome, attempts, _ = run_one("method=grpo", "budget=24", "method.rollout_engine=vllm", "task.max_tokens=6",
+                                   "task.test_size=2", "eval.n_samples=1", backend=backend)
+    assert outcome.status == "ok", outcome.error
+    (engine,) = engines
+    assert engine.kwargs["path"] == "/weights/of/the/base" and engine.kwargs["enable_lora"]
+    assert engine.kwargs["gpu_memory_utilization"] == 0.3 and engine.closed
+    # every counted rollout came through the adapter
+    assert engine.generated == outcome.rollouts_used == len(attempts[attempts.phase == "learn"]) == 24
+    assert [v for v, _ in engine.published] == [1, 2, 3]  # 3 steps: a new version before each
+    first, *later = [w for _, w in engine.published]
+    assert all(not v.any() for k, v in first.items() if "lora_B" in k)  # the untrained adapter (B = 0)
+    for before, after in zip([first, *later], later, strict=False):  # each step moved the weights
+        assert any(not torch.equal(before[k], after[k]) for k in after)
+
+
+def test_vllm_rollout_engine_needs_a_lora_adapter():
+    from harness.config import UserError
+    from harness.sweep import plan
+
+    with pytest.raises(UserError, match=r"rollout_engine=vllm needs method.lora_rank >= 1"):
+        plan(["method=grpo", "method.rollout_engine=vllm", "method.lora_rank=0"])

@@ -49,6 +49,7 @@ def test_grid_sweep_writes_schema_and_recomputable_summary(tmp_path):
         again = summarize_attempts(ev, seed=0)
         assert again["pass@1_lo"] == pytest.approx(row["pass@1_lo"])
         assert row["greedy_pass"] == pytest.approx(ev[ev.tag == "greedy"].passed.mean())
+        assert row.eval_s > 0 and row.load_s >= 0 and row.load_s + row.eval_s <= row.wall_s  # phases within wall
     assert "3 ran, 0 skipped, 0 failed" in r.stdout
     import json
     recorded = json.loads((tmp_path / "x" / "cells" / summary.cell_id.iloc[0] / "task.json").read_text())

@@ -69,6 +69,17 @@ def dequantized_copy(gguf_package: str, gguf_file: str, cache_dir: str | Path | 
     return cached
 
 
+def weights_source(path: str | None, gguf_package: str | None, gguf_file: str | None,
+                   cache_dir: str | Path | None = None) -> str:
+    """Where a model's weights load from: an HF id or directory, or the dequantized copy of a
+    packaged GGUF (what both the `hf` and the `vllm` backend load)."""
+    if gguf_package:
+        return str(dequantized_copy(gguf_package, gguf_file or "", cache_dir))
+    if path:
+        return path
+    raise ValueError("a model needs `path` (HF id or directory) or `gguf_package`")
+
+
 def load_model_and_tokenizer(path: str | None = None, gguf_package: str | None = None,
                              gguf_file: str | None = None, dtype: str = "auto",
                              cache_dir: str | Path | None = None) -> tuple[Any, Any]:
@@ -80,12 +91,7 @@ def load_model_and_tokenizer(path: str | None = None, gguf_package: str | None =
     torch_dtype = {"auto": torch.bfloat16 if use_cuda else torch.float32,
                    "float32": torch.float32, "bfloat16": torch.bfloat16,
                    "float16": torch.float16}[dtype]
-    if gguf_package:
-        source: str | Path = dequantized_copy(gguf_package, gguf_file or "", cache_dir)
-    elif path:
-        source = path
-    else:
-        raise ValueError("hf backend needs `path` (HF id or directory) or `gguf_package`")
+    source = weights_source(path, gguf_package, gguf_file, cache_dir)
     tok = AutoTokenizer.from_pretrained(source)
     model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
     if tok.pad_token is None:
@@ -114,6 +120,7 @@ class HFBackend:
             torch.set_num_threads(self.threads)
         self.model, self.tokenizer = load_model_and_tokenizer(
             self.path, self.gguf_package, self.gguf_file, self.dtype, self.cache_dir)
+        self.source: str | None = weights_source(self.path, self.gguf_package, self.gguf_file, self.cache_dir)
 
     @classmethod
     def from_model(cls, model: Any, tokenizer: Any, batch_size: int = 16) -> HFBackend:
@@ -121,7 +128,7 @@ class HFBackend:
         backend = cls.__new__(cls)
         backend.path = backend.gguf_package = backend.gguf_file = backend.cache_dir = None
         backend.dtype, backend.batch_size, backend.threads = "float32", batch_size, 2
-        backend.model, backend.tokenizer = model, tokenizer
+        backend.model, backend.tokenizer, backend.source = model, tokenizer, None
         return backend
 
     @property

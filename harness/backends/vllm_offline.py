@@ -8,7 +8,9 @@ offset`), so it is turned off there; `VLLM_CPU_KVCACHE_SPACE` and
 `VLLM_CPU_NUM_OF_RESERVED_CPU=0` (vLLM keeps one core of two for itself otherwise: 61 s instead of
 39 s on the eval workload) are set before the engine starts. A packaged GGUF model is loaded
 from the same dequantized fp32 directory the `hf` backend uses (harness/backends/hf.py), so both
-engines run the same weights.
+engines run the same weights. With `enable_lora`, `with_adapter` gives a view that generates
+through a LoRA adapter saved on disk, swapped in per request: the weight-training methods'
+`rollout_engine=vllm` publishes the trained adapter this way after every optimizer step.
 """
 
 from __future__ import annotations
@@ -29,6 +31,15 @@ def cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
+def engine_env(kv_cache_gib: float, on_cpu: bool) -> dict[str, str]:
+    """Environment a vLLM engine (offline or server) needs here: quiet logs; on CPU its KV-cache
+    space and all cores for the engine."""
+    env = {"VLLM_LOGGING_LEVEL": "WARNING"}  # its INFO lines would bury the sweep's progress
+    if on_cpu:
+        env |= {"VLLM_CPU_KVCACHE_SPACE": str(int(kv_cache_gib)), "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
+    return env
+
+
 @register_backend("vllm")
 @dataclass
 class VLLMBackend:
@@ -46,23 +57,25 @@ class VLLMBackend:
     seed: int = knob(0, "engine seed (every request also carries its own)", ge=0)
     cache_dir: str | None = knob(None, "where the dequantized GGUF copy lives (default ~/.cache/sibench)")
 
-    def __post_init__(self) -> None:
-        from harness.backends.hf import dequantized_copy
+    enable_lora: bool = knob(False, "serve LoRA adapters, chosen per request (`with_adapter`); the weight-training "
+                                    "methods' rollout_engine=vllm turns it on for their own engine")
+    max_lora_rank: int = knob(16, "largest LoRA rank served (vLLM accepts 8, 16, 32, 64, ...)", ge=1)
 
-        source = (str(dequantized_copy(self.gguf_package, self.gguf_file or "", self.cache_dir))
-                  if self.gguf_package else self.path)
-        if not source:
-            raise ValueError("vllm backend needs `path` (HF id or directory) or `gguf_package`")
+    def __post_init__(self) -> None:
+        from harness.backends.hf import weights_source
+
+        source = weights_source(self.path, self.gguf_package, self.gguf_file, self.cache_dir)
         on_cpu = not cuda_available()
-        dtype = "float32" if on_cpu and self.dtype == "auto" else self.dtype
+        dtype = self.resolved_dtype(on_cpu)
         extra: dict[str, Any] = {}
-        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # its INFO lines would bury the sweep's progress
+        for key, value in engine_env(self.kv_cache_gib, on_cpu).items():
+            os.environ.setdefault(key, value)
         if on_cpu:
-            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(int(self.kv_cache_gib)))
-            os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
             extra["enable_chunked_prefill"] = False
         else:
             extra["gpu_memory_utilization"] = self.gpu_memory_utilization
+        if self.enable_lora:  # one adapter at a time: the policy being trained
+            extra.update(enable_lora=True, max_lora_rank=self.max_lora_rank, max_loras=1, max_cpu_loras=2)
         from vllm import LLM
 
         self.llm = LLM(model=source, dtype=dtype, tensor_parallel_size=self.tensor_parallel_size,
@@ -73,7 +86,26 @@ class VLLMBackend:
     def count_tokens(self, messages: list[Message]) -> int:
         return chat_token_count(self.tokenizer, messages)
 
-    def generate(self, requests: list[GenerationRequest]) -> list[list[Generation]]:
+    def resolved_dtype(self, on_cpu: bool) -> str:
+        return "float32" if on_cpu and self.dtype == "auto" else self.dtype
+
+    def with_adapter(self, path: str, version: int) -> AdapterView:
+        """This engine generating through the LoRA adapter saved at `path`; a new `version` makes
+        vLLM load the adapter afresh (hot swap, no engine restart)."""
+        if not self.enable_lora:
+            raise ValueError("this vllm backend was built without enable_lora")
+        from vllm.lora.request import LoRARequest
+
+        return AdapterView(self, LoRARequest(f"policy-v{version}", version, path))
+
+    def close(self) -> None:
+        """Stop the engine (its worker process and memory) now rather than at garbage collection."""
+        engine = getattr(self, "llm", None)
+        if engine is not None:
+            engine.llm_engine.engine_core.shutdown()
+            del self.llm
+
+    def generate(self, requests: list[GenerationRequest], lora: Any = None) -> list[list[Generation]]:
         from vllm import SamplingParams as VSP
 
         if not requests:
@@ -82,10 +114,24 @@ class VLLMBackend:
                       max_tokens=r.params.max_tokens, stop=list(r.params.stop) or None,
                       seed=r.params.seed) for r in requests]
         start = time.perf_counter()
-        outs = self.llm.chat([list(r.messages) for r in requests], params, use_tqdm=False)
+        outs = self.llm.chat([list(r.messages) for r in requests], params, use_tqdm=False, lora_request=lora)
         latency = (time.perf_counter() - start) / sum(r.params.n for r in requests)
         return [[Generation(text=c.text, prompt_tokens=len(o.prompt_token_ids or ()),
                             completion_tokens=len(c.token_ids),
                             finish_reason=c.finish_reason or "stop", latency_s=latency,
                             token_ids=tuple(c.token_ids)) for c in o.outputs]
                 for o in outs]
+
+
+@dataclass
+class AdapterView:
+    """A `Backend` that generates through one LoRA adapter of a shared vLLM engine."""
+
+    engine: VLLMBackend
+    lora: Any  # vllm.lora.request.LoRARequest
+
+    def count_tokens(self, messages: list[Message]) -> int:
+        return self.engine.count_tokens(messages)
+
+    def generate(self, requests: list[GenerationRequest]) -> list[list[Generation]]:
+        return self.engine.generate(requests, lora=self.lora)
