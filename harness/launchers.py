@@ -51,8 +51,16 @@ class BackendCache:
         self.backends.pop(self.key(model_cfg), None)
 
 
-def _mutates(spec: CellSpec) -> bool:
-    return bool(METHODS.get(spec.config["method"]["name"]).mutates_policy)  # MethodBase declares it
+def release_after(cache: BackendCache, spec: CellSpec, outcome: CellOutcome) -> None:
+    """Forget the backends a finished cell leaves unfit for the next: the model a method trained in
+    place (MethodBase.mutates_policy), and every model of a failed cell (its engine may have died,
+    e.g. vLLM's EngineDeadError, which would otherwise fail every later cell)."""
+    if outcome.status == "failed":
+        for key in ("model", "aux_model"):
+            if spec.config.get(key):
+                cache.drop(spec.config[key])
+    elif METHODS.get(spec.config["method"]["name"]).mutates_policy:
+        cache.drop(spec.config["model"])
 
 
 @register_launcher("local")
@@ -75,8 +83,7 @@ def run_local(specs: list[CellSpec], logger_cfg: dict[str, Any], report: Callabl
         if on_start is not None:
             on_start(spec)
         outcome = run_cell(spec, cache, logger, progress)
-        if _mutates(spec):
-            cache.drop(spec.config["model"])
+        release_after(cache, spec, outcome)
         outcomes.append(outcome)
         report(outcome)
     return outcomes
@@ -94,8 +101,7 @@ class CellWorker:
 
         spec = CellSpec(config, Path(sweep_dir), cell_id)
         outcome = run_cell(spec, self.cache, self.logger)
-        if _mutates(spec):
-            self.cache.drop(spec.config["model"])
+        release_after(self.cache, spec, outcome)
         return outcome.__dict__
 
 

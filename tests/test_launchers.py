@@ -136,3 +136,27 @@ def test_a_training_cell_drops_only_its_own_model_from_the_backend_cache():
     assert cache(policy) is trained
     cache.drop(policy)
     assert cache(engine) is kept and cache(policy) is not trained
+
+
+def test_a_dead_engine_is_reloaded_for_the_next_cell_not_reused(cell_config, tmp_path, monkeypatch):
+    """A cell that fails (here: its engine dies, as vLLM's does with EngineDeadError) must not hand
+    its backend to the next cell: every later cell would fail on the same dead engine."""
+    from harness import launchers
+    from harness.backends import make_backend
+
+    built = []
+
+    def build(model_cfg):
+        backend = make_backend(model_cfg)
+        if not built:  # the first engine dies on its first call
+            def dead(requests):
+                raise RuntimeError("EngineDeadError: EngineCore encountered an issue")
+            backend.generate = dead
+        built.append(backend)
+        return backend
+
+    monkeypatch.setattr(launchers, "make_backend", build)
+    specs = [CellSpec(cell_config("method=zero_shot", "budget=1", f"seed={s}"), tmp_path) for s in (0, 1)]
+    outcomes = launchers.run_local(specs, {"name": "none"}, report=lambda o: None)
+    assert [o.status for o in outcomes] == ["failed", "ok"] and "EngineDeadError" in outcomes[0].error
+    assert len(built) == 2
