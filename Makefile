@@ -81,6 +81,8 @@ paper-table: setup
 bench: setup
 	$(PY) bench/throughput.py $(ARGS)
 	$(PY) bench/eval_engines.py
+	$(PY) bench/endpoint.py
+	$(PY) bench/grpo_step.py
 
 clean:
 	rm -rf .pytest_cache **/__pycache__

@@ -1,6 +1,6 @@
 """The eval workload through each engine, against a physical-limit estimate (`make bench`).
 
-    python bench/eval_engines.py [--n 100] [--samples 4] [--modes hf,vllm,lora,merged]
+    python bench/eval_engines.py [--n 100] [--samples 4] [--modes hf,vllm,lora,merged] [--set OVERRIDE]
 
 Workload: the harness's own `evaluate()` on `n` math test problems, `samples` samples each plus
 one greedy (n x (samples + 1) generations), zero-shot prompts. Modes, each in its own process, one
@@ -56,7 +56,7 @@ def weights_numel(model_cfg: dict) -> int:
     return total
 
 
-def run_mode(mode: str, n: int, samples: int) -> dict:
+def run_mode(mode: str, n: int, samples: int, overrides: list[str]) -> dict:
     from harness.backends import make_backend
     from harness.cell import build_task
     from harness.config import compose, to_dict
@@ -64,7 +64,7 @@ def run_mode(mode: str, n: int, samples: int) -> dict:
     from harness.method import PromptOnly
 
     model = "smollm2_135m" if mode == "vllm" else "smollm2_135m_hf"
-    cfg = to_dict(compose([f"model={model}", "task=math"]))
+    cfg = to_dict(compose([f"model={model}", "task=math", *overrides]))
     t = time.perf_counter()
     backend = make_backend(cfg["model"])
     load_s = time.perf_counter() - t
@@ -95,17 +95,20 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--samples", type=int, default=4)
     ap.add_argument("--modes", default="hf,vllm,lora,merged")
+    ap.add_argument("--set", action="append", default=[], metavar="OVERRIDE",
+                    help="config override for every mode, e.g. --set model.dtype=bfloat16 --modes vllm")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one mode, print JSON
     args = ap.parse_args()
     if args.one:
-        print("RESULT " + json.dumps(run_mode(args.one, args.n, args.samples)), flush=True)
+        print("RESULT " + json.dumps(run_mode(args.one, args.n, args.samples, args.set)), flush=True)
         return 0
     flops = matmul_flops()
     print(f"fp32 matmul rate: {flops / 1e9:.1f} GFLOP/s")
     results = []
     for mode in args.modes.split(","):
         r = subprocess.run([sys.executable, __file__, "--one", mode, "--n", str(args.n), "--samples",
-                            str(args.samples)], check=False, cwd=REPO, capture_output=True, text=True)
+                            str(args.samples), *(f"--set={o}" for o in args.set)], check=False, cwd=REPO,
+                           capture_output=True, text=True)
         line = next((ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")), None)
         if line is None:
             print(f"{mode}: failed\n{r.stderr[-1500:]}")

