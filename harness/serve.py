@@ -62,7 +62,7 @@ def server_command(model_cfg: dict[str, Any], port: int) -> tuple[list[str], dic
         cmd += ["--enforce-eager"]
     cmd += ["--no-enable-chunked-prefill"] if on_cpu else ["--gpu-memory-utilization",
                                                            str(knobs.gpu_memory_utilization)]
-    env = {**os.environ, **engine_env(knobs.kv_cache_gib, on_cpu)}
+    env = {**engine_env(knobs.kv_cache_gib, on_cpu), **os.environ}  # the caller's environment wins, as offline
     return cmd, env, Server(f"http://127.0.0.1:{port}/v1", name, source)
 
 

@@ -147,3 +147,27 @@ def test_chat_token_count_counts_tokens_not_encoding_fields(tiny_hf):
     long = [{"role": "system", "content": "Insights: check each step."}, {"role": "user", "content": "hi"}]
     assert chat_token_count(backend.tokenizer, short) == backend.count_tokens(short) > 2
     assert chat_token_count(backend.tokenizer, long) - chat_token_count(backend.tokenizer, short) > 20
+
+
+def test_local_server_command_follows_the_model_entry_and_its_overrides_compose(monkeypatch):
+    """`harness.serve` starts vLLM's OpenAI server with the entry's weights, dtype, context cap and the
+    CPU settings the offline backend uses, and the overrides it prints are a valid endpoint config."""
+    from harness.config import compose, to_dict
+    from harness.serve import server_command
+
+    for var in ("VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_NUM_OF_RESERVED_CPU"):  # an engine earlier in the run sets them
+        monkeypatch.delenv(var, raising=False)
+    entry = {"backend": "vllm", "path": "/weights/m", "label": "m-135m", "enforce_eager": True, "max_model_len": 2048,
+             "kv_cache_gib": 3}
+    cmd, env, server = server_command(entry, port=8123)
+    assert cmd[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
+    flags = dict(zip(cmd[3::2], cmd[4::2], strict=False))
+    assert flags["--model"] == "/weights/m" and flags["--served-model-name"] == "m-135m"
+    assert flags["--dtype"] == "float32" and flags["--max-model-len"] == "2048"  # CPU: fp32, as offline
+    assert "--enforce-eager" in cmd and "--no-enable-chunked-prefill" in cmd  # seeded sampling on CPU
+    assert env["VLLM_CPU_KVCACHE_SPACE"] == "3" and env["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"
+    model = to_dict(compose(server.overrides()))["model"]
+    assert (model["backend"], model["base_url"], model["model"], model["tokenizer"]) == (
+        "openai", "http://127.0.0.1:8123/v1", "m-135m", "/weights/m")
+    with pytest.raises(ValueError, match="model backend 'mock' cannot be served; valid: vllm entries"):
+        server_command({"backend": "mock"}, port=8123)
