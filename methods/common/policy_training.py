@@ -348,6 +348,9 @@ def run_trainer(knobs: PolicyGradientKnobs, learned: Learned, prompts: list[list
             train_dataset=Dataset.from_list([{"prompt": list(p)} for p in prompts]),
             processing_class=backend.tokenizer, rollout_func=make_rollout(policy),
             callbacks=[callback])
+        from transformers import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)  # its per-step dicts buried the sweep's progress; train_log has them
         trainer.train()
     from harness.records import write_text
 
