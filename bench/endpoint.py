@@ -15,18 +15,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def through_backend(server, task, test, samples: int, concurrency: int) -> tuple[float, int]:
@@ -73,7 +66,7 @@ def main() -> int:
     task = build_task(cfg)
     test = task.problems("test", args.n, 0)
     t = time.perf_counter()
-    with local_server(cfg["model"], port=free_port()) as server:
+    with local_server(cfg["model"]) as server:
         print(f"server up in {time.perf_counter() - t:.1f} s", flush=True)
         saturating(server, task, test[:4], args.samples)  # warm-up
         results = [(f"saturating client ({len(test) * 2} requests at once)", *saturating(server, task, test,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -66,9 +67,17 @@ def server_command(model_cfg: dict[str, Any], port: int) -> tuple[list[str], dic
     return cmd, env, Server(f"http://127.0.0.1:{port}/v1", name, source)
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 @contextmanager
-def local_server(model_cfg: dict[str, Any], port: int = 8000, timeout_s: float = 600) -> Iterator[Server]:
-    """Start the server, wait until it answers, yield where it is, stop it (its whole process group)."""
+def local_server(model_cfg: dict[str, Any], port: int | None = None, timeout_s: float = 600) -> Iterator[Server]:
+    """Start the server (on a free port unless `port` is given), wait until it answers, yield where
+    it is, stop it (its whole process group)."""
+    port = port or free_port()
     cmd, env, server = server_command(model_cfg, port)
     with tempfile.TemporaryFile("w+") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -152,9 +152,11 @@ def test_chat_token_count_counts_tokens_not_encoding_fields(tiny_hf):
 def test_local_server_command_follows_the_model_entry_and_its_overrides_compose(monkeypatch):
     """`harness.serve` starts vLLM's OpenAI server with the entry's weights, dtype, context cap and the
     CPU settings the offline backend uses, and the overrides it prints are a valid endpoint config."""
+    from harness.backends import vllm_offline
     from harness.config import compose, to_dict
     from harness.serve import server_command
 
+    monkeypatch.setattr(vllm_offline, "cuda_available", lambda: False)  # the CPU command, on any machine
     for var in ("VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_NUM_OF_RESERVED_CPU"):  # an engine earlier in the run sets them
         monkeypatch.delenv(var, raising=False)
     entry = {"backend": "vllm", "path": "/weights/m", "label": "m-135m", "enforce_eager": True, "max_model_len": 2048,

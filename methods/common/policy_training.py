@@ -309,8 +309,8 @@ def rollout_policy(knobs: PolicyGradientKnobs, trainable: TrainableBackend) -> I
                          "(path or gguf_package); valid: trainer")
     from harness.backends.vllm_offline import VLLMBackend
 
-    engine = VLLMBackend(path=source, enable_lora=True, max_lora_rank=max(16, knobs.lora_rank),
-                         **knobs.rollout_engine_args)
+    served_rank = 1 << max(3, (knobs.lora_rank - 1).bit_length())  # vLLM serves ranks 8, 16, 32, ...
+    engine = VLLMBackend(path=source, enable_lora=True, max_lora_rank=served_rank, **knobs.rollout_engine_args)
     try:
         with tempfile.TemporaryDirectory(prefix="sibench-adapter-") as adapters:
             yield HotSwapPolicy(trainable, engine, adapters)  # type: ignore[misc]
