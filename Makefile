@@ -7,8 +7,11 @@ STAMP   := .venv/.installed
 HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 
 # Cell grid. Comma lists sweep, e.g. TASK=math,countdown METHOD=zero_shot,core SEEDS=0,1,2
+# METHOD empty: the sweep runs every registered method (harness.sweep decides; `--help` says so).
+# DRY=1: plan only (compose and validate every cell, print the plan, run and write nothing).
 TASK    ?= math
-METHOD  ?= $(shell $(PY) -m harness.registry method 2>/dev/null)
+METHOD  ?=
+DRY     ?=
 BUDGET  ?= 500
 SEEDS   ?= 0
 MODEL   ?= smollm2_135m
@@ -22,9 +25,10 @@ SCALE   ?=
 .PHONY: setup setup-llamacpp sweep run test test-fast test-gpu lint table plot paper paper-table bench clean help
 
 help:
-	@echo "make sweep TASK=math BUDGET=500 [METHOD=a,b SEEDS=0,1 MODEL=mock SWEEP=name ARGS='eval.n_samples=8']"
+	@echo "make sweep TASK=math BUDGET=500 [METHOD=a,b SEEDS=0,1 MODEL=mock SWEEP=name ARGS='eval.n_samples=8' DRY=1]"
+	@echo "  (no METHOD: every registered method; DRY=1: print the plan, run nothing)"
 	@echo "make table|plot [SWEEP=name]   make test   make test-fast   make lint   make bench   make setup"
-	@echo "make paper PAPER=core|rrr|lte [SCALE=full|cpu]   make paper-table PAPER=core [SCALE=cpu]"
+	@echo "make paper PAPER=core|rrr|lte [SCALE=full|cpu DRY=1]   make paper-table PAPER=core [SCALE=cpu]"
 
 $(STAMP): pyproject.toml constraints-cpu.txt
 	test -x $(PY) || python3 -m venv .venv
@@ -51,7 +55,8 @@ setup-llamacpp: setup
 		$(PIP) install -c constraints-cpu.txt 'llama-cpp-python>=0.3.16'
 
 sweep: setup
-	$(PY) -m harness.sweep task=$(TASK) method=$(METHOD) budget=$(BUDGET) seed=$(SEEDS) model=$(MODEL) sweep=$(SWEEP) $(ARGS)
+	$(PY) -m harness.sweep task=$(TASK) $(if $(METHOD),method=$(METHOD)) budget=$(BUDGET) seed=$(SEEDS) \
+		model=$(MODEL) sweep=$(SWEEP) $(ARGS) $(if $(filter-out 0,$(DRY)),--dry-run)
 
 test: setup
 	$(PY) -m pytest -m "not gpu"
@@ -73,7 +78,7 @@ plot: setup
 	$(PY) -m harness.plot --sweep $(SWEEP)
 
 paper: setup
-	$(PY) -m harness.paper run $(PAPER) $(if $(SCALE),--scale $(SCALE))
+	$(PY) -m harness.paper run $(PAPER) $(if $(SCALE),--scale $(SCALE)) $(if $(filter-out 0,$(DRY)),--dry-run)
 
 paper-table: setup
 	$(PY) -m harness.paper table $(PAPER) $(if $(SCALE),--scale $(SCALE))

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from harness.config import REPO, UserError
-from harness.sweep import exit_process, plan, run_locked
+from harness.sweep import exit_process, plan, print_plan, run_locked
 
 PAPER_DIR = REPO / "conf" / "paper"
 
@@ -116,7 +116,9 @@ def run(name: str, scale_name: str, results_dir: str = "results", dry_run: bool 
           + ", ".join(f"{b}: {len(s)} cells" for b, _, s, _ in planned) + f" ({total} in all)", flush=True)
     if dry_run:
         for block_name, sdir, specs, _ in planned:
-            print(f"  {block_name} -> {sdir}: {sum(not s.done for s in specs)} to run")
+            assert sdir is not None  # every block plans at least one group
+            print(f"  block {block_name}:")
+            print_plan(sdir, specs, indent="  ")
         return 0
     t0, worst = time.perf_counter(), 0
     for _, sdir, specs, first in planned:

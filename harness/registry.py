@@ -75,8 +75,3 @@ register_backend = BACKENDS.register
 register_launcher = LAUNCHERS.register
 register_logger = LOGGERS.register
 
-
-if __name__ == "__main__":  # `python -m harness.registry method`: the names, comma-separated (Makefile)
-    import sys
-
-    print(",".join(REGISTRIES[sys.argv[1]].names()))

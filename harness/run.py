@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sibench: error: harness.run runs one cell but the overrides make {len(grid)}; "
               f"use harness.sweep (make sweep) for grids", file=sys.stderr)
         return 2
-    return sweep_main(overrides)
+    return sweep_main(overrides, every_method=False)
 
 
 if __name__ == "__main__":

@@ -147,7 +147,9 @@ def help_text(only: str = "") -> str:
     from harness.config import CONF_DIR, group_choices
 
     group, _, entry = only.partition("=")
-    lines = ["usage: python -m harness.sweep [KEY=VALUE ...] (or harness.run for one cell)",
+    lines = ["usage: python -m harness.sweep [KEY=VALUE ...] [--dry-run] (or harness.run for one cell)",
+             "  without method=, the sweep runs every registered method (harness.run: method=zero_shot);",
+             "  --dry-run composes and validates every cell and prints the plan (make sweep ... DRY=1)",
              "  e.g. python -m harness.sweep task=math method=zero_shot,core budget=100 seed=0,1 method.k_insights=10",
              "  comma lists sweep; make sweep TASK=math METHOD=core BUDGET=500 ARGS='eval.n_samples=8' is the same",
              "  --help GROUP[=NAME] lists one group or entry, e.g. --help method=memrl", ""]

@@ -1,6 +1,9 @@
-"""`python -m harness.sweep <hydra overrides>`: expand the grid, skip finished cells, run the rest.
+"""`python -m harness.sweep <hydra overrides> [--dry-run]`: expand the grid, skip finished cells, run the rest.
 
-Comma lists sweep (`task=math,countdown method=zero_shot,core seed=0,1`). Every cell is composed
+Comma lists sweep (`task=math,countdown method=zero_shot,core seed=0,1`); with no `method=`, the grid
+holds every registered method. `--dry-run` composes and validates every cell and prints the plan
+(cells, which are finished, the model and engine of each) without running or writing anything.
+Every cell is composed
 and validated before anything is written; bad input exits 2 with one line. Results go to
 `results/<sweep>/`; the sweep's `summary.parquet` is rewritten after every finished cell. The
 command exits 1 if any cell failed, after listing each failure with its error.
@@ -82,6 +85,32 @@ def plan(overrides: list[str]) -> tuple[Path, list[CellSpec], dict[str, Any]]:
 
 
 _splits_checked: dict[str, tuple[int, int]] = {}  # task config -> sizes known to fit, in this process
+
+
+def every_method_unless_named(overrides: list[str]) -> list[str]:
+    """The sweep's default grid: with no `method=` among the overrides, every registered method."""
+    if any(o.split("=", 1)[0].lstrip("+~") in ("method", "method.name") for o in overrides):
+        return overrides
+    return [f"method={','.join(METHODS.names())}", *overrides]
+
+
+def engine_of(model: dict[str, Any]) -> str:
+    """What generates for a cell, as the plan names it: backend/dtype (`vllm/auto`, `mock/-`)."""
+    return f"{model.get('backend', '?')}/{model.get('dtype') or '-'}"
+
+
+def print_plan(sweep_dir: Path, specs: list[CellSpec], indent: str = "") -> None:
+    """The plan-only listing shared by `harness.sweep --dry-run` and `harness.paper run --dry-run`:
+    the cell count, then one line per cell with its label, state, model and engine."""
+    from tabulate import tabulate
+
+    finished = sum(s.done for s in specs)
+    print(f"{indent}sweep {sweep_dir.name}: {len(specs)} cells ({finished} finished, {len(specs) - finished} to run) "
+          f"-> {sweep_dir}")
+    rows = [(s.label, "finished" if s.done else "to run", s.config["model"].get("label", "?"),
+             engine_of(s.config["model"]), s.cell_id) for s in specs]
+    table = tabulate(rows, headers=["cell", "state", "model", "engine", "cell id"], tablefmt="plain")
+    print("\n".join(indent + "  " + line for line in table.splitlines()), flush=True)
 
 
 def check_splits(cells: list[dict[str, Any]]) -> None:
@@ -294,18 +323,30 @@ def asked_for_help(args: list[str]) -> int | None:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    overrides = list(sys.argv[1:] if argv is None else argv)
-    shown = asked_for_help(overrides)
+DRY_RUN = "--dry-run"
+
+
+def main(argv: list[str] | None = None, *, every_method: bool = True) -> int:
+    """`every_method`: a grid without `method=` runs every registered method (harness.run passes
+    False: its one cell takes conf/config.yaml's default method)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    shown = asked_for_help(args)
     if shown is not None:
         return shown
+    dry_run = DRY_RUN in args
+    overrides = [a for a in args if a != DRY_RUN]
     try:
+        if every_method:
+            overrides = every_method_unless_named(overrides)
         sweep_dir, specs, first = plan(overrides)
     except UserError as exc:
         print(f"sibench: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return interrupted()
+    if dry_run:
+        print_plan(sweep_dir, specs)
+        return 0
     return run_locked(sweep_dir, specs, first)
 
 

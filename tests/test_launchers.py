@@ -54,7 +54,7 @@ def test_progress_hears_learning_and_evaluation_generations(cell_config, tmp_pat
 
 
 def test_ray_sweep_runs_cells_and_fails_fast_on_missing_gpus(tmp_path):
-    base = [sys.executable, "-m", "harness.sweep", "model=mock", "logger=none", "launcher=ray",
+    base = [sys.executable, "-m", "harness.sweep", "model=mock", "method=zero_shot", "logger=none", "launcher=ray",
             "launcher.num_cpus=2", f"results_dir={tmp_path}", "task=math", "task.test_size=10", "budget=5"]
     r = subprocess.run(base + ["sweep=r", "seed=0,1"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -76,7 +76,7 @@ def test_ray_sweep_runs_cells_and_fails_fast_on_missing_gpus(tmp_path):
 def test_wandb_logger_writes_one_offline_run_per_cell(tmp_path, run_one, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    r = subprocess.run([sys.executable, "-m", "harness.sweep", "model=mock", "logger=wandb",
+    r = subprocess.run([sys.executable, "-m", "harness.sweep", "model=mock", "method=zero_shot", "logger=wandb",
                         f"results_dir={tmp_path}", "task=math", "task.test_size=10", "budget=5", "sweep=w",
                         "seed=0,1"], cwd=REPO, capture_output=True, text=True, timeout=300,
                        env={**__import__("os").environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"})
@@ -105,7 +105,7 @@ def test_wandb_mode_follows_the_standard_environment(monkeypatch, env, key, mode
 
 
 def test_wandb_disabled_writes_no_run_and_prints_nothing(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "harness.sweep", "model=mock", "logger=wandb",
+    r = subprocess.run([sys.executable, "-m", "harness.sweep", "model=mock", "method=zero_shot", "logger=wandb",
                         f"results_dir={tmp_path}", "task=math", "task.test_size=5", "budget=5", "sweep=w"],
                        cwd=REPO, capture_output=True, text=True, timeout=300,
                        env={**__import__("os").environ, "WANDB_MODE": "disabled"})
@@ -116,9 +116,9 @@ def test_wandb_disabled_writes_no_run_and_prints_nothing(tmp_path):
 
 def test_ray_address_without_a_cluster_is_one_line_and_leaves_nothing(tmp_path):
     env = {k: v for k, v in __import__("os").environ.items() if k != "RAY_ADDRESS"}
-    r = subprocess.run([sys.executable, "-m", "harness.sweep", "model=mock", "logger=none", "launcher=ray",
-                        "launcher.address=auto", f"results_dir={tmp_path}", "task.test_size=5", "budget=5",
-                        "sweep=nocluster"], cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+    r = subprocess.run([sys.executable, "-m", "harness.sweep", "model=mock", "method=zero_shot", "logger=none",
+                        "launcher=ray", "launcher.address=auto", f"results_dir={tmp_path}", "task.test_size=5",
+                        "budget=5", "sweep=nocluster"], cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "no Ray cluster at launcher.address='auto'" in lines[0], r.stderr

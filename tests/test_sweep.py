@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def sweep(tmp_path: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "harness.sweep", "model=mock", "logger=none",
+    cmd = [sys.executable, "-m", "harness.sweep", "model=mock", "method=zero_shot", "logger=none",
            f"results_dir={tmp_path}", *args]
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
@@ -68,7 +68,8 @@ def test_rerun_skips_finished_cells(tmp_path):
 def test_killed_sweep_resumes_without_duplicate_or_missing_rows(tmp_path):
     args = ["task=math", "budget=10", "sweep=k", "seed=0,1,2,3", "task.test_size=20",
             "model.latency_s=0.05", "eval.batch_problems=1"]
-    cmd = [sys.executable, "-m", "harness.sweep", "model=mock", "logger=none", f"results_dir={tmp_path}", *args]
+    cmd = [sys.executable, "-m", "harness.sweep", "model=mock", "method=zero_shot", "logger=none",
+           f"results_dir={tmp_path}", *args]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             start_new_session=True)
     # wait until the first cell finished and the second is running, then kill the whole group
@@ -94,7 +95,8 @@ def test_killed_sweep_resumes_without_duplicate_or_missing_rows(tmp_path):
 
 
 def _start_slow_sweep(tmp_path, name: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "harness.sweep", "model=mock", "logger=none", f"results_dir={tmp_path}",
+    cmd = [sys.executable, "-m", "harness.sweep", "model=mock", "method=zero_shot", "logger=none",
+           f"results_dir={tmp_path}",
            "task=math", "budget=10", f"sweep={name}", "seed=0,1,2", "task.test_size=20", "model.latency_s=0.05",
            "eval.batch_problems=1"]
     # SIGINT as at a terminal, even where the test runner was started with it ignored (`cmd &`);
