@@ -1,13 +1,14 @@
-"""GRPO seconds per optimizer step on the default model, per rollout engine (`make bench`).
+"""GRPO seconds per optimizer step on the default model, per generating engine (`make bench`).
 
-    python bench/grpo_step.py [--steps 5] [--engines trainer,vllm]
+    python bench/grpo_step.py [--steps 5] [--models smollm2_135m_hf,smollm2_135m]
 
-Runs one `grpo` cell per engine through the sweep (math, default knobs: 2 prompts x G 4 = 8
+Runs one `grpo` cell per model entry through the sweep (math, default knobs: 2 prompts x G 4 = 8
 rollouts a step, LoRA r16) with a budget of `steps` steps, and reads the per-step seconds the
-trainer callback writes to `train_log.jsonl`. `trainer` generates with the model being trained
-(transformers + PEFT); `vllm` with a vLLM engine serving the LoRA adapter, hot-swapped after every
-step (on CPU, vLLM's LoRA kernels are slow: this bench shows by how much). The first step also
-pays for warm-up, so the mean is over the later ones; engine start-up is printed apart.
+trainer callback writes to `train_log.jsonl`, and the cell's eval seconds from its summary.
+`smollm2_135m_hf` generates with the model being trained (transformers + PEFT, round 2's path);
+`smollm2_135m` (the default) trains the same weights in transformers and generates on the vLLM
+engine, into which the weights are synced after every step (harness/backends/synced.py). The
+first step also pays for warm-up, so the mean is over the later ones.
 """
 
 from __future__ import annotations
@@ -22,41 +23,47 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def run(engine: str, steps: int, results: Path) -> tuple[list[float], float]:
+def run(model: str, steps: int, test_size: int, results: Path) -> tuple[list[float], float, float, str]:
+    """(per-step seconds, cell wall s, eval s, engine) of one grpo cell."""
+    import pandas as pd
+
     cmd = [sys.executable, "-m", "harness.sweep", "task=math", "method=grpo", f"budget={8 * steps}",
-           f"method.rollout_engine={engine}", "task.test_size=4", "eval.n_samples=1", "eval.greedy=false",
-           "checkpoints=[]", "logger=none", f"results_dir={results}", f"sweep={engine}"]
+           f"model={model}", f"task.test_size={test_size}", "eval.n_samples=4", "checkpoints=[]", "logger=none",
+           f"results_dir={results}", f"sweep={model}"]
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
     if r.returncode != 0:
-        raise RuntimeError(f"{engine}: {r.stderr[-2000:]}")
-    (cell,) = (results / engine / "cells").iterdir()
+        raise RuntimeError(f"{model}: {r.stderr[-2000:]}")
+    (cell,) = (results / model / "cells").iterdir()
     log = [json.loads(line) for line in (cell / "train_log.jsonl").read_text().splitlines()]
-    wall = json.loads((cell / "done.json").read_text())["wall_s"]
-    return [row["step_seconds"] for row in log if "step_seconds" in row], wall
+    summary = pd.read_parquet(cell / "summary.parquet").iloc[-1]
+    return ([row["step_seconds"] for row in log if "step_seconds" in row], float(summary.wall_s),
+            float(summary.eval_s), str(summary.engine))
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=5)
-    ap.add_argument("--engines", default="trainer,vllm")
+    ap.add_argument("--models", default="smollm2_135m_hf,smollm2_135m")
+    ap.add_argument("--test-size", type=int, default=50, help="test problems of the trained policy's evaluation")
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for engine in args.engines.split(","):
+        for model in args.models.split(","):
             try:
-                seconds, wall = run(engine, args.steps, Path(tmp))
+                seconds, wall, eval_s, engine = run(model, args.steps, args.test_size, Path(tmp))
             except RuntimeError as exc:
-                print(f"{engine}: failed\n{exc}")
+                print(f"{model}: failed\n{exc}")
                 continue
             later = seconds[1:] or seconds
-            rows.append((engine, len(seconds), seconds[0], sum(later) / len(later), wall))
+            rows.append((model, engine, len(seconds), seconds[0], sum(later) / len(later), eval_s, wall))
             print(rows[-1], flush=True)
-    base = next((r[3] for r in rows if r[0] == "trainer"), None)
-    print("\n| rollout engine | steps | first step s | mean later step s | vs trainer | cell wall s |")
-    print("|---|---|---|---|---|---|")
-    for engine, n, first, mean, wall in rows:
+    base = rows[0][4] if rows else None
+    print(f"\n| model | engine | steps | first step s | mean later step s | vs {rows[0][0] if rows else '-'} | "
+          f"eval s ({args.test_size} problems x 5) | cell wall s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for model, engine, n, first, mean, eval_s, wall in rows:
         ratio = f"{mean / base:.2f}x" if base else "-"
-        print(f"| {engine} | {n} | {first:.1f} | {mean:.1f} | {ratio} | {wall:.0f} |")
+        print(f"| {model} | {engine} | {n} | {first:.1f} | {mean:.1f} | {ratio} | {eval_s:.0f} | {wall:.0f} |")
     return 0
 
 

@@ -21,6 +21,8 @@ from typing import Any
 
 import pandas as pd
 
+from harness.backends import make_backend
+from harness.backends.synced import SyncedPolicy
 from harness.budget import AttemptRecord, BudgetMeter
 from harness.config import params_of
 from harness.evaluate import EvalConfig, evaluate, summarize_attempts
@@ -201,7 +203,26 @@ def _run(spec: CellSpec, cfg: dict[str, Any], meter: BudgetMeter, get_backend, l
     t_load = time.perf_counter()
     backend = get_backend(cfg["model"])
     aux_backend = get_backend(cfg["aux_model"]) if cfg.get("aux_model") else None
+    for loaded in (backend, aux_backend):  # a cached backend keeps weights, never an earlier cell's state
+        reset = getattr(loaded, "reset", None)
+        if reset is not None:
+            reset()
+    synced = None
+    if cfg["model"].get("trainer"):  # a weight-training cell: trained in transformers, generated on the sweep's engine
+        synced = backend = SyncedPolicy(backend, make_backend(cfg["model"]["trainer"]))  # type: ignore[arg-type]
     seconds = {"load_s": time.perf_counter() - t_load, "eval_s": 0.0}  # where the wall time goes
+    result = _learn_and_evaluate(spec, cfg, meter, task, train, test, described, backend, aux_backend,
+                                 seconds, logger, on_progress, start)
+    if synced is not None:  # the engine's own weights back before the next cell (a failed cell's engine is
+        synced.restore()    # dropped by the launcher instead: harness/launchers.py release_after)
+    return result
+
+
+def _learn_and_evaluate(spec: CellSpec, cfg: dict[str, Any], meter: BudgetMeter, task: Task,
+                        train: list[Problem], test: list[Problem], described: dict[str, Any], backend: Backend,
+                        aux_backend: Backend | None, seconds: dict[str, float], logger, on_progress,
+                        start: float) -> tuple[list[dict[str, Any]], int]:
+    tcfg = cfg["task"]
     method = METHODS.get(cfg["method"]["name"])(**params_of(cfg["method"]))
     max_tokens = described.get("max_tokens", 128)
     eval_cfg = EvalConfig(**cfg["eval"])
@@ -213,7 +234,7 @@ def _run(spec: CellSpec, cfg: dict[str, Any], meter: BudgetMeter, get_backend, l
     baselines = task.chance_baseline(test)
     cell_fields = {"cell_id": spec.cell_id, "task": tcfg["name"], "method": cfg["method"]["name"],
                    "model": cfg["model"].get("label", cfg["model"]["backend"]),
-                   "budget": cfg["budget"], "seed": cfg["seed"]}
+                   "budget": cfg["budget"], "seed": cfg["seed"], "engine": backend.engine}
     eval_rows: list[AttemptRecord] = []
     summary: list[dict[str, Any]] = []
 

@@ -33,7 +33,7 @@ class BackendCache:
 
     @staticmethod
     def key(model_cfg: dict[str, Any]) -> str:
-        return content_hash(params_of(model_cfg, drop=("resources", "label")))
+        return content_hash(params_of(model_cfg, drop=("resources", "label", "trainer")))
 
     def __call__(self, model_cfg: dict[str, Any]) -> Backend:
         key = self.key(model_cfg)
@@ -53,13 +53,14 @@ class BackendCache:
 
 def release_after(cache: BackendCache, spec: CellSpec, outcome: CellOutcome) -> None:
     """Forget the backends a finished cell leaves unfit for the next: the model a method trained in
-    place (MethodBase.mutates_policy), and every model of a failed cell (its engine may have died,
-    e.g. vLLM's EngineDeadError, which would otherwise fail every later cell)."""
+    place (MethodBase.mutates_policy, on a trainable backend itself: a cell with a `trainer` trains
+    a copy and puts the engine's weights back, harness/cell.py), and every model of a failed cell
+    (its engine may have died, e.g. vLLM's EngineDeadError, or still hold trained weights)."""
     if outcome.status == "failed":
         for key in ("model", "aux_model"):
             if spec.config.get(key):
                 cache.drop(spec.config[key])
-    elif METHODS.get(spec.config["method"]["name"]).mutates_policy:
+    elif METHODS.get(spec.config["method"]["name"]).mutates_policy and not spec.config["model"].get("trainer"):
         cache.drop(spec.config["model"])
 
 

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
-from harness.backends import importable
+from harness.backends import TRAINABLE_BACKENDS, importable
 from harness.cell import CellOutcome, CellSpec, build_task, disjoint_splits
 from harness.config import REPO, UserError, compose, expand_grid, params_of, to_dict
 from harness.records import collect_summaries, stale_cells, write_parquet, write_plan
@@ -36,24 +36,43 @@ _warned: set[str] = set()
 
 def compose_cell(overrides: list[str]) -> dict[str, Any]:
     """One cell's resolved config. A model with a `twin` (the same weights on a trainable backend)
-    is swapped for it when the method trains weights, or when its own backend cannot be imported
-    here (with a one-line warning, once per model)."""
+    gives a weight-training cell its trainer (`model.trainer`: it trains there and generates on the
+    model's own engine, harness/backends/synced.py). Where the model's backend cannot be imported,
+    every cell runs on the twin (with a one-line warning, once per model), so a sweep never mixes
+    engines. Either way the twin takes every `model.*` override it has a knob for (dtype,
+    max_model_len, seed, resources)."""
     cfg = to_dict(compose(overrides))
     for key in ("model", "aux_model"):
         model = cfg.get(key)
         if not model or not model.get("twin"):
             continue
         trains = key == "model" and METHODS.get(cfg["method"]["name"]).mutates_policy
-        missing = not importable(model["backend"])
-        if missing and model["twin"] not in _warned:
+        if importable(model["backend"]):
+            if trains and model["backend"] not in TRAINABLE_BACKENDS:
+                cfg[key] = {**model, "trainer": twin_config(overrides, key, model["twin"])[key]}
+            continue
+        if model["twin"] not in _warned:
             _warned.add(model["twin"])
             print(f"sibench: warning: {model['backend']} is not installed here (make setup installs it); "
                   f"{model['label']} runs on its twin {model['twin']}", file=sys.stderr)
-        if trains or missing:
-            prefix = "model" if key == "model" else "model@aux_model"
-            cfg = to_dict(compose([o for o in overrides if not o.split("=")[0].lstrip("+~").startswith(
-                (f"{prefix}=", f"{key}."))] + [f"{prefix}={model['twin']}"]))
+        cfg = {**twin_config(overrides, key, model["twin"]), **{k: cfg[k] for k in ("model", "aux_model")
+                                                                 if k != key and k in cfg}}
     return cfg
+
+
+def twin_config(overrides: list[str], key: str, twin: str) -> dict[str, Any]:
+    """The cell composed with `key` (model or aux_model) set to its twin, carrying each `key.*`
+    override whose knob the twin has (others, e.g. vLLM's kv_cache_gib, stay with the engine)."""
+    prefix = "model" if key == "model" else "model@aux_model"
+
+    def path(override: str) -> str:
+        return override.split("=")[0].lstrip("+~")
+
+    rest = [o for o in overrides if not path(o).startswith((f"{prefix}=", f"{key}."))] + [f"{prefix}={twin}"]
+    plain = to_dict(compose(rest))
+    carried = [o for o in overrides if path(o).startswith(f"{key}.")
+               and path(o)[len(key) + 1:].split(".")[0] in plain[key]]
+    return to_dict(compose(rest + carried)) if carried else plain
 
 
 def plan(overrides: list[str]) -> tuple[Path, list[CellSpec], dict[str, Any]]:

@@ -85,6 +85,11 @@ class Backend(Protocol):
 
     name: str
 
+    @property
+    def engine(self) -> str:
+        """What generates, as every record names it: backend, version and dtype (`vllm-0.32.0/float32`)."""
+        ...
+
     def generate(self, requests: list[GenerationRequest]) -> list[list[Generation]]: ...
 
     def count_tokens(self, messages: list[Message]) -> int: ...

@@ -40,21 +40,25 @@ def test_hf_backend_uses_bf16_on_gpu():
     assert len(out) == 2 and all(g.completion_tokens > 0 for g in out)
 
 
-def test_grpo_with_vllm_rollout_engine_trains_on_cuda(run_one, tmp_path):
-    """rollout_engine=vllm on a GPU: training rollouts from vLLM with the adapter hot-swapped every
-    step, the trainer on CUDA beside it (the engine takes 30% of the GPU), the adapter merged after."""
+def test_grpo_with_weights_synced_into_vllm_trains_on_cuda(run_one, tmp_path):
+    """A GRPO cell of the default model on a GPU: the trainer on CUDA, every generation on the vLLM
+    engine, the weights synced into it after every step."""
     pytest.importorskip("vllm")
     import json
 
-    from harness.backends import make_backend
-    from harness.config import compose, to_dict
+    import pandas as pd
 
-    backend = make_backend(to_dict(compose(["model=smollm2_135m_hf"]))["model"])
-    outcome, attempts, _ = run_one("method=grpo", "budget=24", "method.rollout_engine=vllm", "task.test_size=4",
-                                   "eval.n_samples=1", "checkpoints=[]", backend=backend)
+    from harness.cell import CellSpec, run_cell
+    from harness.launchers import BackendCache
+    from harness.sweep import compose_cell
+
+    cfg = compose_cell(["method=grpo", "budget=24", "task.test_size=4", "eval.n_samples=1", "checkpoints=[]",
+                        "logger=none"])
+    spec = CellSpec(cfg, tmp_path / "sweep")
+    outcome = run_cell(spec, BackendCache())
     assert outcome.status == "ok", outcome.error
+    attempts = pd.read_parquet(spec.out_dir / "attempts.parquet")
     assert outcome.rollouts_used == 24 and len(attempts[attempts.phase == "learn"]) == 24
-    cell = tmp_path / "sweep" / "cells" / outcome.cell_id
-    log = [json.loads(x) for x in (cell / "train_log.jsonl").read_text().splitlines()]
+    assert attempts.engine.str.startswith("vllm-").all()
+    log = [json.loads(x) for x in (spec.out_dir / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if "step_seconds" in r] == [1, 2, 3]
-    assert not hasattr(backend.model, "peft_config")  # merged for evaluation

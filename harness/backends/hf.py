@@ -132,6 +132,13 @@ class HFBackend:
         return backend
 
     @property
+    def engine(self) -> str:
+        import transformers
+
+        dtype = str(next(self.model.parameters()).dtype).removeprefix("torch.")
+        return f"transformers-{transformers.__version__}/{dtype}"
+
+    @property
     def device(self) -> Any:
         return next(self.model.parameters()).device
 

@@ -27,6 +27,12 @@ class LlamaCppBackend:
     n_ctx: int = knob(4096, "context window in tokens")
     threads: int = knob(2, "llama.cpp CPU threads")
 
+    @property
+    def engine(self) -> str:
+        import llama_cpp
+
+        return f"llama.cpp-{llama_cpp.__version__}/gguf"
+
     def __post_init__(self) -> None:
         try:
             from llama_cpp import Llama

@@ -43,6 +43,13 @@ class MockBackend:
     seed: int = knob(0, "mock randomness seed")
     _aux_calls: int = 0
 
+    engine = "mock"
+
+    def reset(self) -> None:
+        """At a cell's start: the aux-call counter starts again, so a cell's replies do not depend on
+        the cells this backend served before it."""
+        self._aux_calls = 0
+
     def p_correct(self, messages: tuple[Message, ...] | list[Message]) -> float:
         text = _prompt_text(messages)
         p = self.base_accuracy + sum(b for phrase, b in self.boosts.items() if phrase in text)

@@ -34,6 +34,10 @@ class OpenAIBackend:
     tokenizer: str | None = knob(None, "HF id or local directory of the served model's tokenizer, for "
                                        "count_tokens; null = a whitespace estimate")
 
+    @property
+    def engine(self) -> str:
+        return f"openai-endpoint:{self.model}"
+
     def __post_init__(self) -> None:
         from openai import OpenAI
 

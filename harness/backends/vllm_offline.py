@@ -8,15 +8,21 @@ offset`), so it is turned off there; `VLLM_CPU_KVCACHE_SPACE` and
 `VLLM_CPU_NUM_OF_RESERVED_CPU=0` (vLLM keeps one core of two for itself otherwise: 61 s instead of
 39 s on the eval workload) are set before the engine starts. A packaged GGUF model is loaded
 from the same dequantized fp32 directory the `hf` backend uses (harness/backends/hf.py), so both
-engines run the same weights. With `enable_lora`, `with_adapter` gives a view that generates
-through a LoRA adapter saved on disk, swapped in per request: the weight-training methods'
-`rollout_engine=vllm` publishes the trained adapter this way after every optimizer step.
+engines run the same weights.
+
+The engine runs in this process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`, as TRL's vLLM colocate mode
+runs it), so its model can take new weights in place: `load_weights` is how a weight-training
+cell puts the trainer's current weights into the engine every generation runs on
+(harness/backends/synced.py), and how the base weights come back afterwards (from disk). It uses
+vLLM's `reload_weights` rather than TRL's per-tensor `model.load_weights`, which fails on the CPU
+build (its linear layers repack their weights after loading; reload_weights redoes that).
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,10 +37,13 @@ def cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def engine_env(kv_cache_gib: float, on_cpu: bool) -> dict[str, str]:
+def engine_env(kv_cache_gib: float, on_cpu: bool, in_process: bool = False) -> dict[str, str]:
     """Environment a vLLM engine (offline or server) needs here: quiet logs; on CPU its KV-cache
-    space and all cores for the engine."""
+    space and all cores for the engine; `in_process` for an offline engine whose weights the
+    harness reloads in place (and no forked engine process, which CUDA refuses once initialised)."""
     env = {"VLLM_LOGGING_LEVEL": "WARNING"}  # its INFO lines would bury the sweep's progress
+    if in_process:
+        env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
     if on_cpu:
         env |= {"VLLM_CPU_KVCACHE_SPACE": str(int(kv_cache_gib)), "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
     return env
@@ -57,10 +66,6 @@ class VLLMBackend:
     seed: int = knob(0, "engine seed (every request also carries its own)", ge=0)
     cache_dir: str | None = knob(None, "where the dequantized GGUF copy lives (default ~/.cache/sibench)")
 
-    enable_lora: bool = knob(False, "serve LoRA adapters, chosen per request (`with_adapter`); the weight-training "
-                                    "methods' rollout_engine=vllm turns it on for their own engine")
-    max_lora_rank: int = knob(16, "largest LoRA rank served (vLLM accepts 8, 16, 32, 64, ...)", ge=1)
-
     def __post_init__(self) -> None:
         from harness.backends.hf import weights_source
 
@@ -68,14 +73,13 @@ class VLLMBackend:
         on_cpu = not cuda_available()
         dtype = self.resolved_dtype(on_cpu)
         extra: dict[str, Any] = {}
-        for key, value in engine_env(self.kv_cache_gib, on_cpu).items():
+        self.dtype_used = dtype
+        for key, value in engine_env(self.kv_cache_gib, on_cpu, in_process=True).items():
             os.environ.setdefault(key, value)
         if on_cpu:
             extra["enable_chunked_prefill"] = False
         else:
             extra["gpu_memory_utilization"] = self.gpu_memory_utilization
-        if self.enable_lora:  # one adapter at a time: the policy being trained
-            extra.update(enable_lora=True, max_lora_rank=self.max_lora_rank, max_loras=1, max_cpu_loras=2)
         from vllm import LLM
 
         self.llm = LLM(model=source, dtype=dtype, tensor_parallel_size=self.tensor_parallel_size,
@@ -89,14 +93,20 @@ class VLLMBackend:
     def resolved_dtype(self, on_cpu: bool) -> str:
         return "float32" if on_cpu and self.dtype == "auto" else self.dtype
 
-    def with_adapter(self, path: str, version: int) -> AdapterView:
-        """This engine generating through the LoRA adapter saved at `path`; a new `version` makes
-        vLLM load the adapter afresh (hot swap, no engine restart)."""
-        if not self.enable_lora:
-            raise ValueError("this vllm backend was built without enable_lora")
-        from vllm.lora.request import LoRARequest
+    @property
+    def engine(self) -> str:
+        """What generates, as records name it: `vllm-<version>/<dtype>`."""
+        import vllm
 
-        return AdapterView(self, LoRARequest(f"policy-v{version}", version, path))
+        return f"vllm-{vllm.__version__}/{self.dtype_used}"
+
+    def load_weights(self, named_tensors: Iterable[tuple[str, Any]] | None = None) -> None:
+        """Put weights into the running engine in place: `named_tensors` in checkpoint (HF) names,
+        or None to reload the model's own weights from disk. The prefix cache, computed with the
+        old weights, is dropped."""
+        runner = self.llm.llm_engine.model_executor.driver_worker.model_runner
+        runner.reload_weights(weights_iterator=named_tensors)
+        self.llm.reset_prefix_cache()
 
     def close(self) -> None:
         """Stop the engine (its worker process and memory) now rather than at garbage collection."""
@@ -105,7 +115,7 @@ class VLLMBackend:
             engine.llm_engine.engine_core.shutdown()
             del self.llm
 
-    def generate(self, requests: list[GenerationRequest], lora: Any = None) -> list[list[Generation]]:
+    def generate(self, requests: list[GenerationRequest]) -> list[list[Generation]]:
         from vllm import SamplingParams as VSP
 
         if not requests:
@@ -114,7 +124,7 @@ class VLLMBackend:
                       max_tokens=r.params.max_tokens, stop=list(r.params.stop) or None,
                       seed=r.params.seed) for r in requests]
         start = time.perf_counter()
-        outs = self.llm.chat([list(r.messages) for r in requests], params, use_tqdm=False, lora_request=lora)
+        outs = self.llm.chat([list(r.messages) for r in requests], params, use_tqdm=False)
         latency = (time.perf_counter() - start) / sum(r.params.n for r in requests)
         return [[Generation(text=c.text, prompt_tokens=len(o.prompt_token_ids or ()),
                             completion_tokens=len(c.token_ids),
@@ -122,16 +132,3 @@ class VLLMBackend:
                             token_ids=tuple(c.token_ids)) for c in o.outputs]
                 for o in outs]
 
-
-@dataclass
-class AdapterView:
-    """A `Backend` that generates through one LoRA adapter of a shared vLLM engine."""
-
-    engine: VLLMBackend
-    lora: Any  # vllm.lora.request.LoRARequest
-
-    def count_tokens(self, messages: list[Message]) -> int:
-        return self.engine.count_tokens(messages)
-
-    def generate(self, requests: list[GenerationRequest]) -> list[list[Generation]]:
-        return self.engine.generate(requests, lora=self.lora)

@@ -5,19 +5,19 @@ generated *through the harness* by a rollout function that TRL calls once per op
 (`rollout_func`, an experimental TRL API): verifier-scored completions go through `ctx.rollouts`
 (counted against the budget, recorded) and unscored ones (RRR's reflections) through `ctx.aux`.
 The backend's model *is* the model being trained (LoRA-wrapped in place), so rollouts always
-come from the current weights. TRL receives each prompt `group_size` times in a row, gets back
-token ids, the reward (forwarded as `harness_reward` to the single reward function) and an
-optional `env_mask` (1 = token carries the advantage), and computes group-normalised advantages
-and the loss. Per-step metrics go to `train_log.jsonl` in the cell directory and the trained
-adapter (or full weights) to `policy/`; the adapter is then merged into the backend's weights, so
-the trained policy evaluates as fast as the base model.
+come from the current weights: where the sweep generates on vLLM, the backend is the harness's
+`SyncedPolicy` (harness/backends/synced.py), which trains in transformers and copies the current
+weights into the sweep's one vLLM engine before each step's generations. TRL receives each
+prompt `group_size` times in a row, gets back token ids, the reward (forwarded as
+`harness_reward` to the single reward function) and an optional `env_mask` (1 = token carries the
+advantage), and computes group-normalised advantages and the loss. Per-step metrics go to
+`train_log.jsonl` in the cell directory and the trained adapter (or full weights) to `policy/`;
+the adapter is then merged into the backend's weights, so the trained policy evaluates as fast as
+the base model.
 
-The model must come from a trainable backend (`hf`: it exposes `model` and `tokenizer`); the
-mock cannot train. On a GPU the same code runs on CUDA. Rollouts come from the trained model
-itself (`rollout_engine=trainer`) or, with `rollout_engine=vllm`, from a vLLM engine on the same
-base weights to which the current LoRA adapter is re-published after every optimizer step (hot
-swap by a new `LoRARequest`, no engine restart or weight sync). TRL's own vLLM modes do not apply
-because the harness, not TRL, generates.
+The model must be trainable (`hf`, or a model with a trainable twin: both expose `model` and
+`tokenizer`); the mock cannot train. On a GPU the same code runs on CUDA. TRL's own vLLM modes do
+not apply because the harness, not TRL, generates; the weight sync follows TRL's colocate mode.
 
 Length (~310 lines): the knobs, the TRL config, the rollout-batch builder, the callback and the
 trainer loop are the one TRL integration all four methods share.
@@ -29,18 +29,16 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from harness.backends import importable
+from harness.backends import TRAINABLE_BACKENDS
 from harness.knobs import knob
 from harness.method import Attempt, LearnContext, Learned, MethodBase, PromptOnly
 from harness.types import Backend, Message, Problem, SamplingParams, Task, TrainableBackend
 
 LossType = Literal["dapo", "grpo", "bnpo", "dr_grpo"]
-TRAINABLE_BACKENDS = ("hf",)
 RolloutFunc = Callable[[list[list[Message]], Any], dict[str, list]]
 
 
@@ -72,21 +70,6 @@ class PolicyGradientKnobs(MethodBase):
     max_grad_norm: float = knob(1.0, "gradient clipping", gt=0)
     trl_args: dict[str, Any] = knob({}, "further TRL GRPOConfig arguments, passed through as is, e.g. "
                                         "{weight_decay: 0.01} (not those the knobs above set)")
-    rollout_engine: Literal["trainer", "vllm"] = knob(
-        "trainer", "what generates the training rollouts: trainer = the model being trained (transformers + "
-                   "PEFT; the CPU choice: vLLM's CPU LoRA kernels run ~8x slower than vLLM without LoRA); vllm = "
-                   "a vLLM engine on the same base weights serving the current LoRA adapter, re-published after "
-                   "every optimizer step (hot swap, no restart; for GPUs; needs lora_rank >= 1)")
-    rollout_engine_args: dict[str, Any] = knob({"gpu_memory_utilization": 0.3, "enforce_eager": True},
-                                               "vllm backend knobs of that rollout engine (--help backend=vllm); "
-                                               "on a GPU leave the trainer its share of memory")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.rollout_engine == "vllm" and self.lora_rank < 1:
-            raise ValueError("method.rollout_engine=vllm needs method.lora_rank >= 1 (it hot-swaps the LoRA "
-                             "adapter; a full fine-tune would need a weight sync); valid: trainer, or lora_rank >= 1")
-
     @property
     def rollouts_per_step(self) -> int:
         return self.group_size * self.prompts_per_step
@@ -98,13 +81,11 @@ class PolicyGradientKnobs(MethodBase):
         budget_steps_check(self, budget)
 
     def check_trainable(self, model: dict | None) -> None:
+        """A model trains if its backend is trainable, or if it has a trainer twin (harness/sweep.py)."""
         backend = (model or {}).get("backend")
-        if model is not None and backend not in TRAINABLE_BACKENDS:
+        if model is not None and backend not in TRAINABLE_BACKENDS and not model.get("trainer"):
             raise ValueError(f"model backend {backend!r} cannot train weights; valid: {', '.join(TRAINABLE_BACKENDS)} "
-                             f"(e.g. model=smollm2_135m)")
-        if self.rollout_engine == "vllm" and not importable("vllm"):
-            raise ValueError("method.rollout_engine=vllm: vllm is not installed here (make setup installs it); "
-                             "valid: trainer")
+                             f"or a model with a trainable twin (e.g. model=smollm2_135m)")
 
     def sampling(self, ctx: LearnContext) -> SamplingParams:
         """Training-rollout sampling: the method's own value where set, else the cell's learn.*."""
@@ -254,76 +235,12 @@ def make_callback(ctx: LearnContext, learned: Learned, stop_below: int) -> Any:
     return HarnessCallback()
 
 
-class HotSwapPolicy:
-    """The policy as training rollouts see it with `rollout_engine=vllm`: the trainer's tokenizer,
-    generation by a vLLM engine serving the trainer's current LoRA adapter. Before generating, the
-    adapter is saved and swapped in if its weights changed since the last publish (so once per
-    optimizer step; RRR's reflection and retry calls within a step share one version)."""
-
-    def __init__(self, trainable: TrainableBackend, engine: Any, adapter_dir: str) -> None:
-        self.trainable, self.engine, self.adapter_dir = trainable, engine, adapter_dir
-        self.version = 0
-        self._published: tuple[float, ...] | None = None
-        self._view: Backend | None = None
-
-    @property
-    def tokenizer(self) -> Any:
-        return self.trainable.tokenizer
-
-    @property
-    def model(self) -> Any:
-        return self.trainable.model
-
-    def count_tokens(self, messages: list[Message]) -> int:
-        return self.trainable.count_tokens(messages)
-
-    def generate(self, requests: list[Any]) -> list[list[Any]]:
-        return self.current().generate(requests)
-
-    def current(self) -> Backend:
-        state = adapter_fingerprint(self.trainable.model)
-        if self._view is None or state != self._published:
-            self.version += 1
-            path = os.path.join(self.adapter_dir, f"v{self.version}")
-            self.trainable.model.save_pretrained(path)
-            self._view, self._published = self.engine.with_adapter(path, self.version), state
-        return self._view
-
-
-def adapter_fingerprint(model: Any) -> tuple[float, ...]:
-    """A cheap summary of the LoRA weights that changes whenever an optimizer step changes them."""
-    return tuple(float(p.detach().double().sum()) + float(p.detach().double().abs().sum())
-                 for n, p in model.named_parameters() if "lora_" in n)
-
-
-@contextmanager
-def rollout_policy(knobs: PolicyGradientKnobs, trainable: TrainableBackend) -> Iterator[TrainableBackend]:
-    """What generates the training rollouts (knob `rollout_engine`): the trainer's own model, or a
-    vLLM engine built on the same base weights, with LoRA enabled, freed when training ends."""
-    if knobs.rollout_engine == "trainer":
-        yield trainable
-        return
-    source = getattr(trainable, "source", None)
-    if not source:
-        raise ValueError("method.rollout_engine=vllm needs a model loaded from weights on disk or a hub id "
-                         "(path or gguf_package); valid: trainer")
-    from harness.backends.vllm_offline import VLLMBackend
-
-    served_rank = 1 << max(3, (knobs.lora_rank - 1).bit_length())  # vLLM serves ranks 8, 16, 32, ...
-    engine = VLLMBackend(path=source, enable_lora=True, max_lora_rank=served_rank, **knobs.rollout_engine_args)
-    try:
-        with tempfile.TemporaryDirectory(prefix="sibench-adapter-") as adapters:
-            yield HotSwapPolicy(trainable, engine, adapters)  # type: ignore[misc]
-    finally:
-        engine.close()
-
-
 def run_trainer(knobs: PolicyGradientKnobs, learned: Learned, prompts: list[list[Message]], backend: TrainableBackend,
                 ctx: LearnContext, make_rollout: Callable[[TrainableBackend], RolloutFunc],
                 trainer_cls: Any = None) -> None:
     """Train on `prompts` until the budget cannot pay for another step, then save the policy to
-    the cell directory. `make_rollout(policy)` builds the rollout function on the policy that
-    generates (`rollout_policy`). `learned` (which renders with `backend`, i.e. the trained
+    the cell directory. `make_rollout(backend)` builds the rollout function on the backend that
+    generates with the current weights. `learned` (which renders with `backend`, i.e. the trained
     weights) is what the learning-curve checkpoints evaluate."""
     from datasets import Dataset
     from trl import GRPOTrainer
@@ -340,13 +257,13 @@ def run_trainer(knobs: PolicyGradientKnobs, learned: Learned, prompts: list[list
         steps = min(steps, knobs.max_steps)
     if steps < 1:
         return
-    with tempfile.TemporaryDirectory() as tmp, rollout_policy(knobs, backend) as policy:
+    with tempfile.TemporaryDirectory() as tmp:
         callback = make_callback(ctx, learned, knobs_step.rollouts_per_step)
         trainer = (trainer_cls or GRPOTrainer)(
             model=model, reward_funcs=[harness_reward],
             args=grpo_config(knobs_step, ctx, steps, tmp),
             train_dataset=Dataset.from_list([{"prompt": list(p)} for p in prompts]),
-            processing_class=backend.tokenizer, rollout_func=make_rollout(policy),
+            processing_class=backend.tokenizer, rollout_func=make_rollout(backend),
             callbacks=[callback])
         from transformers import PrinterCallback
 
