@@ -131,6 +131,16 @@ def test_countdown_requires_every_number_once(tasks):
     assert not cd.verify(p, "Answer: " + " + ".join(map(str, nums + [0]))).passed
 
 
+def test_knights_knaves_prompt_has_no_slash_template(tasks):
+    """reasoning-gym's 'Format your answer like: "A is a saint/sinner, ..."' hint was copied verbatim
+    (slash included) by the default model; the prompt shows the format through demos instead."""
+    kk = tasks["knights_knaves"]
+    test = kk.problems("test", 30, 0)
+    assert not any("/" in p.question or "Format your answer" in p.question for p in test)
+    demo = kk.prompt(test[0])[2]["content"]
+    assert "/" not in demo and kk.verify(test[0], f"Answer: {test[0].answer}").passed
+
+
 def test_chance_baselines(tasks):
     test = tasks["knights_knaves"].problems("test", 50, 0)
     base = tasks["knights_knaves"].chance_baseline(test)
