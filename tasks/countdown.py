@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from harness.knobs import knob
 from harness.registry import register_task
@@ -57,7 +57,16 @@ class CountdownTask(ReasoningGymTask):
     max_value: int = knob(20, "largest number", ge=1)
     min_target: int = knob(10, "smallest target", ge=1)
     max_target: int = knob(60, "largest target", ge=1)
+    operators: str = knob("+-*/", "operators the generator's solutions use (the answer may use any of + - * /)")
     max_tokens: int = knob(64, "completion cap in tokens", ge=1)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.operators or set(self.operators) - set("+-*/"):
+            raise ValueError(f"task.operators={self.operators!r}; valid: a non-empty subset of '+-*/'")
+
+    def generator_config(self) -> dict[str, Any]:
+        return {**super().generator_config(), "operators": tuple(self.operators)}
 
     def score(self, parsed: str, problem: Problem) -> float:
         return score_expression(parsed, problem)
