@@ -141,6 +141,14 @@ def test_knights_knaves_prompt_has_no_slash_template(tasks):
     assert "/" not in demo and kk.verify(test[0], f"Answer: {test[0].answer}").passed
 
 
+def test_countdown_operators_knob(tasks):
+    answers = [p.answer for p in tasks["countdown"].problems("test", 30, 0)]  # default: 2 numbers, + and -
+    assert all(set(a) <= set("0123456789 +-") and len(a.replace("-", "+").split("+")) == 2 for a in answers)
+    assert any("*" in p.answer for p in TASKS.get("countdown")(operators="*").problems("test", 5, 0))
+    with pytest.raises(ValueError, match="operators='%'; valid"):
+        TASKS.get("countdown")(operators="%")
+
+
 def test_chance_baselines(tasks):
     test = tasks["knights_knaves"].problems("test", 50, 0)
     base = tasks["knights_knaves"].chance_baseline(test)
