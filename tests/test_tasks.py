@@ -157,6 +157,8 @@ def test_chance_baselines(tasks):
     top = max(sum(q.answer == a.answer for q in m) for a in m) / len(m)
     assert tasks["math"].chance_baseline(m)["majority_answer"] == pytest.approx(top)
     assert tasks["zebra"].chance_baseline(tasks["zebra"].problems("test", 5, 0))["random_guess"] == pytest.approx(1 / 3)
+    # a pass needs the arguments too: 1/n_tools (1.0 with the default single tool) is no chance rate
+    assert tasks["function_calling"].chance_baseline(tasks["function_calling"].problems("test", 5, 0)) == {}
 
 
 def test_unknown_difficulty_names_valid_choices():
