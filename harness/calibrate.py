@@ -105,7 +105,7 @@ def render(table: pd.DataFrame, model: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     overrides = default_overrides(list(sys.argv[1:] if argv is None else argv))
     code = sweep_main(overrides)
-    if code in (2, 130):
+    if code in (2, 130) or "--dry-run" in overrides:  # refused, interrupted, or only the plan asked for
         return code
     from harness.table import sweep_dir_of
 
