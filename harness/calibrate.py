@@ -67,7 +67,7 @@ def cell_row(cell_dir: Path, summary: pd.Series) -> dict:
     cfg = json.loads((cell_dir / "config.json").read_text())
     att = pd.read_parquet(cell_dir / "attempts.parquet", columns=["phase", "tag", "parsed", "finish_reason"])
     sampled = att[(att["phase"] == "eval") & (att["tag"] == "sample")]
-    baselines = {k[len("baseline_"):]: float(v) for k, v in summary.items()
+    baselines = {str(k)[len("baseline_"):]: float(v) for k, v in summary.items()
                  if str(k).startswith("baseline_") and pd.notna(v)}
     chance = max(baselines.values(), default=0.0)
     p, lo, hi = (float(summary[c]) for c in ("pass@1", "pass@1_lo", "pass@1_hi"))
