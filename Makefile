@@ -22,12 +22,13 @@ ARGS    ?=
 PAPER   ?= core
 SCALE   ?=
 
-.PHONY: setup setup-llamacpp sweep run test test-fast test-gpu lint table plot paper paper-table bench clean help
+.PHONY: setup setup-llamacpp sweep calibrate run test test-fast test-gpu lint table plot paper paper-table bench clean help
 
 help:
 	@echo "make sweep TASK=math BUDGET=500 [METHOD=a,b SEEDS=0,1 MODEL=mock SWEEP=name ARGS='eval.n_samples=8' DRY=1]"
 	@echo "  (no METHOD: every registered method; DRY=1: print the plan, run nothing)"
 	@echo "make table|plot [SWEEP=name]   make test   make test-fast   make lint   make bench   make setup"
+	@echo "make calibrate [MODEL=name ARGS='task=math,zebra task.test_size=100']   zero-shot table of every task"
 	@echo "make paper PAPER=core|rrr|lte [SCALE=full|cpu DRY=1]   make paper-table PAPER=core [SCALE=cpu]"
 
 $(STAMP): pyproject.toml constraints-cpu.txt
@@ -57,6 +58,10 @@ setup-llamacpp: setup
 sweep: setup
 	$(PY) -m harness.sweep task=$(TASK) $(if $(METHOD),method=$(METHOD)) budget=$(BUDGET) seed=$(SEEDS) \
 		model=$(MODEL) sweep=$(SWEEP) $(ARGS) $(if $(filter-out 0,$(DRY)),--dry-run)
+
+# Zero-shot on every generated task at a small test size: which tasks can tell methods apart for MODEL
+calibrate: setup
+	$(PY) -m harness.calibrate model=$(MODEL) $(ARGS)
 
 test: setup
 	$(PY) -m pytest -m "not gpu"

@@ -217,8 +217,10 @@ class FunctionCallingTask(PromptedTask):
         "You can call the tools listed in the message. Choose the one tool that fulfils the request and "
         "fill in its arguments. Finish with a final line of the form "
         "'Answer: {\"name\": <tool name>, \"arguments\": {<argument>: <value>, ...}}' in JSON.")
-    n_tools: int = knob(3, "tools shown per problem (the right one + distractors)", ge=1, le=len(TOOLS))
-    few_shot: int = knob(1, "demos in every prompt (tool lists make prompts long)", ge=0)
+    # calibrated for SmolLM2-135M: 1 tool, 3 demos 0.300 zero-shot Pass@1; 2 tools 0.056; 3 tools, 1 demo 0.000
+    # (it copies the JSON schema into the arguments)
+    n_tools: int = knob(1, "tools shown per problem (the right one + distractors)", ge=1, le=len(TOOLS))
+    few_shot: int = knob(3, "demos in every prompt", ge=0)
     max_tokens: int = knob(96, "completion cap in tokens", ge=1)
 
     def make_problem(self, rng: random.Random) -> Problem:
@@ -239,7 +241,7 @@ class FunctionCallingTask(PromptedTask):
         return float(calls_match(parsed, [json.loads(problem.answer)], tool_defaults(problem.meta["tools"])))
 
     def chance_baseline(self, problems: list[Problem]) -> dict[str, float]:
-        return {"random_tool": 1.0 / self.n_tools}  # an upper bound for guessing: arguments must also match
+        return {}  # a pass needs every argument right: no guess scores (1/n_tools only bounds picking the tool)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "generator": {"n_tools": self.n_tools, "tools": [t.name for t in TOOLS]}}

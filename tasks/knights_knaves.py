@@ -1,11 +1,18 @@
 """knights_knaves: truth-teller / liar puzzles (reasoning-gym `knights_knaves`).
 
-Default 2 people (≈36% greedy for SmolLM2; guessing at random scores 1/2^n_people = 25%, shown
-beside the result). reasoning-gym's scorer compares the set of role assignments in any order.
+Default 2 people, the generator's smallest setting (reasoning-gym fails to generate with a
+depth or width under 2); guessing at random scores 1/2^n_people = 25%, shown beside the result.
+reasoning-gym's scorer compares the set of role assignments in any order.
+
+reasoning-gym ends each question with `(Format your answer like: "Owen is a saint/sinner, and
+Amelia is a saint/sinner")`; SmolLM2-135M copied that template, slash and all, in 19% of its
+answers, so the hint is dropped: the instruction and the demos show the format.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -13,6 +20,8 @@ from harness.knobs import knob
 from harness.registry import register_task
 from harness.types import Problem
 from tasks.common.reasoning_gym import ReasoningGymTask
+
+_FORMAT_HINT = re.compile(r'\s*\(Format your answer like: "[^"]*"\)')
 
 
 @register_task("knights_knaves")
@@ -28,6 +37,10 @@ class KnightsKnavesTask(ReasoningGymTask):
     depth_constraint: int = knob(2, "statement nesting depth", ge=1)
     width_constraint: int = knob(2, "statement branching", ge=1)
     max_tokens: int = knob(96, "completion cap in tokens", ge=1)
+
+    def draw(self, seed: int, size: int) -> Iterator[Problem]:
+        for p in super().draw(seed, size):
+            yield Problem.make(_FORMAT_HINT.sub("", p.question), p.answer, p.meta)
 
     def chance_baseline(self, problems: list[Problem]) -> dict[str, float]:
         return {**super().chance_baseline(problems), "random_guess": 0.5 ** self.n_people}

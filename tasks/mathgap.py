@@ -129,7 +129,8 @@ class MathGapTask(PromptedTask):
     instruction: ClassVar[str] = (
         "Solve the word problem. Work out each quantity step by step, then finish with a final line of "
         "the form 'Answer: <number>'.")
-    depth: int = knob(2, "inference steps from the question to the deepest axiom (MathGAP 'depth')", ge=1)
+    depth: int = knob(1, "inference steps from the question to the deepest axiom (MathGAP 'depth'); 1 is "
+                         "calibrated for SmolLM2-135M (0.28 zero-shot Pass@1; depth 2: 0.03)", ge=1)
     width: int = knob(2, "premises of a part-whole step (MathGAP 'width')", ge=2)
     shape: Literal["linear", "nonlinear"] = knob(
         "linear", "linear (a chain) or nonlinear (the question combines `width` derived quantities)")

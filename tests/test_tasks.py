@@ -131,6 +131,24 @@ def test_countdown_requires_every_number_once(tasks):
     assert not cd.verify(p, "Answer: " + " + ".join(map(str, nums + [0]))).passed
 
 
+def test_knights_knaves_prompt_has_no_slash_template(tasks):
+    """reasoning-gym's 'Format your answer like: "A is a saint/sinner, ..."' hint was copied verbatim
+    (slash included) by the default model; the prompt shows the format through demos instead."""
+    kk = tasks["knights_knaves"]
+    test = kk.problems("test", 30, 0)
+    assert not any("/" in p.question or "Format your answer" in p.question for p in test)
+    demo = kk.prompt(test[0])[2]["content"]
+    assert "/" not in demo and kk.verify(test[0], f"Answer: {test[0].answer}").passed
+
+
+def test_countdown_operators_knob(tasks):
+    answers = [p.answer for p in tasks["countdown"].problems("test", 30, 0)]  # default: 2 numbers, + and -
+    assert all(set(a) <= set("0123456789 +-") and len(a.replace("-", "+").split("+")) == 2 for a in answers)
+    assert any("*" in p.answer for p in TASKS.get("countdown")(operators="*").problems("test", 5, 0))
+    with pytest.raises(ValueError, match="operators='%'; valid"):
+        TASKS.get("countdown")(operators="%")
+
+
 def test_chance_baselines(tasks):
     test = tasks["knights_knaves"].problems("test", 50, 0)
     base = tasks["knights_knaves"].chance_baseline(test)
@@ -139,6 +157,8 @@ def test_chance_baselines(tasks):
     top = max(sum(q.answer == a.answer for q in m) for a in m) / len(m)
     assert tasks["math"].chance_baseline(m)["majority_answer"] == pytest.approx(top)
     assert tasks["zebra"].chance_baseline(tasks["zebra"].problems("test", 5, 0))["random_guess"] == pytest.approx(1 / 3)
+    # a pass needs the arguments too: 1/n_tools (1.0 with the default single tool) is no chance rate
+    assert tasks["function_calling"].chance_baseline(tasks["function_calling"].problems("test", 5, 0)) == {}
 
 
 def test_unknown_difficulty_names_valid_choices():

@@ -97,6 +97,7 @@ class DatasetTask(PromptedTask):
     few_shot: int = knob(0, "must be 0: the rows carry no solutions to show")
 
     separate_train: ClassVar[bool] = False  # training problems come from `train_source()`
+    needs_data: ClassVar[bool] = True  # rows come from a download or a local copy (calibration skips it)
 
     def __post_init__(self) -> None:
         super().__post_init__()
