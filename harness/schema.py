@@ -34,7 +34,7 @@ class Splits:
     test_size: int = knob(100, "held-out problems, the same for every method and seed (N=100: about ±5 pts SE "
                                "at p=0.3); the sweep draws the split while planning, so a task too small for it "
                                "is refused before anything runs", ge=1, le=100_000)
-    test_seed: int = knob(0, "generator seed (or order) of the test set", ge=0)
+    test_seed: int = knob(0, "generator seed (or order) of the test set", ge=0, le=998)
 
 
 @dataclass
