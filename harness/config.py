@@ -227,9 +227,6 @@ def validate(cfg: DictConfig) -> None:
     for k in values["eval"]["k"] or []:
         if not 1 <= k <= n:
             raise UserError(f"eval.k={k!r} is not in 1..eval.n_samples={n}; valid k: 1..{n}")
-    for f in values["checkpoints"] or []:
-        if not 0 < f < 1:
-            raise UserError(f"checkpoint fraction {f!r} must be in (0, 1); the final state is always evaluated")
     check_sweep_name(str(values["sweep"]))
     results_root(str(values["results_dir"]))
 

@@ -119,7 +119,11 @@ def rule(f: dataclasses.Field, hint: Any) -> str:
     if choices is not None:
         return "one of " + ", ".join(map(str, choices))
     bounds = [f"{_SYMBOL[k]} {f.metadata[k]}" for k in RANGE_KEYS if k in f.metadata]
-    text = f"{_kind(hint)} {' and '.join(bounds)}" if bounds else _kind(hint)
+    kind = _kind(hint)
+    if bounds and ", e.g." in kind:  # a list: its elements are in range
+        text = f"{kind.split(', e.g.')[0]}, each {' and '.join(bounds)}"
+    else:
+        text = f"{kind} {' and '.join(bounds)}" if bounds else kind
     return text + (", or null" if _is_union(hint) and type(None) in typing.get_args(hint) else "")
 
 
@@ -128,7 +132,7 @@ def _breaks(value: Any, f: dataclasses.Field) -> str:
     if not isinstance(value, int | float) or isinstance(value, bool):
         return ""
     m = f.metadata
-    if isinstance(value, float) and not math.isfinite(value) and (math.isnan(value) or not m.get("nonfinite")):
+    if isinstance(value, float) and not math.isfinite(value) and not m.get("nonfinite"):
         return "finite"
     if isinstance(value, int) and abs(value) > INT_LIMIT and not any(k in m for k in ("le", "lt")):
         return f"integers are at most {INT_LIMIT}"
@@ -150,7 +154,7 @@ def check_value(name: str, value: Any, f: dataclasses.Field, hint: Any) -> None:
         return
     valid = rule(f, hint)
     if bad == "finite":
-        valid = valid.replace("a number", "a finite number", 1)
+        valid = valid.replace("a number", "a finite number", 1).replace("of numbers", "of finite numbers", 1)
     elif bad.startswith("integers"):
         valid = f"{valid} ({bad})"
     raise ValueError(f"{name}={value!r}; valid: {valid}")
