@@ -137,21 +137,17 @@ def planned_cell_ids(sweep_dir: Path) -> list[str] | None:
 def cell_damage(cell_dir: Path) -> str:
     """Why a finished cell's files do not read ('' when they do): done.json, config.json,
     summary.parquet (read whole: it is small) and attempts.parquet (its footer and columns)."""
-    try:
-        if not isinstance(read_json(cell_dir / "done.json"), dict):
-            return "done.json is not a record"
-        config = read_json(cell_dir / "config.json")
-        if not isinstance(config, dict) or not isinstance(config.get("config"), dict):
-            return "config.json has no config"
-        summary = pd.read_parquet(cell_dir / "summary.parquet")
-        if summary.empty or not {"cell_id", "method", "pass@1"} <= set(summary.columns):
-            return "summary.parquet has no summary rows"
-        if not set(ATTEMPT_COLUMNS) <= set(pq.read_schema(cell_dir / "attempts.parquet").names):
-            return "attempts.parquet lacks the attempt columns"
-    except DamagedRecord as exc:
-        return str(exc).rsplit("/", 1)[-1]
-    except Exception as exc:  # pyarrow raises several kinds (ArrowInvalid, OSError) for a file that does not read
-        return f"{type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}"
+    checks: list[tuple[str, Any]] = [
+        ("done.json", lambda p: isinstance(json.loads(p.read_text()), dict)),
+        ("config.json", lambda p: isinstance(json.loads(p.read_text()).get("config"), dict)),
+        ("summary.parquet", lambda p: {"cell_id", "method", "pass@1"} <= set(pd.read_parquet(p).columns)),
+        ("attempts.parquet", lambda p: set(ATTEMPT_COLUMNS) <= set(pq.read_schema(p).names))]
+    for name, reads in checks:
+        try:
+            if not reads(cell_dir / name):
+                return f"{name} lacks what a finished cell writes"
+        except Exception as exc:  # garbage raises many kinds: JSONDecodeError, ArrowInvalid, OSError, ...
+            return f"{name}: {type(exc).__name__}"
     return ""
 
 

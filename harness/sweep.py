@@ -28,6 +28,7 @@ from typing import Any, NoReturn
 from harness.backends import importable
 from harness.cell import CellOutcome, CellSpec, build_task, disjoint_splits
 from harness.config import UserError, compose, expand_grid, params_of, results_root, to_dict
+from harness.knobs import config_fields
 from harness.records import (
     PLAN_FILE,
     cell_damage,
@@ -37,7 +38,6 @@ from harness.records import (
     write_parquet,
     write_plan,
 )
-from harness.knobs import config_fields
 from harness.registry import METHODS, UnknownName
 from harness.schema import GROUPS
 from harness.types import content_hash

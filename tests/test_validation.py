@@ -90,7 +90,7 @@ def test_bad_input_exits_2_with_one_line_and_changes_nothing(existing, capfd, mo
     import harness.sweep as sweep
 
     monkeypatch.delenv("SIBENCH_UNSET_I23", raising=False)
-    monkeypatch.setattr(sweep, "PROBLEM_LIMIT_S", 1.0)  # the generator guard, quickly
+    monkeypatch.setattr(sweep, "PROBLEM_LIMIT_S", 1.0, raising=False)  # the generator guard, quickly
     before = snapshot(existing)
     capfd.readouterr()
     code = sweep.main(["model=mock", "logger=none", f"results_dir={existing}", f"sweep={SWEEP}", "budget=10",
