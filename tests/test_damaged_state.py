@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-BASE = ["model=mock", "logger=none", "budget=10", "task.test_size=10"]
+BASE = ["model=mock", "logger=none", "method=zero_shot", "budget=10", "task.test_size=10"]
 
 
 def sweep_main(root: Path, *args: str) -> int:

@@ -33,8 +33,8 @@ def existing(tmp_path_factory) -> Path:
     from harness.sweep import main
 
     root = tmp_path_factory.mktemp("results")
-    assert main(["model=mock", "logger=none", f"results_dir={root}", f"sweep={SWEEP}", "budget=10",
-                 "task.test_size=10", "seed=0,1"]) == 0
+    assert main(["model=mock", "logger=none", "method=zero_shot", f"results_dir={root}", f"sweep={SWEEP}",
+                 "budget=10", "task.test_size=10", "seed=0,1"]) == 0
     return root
 
 
@@ -93,8 +93,8 @@ def test_bad_input_exits_2_with_one_line_and_changes_nothing(existing, capfd, mo
     monkeypatch.setattr(sweep, "PROBLEM_LIMIT_S", 1.0, raising=False)  # the generator guard, quickly
     before = snapshot(existing)
     capfd.readouterr()
-    code = sweep.main(["model=mock", "logger=none", f"results_dir={existing}", f"sweep={SWEEP}", "budget=10",
-                       "task.test_size=10", *args])
+    code = sweep.main(["model=mock", "logger=none", "method=zero_shot", f"results_dir={existing}", f"sweep={SWEEP}",
+                       "budget=10", "task.test_size=10", *args])
     err = [ln for ln in capfd.readouterr().err.splitlines() if ln.strip()]
     assert code == 2
     assert len(err) == 1 and needle in err[0], err
