@@ -106,7 +106,7 @@ def write_plan(sweep_dir: Path, cells: list[tuple[str, str]]) -> None:
     write_json({"cells": [{"cell_id": cid, "label": label} for cid, label in cells]}, sweep_dir / PLAN_FILE)
 
 
-CELL_ID = re.compile(r"^[0-9a-f]{16}$")
+CELL_ID = re.compile(r"^[\w-]+$")  # a plain directory name (real ids are 16 hex digits)
 
 
 def read_json(path: Path) -> Any:
@@ -136,12 +136,13 @@ def planned_cell_ids(sweep_dir: Path) -> list[str] | None:
 
 def cell_damage(cell_dir: Path) -> str:
     """Why a finished cell's files do not read ('' when they do): done.json, config.json,
-    summary.parquet (read whole: it is small) and attempts.parquet (its footer and columns)."""
+    summary.parquet (read whole: it is small) and attempts.parquet (its footer, with the columns
+    the reports read)."""
     checks: list[tuple[str, Any]] = [
         ("done.json", lambda p: isinstance(json.loads(p.read_text()), dict)),
         ("config.json", lambda p: isinstance(json.loads(p.read_text()).get("config"), dict)),
         ("summary.parquet", lambda p: {"cell_id", "method", "pass@1"} <= set(pd.read_parquet(p).columns)),
-        ("attempts.parquet", lambda p: set(ATTEMPT_COLUMNS) <= set(pq.read_schema(p).names))]
+        ("attempts.parquet", lambda p: {"phase", "tag", "problem_id", "passed"} <= set(pq.read_schema(p).names))]
     for name, reads in checks:
         try:
             if not reads(cell_dir / name):
