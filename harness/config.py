@@ -109,8 +109,8 @@ def _check_group_choices(overrides: list[str]) -> None:
     for ov in _parse(overrides):
         if ov.is_delete():  # a deleted key would surface later as a missing one, far from its cause
             path = ov.get_key_element().lstrip("~")
-            raise UserError(f"~{path}: deleting a config key is not supported; set it instead ({path}=<value>, "
-                            f"or model@aux_model=null for no aux model); see --help")
+            hint = "model@aux_model=null for no aux model" if "aux_model" in path else f"{path}=<value>"
+            raise UserError(f"~{path}: deleting a config key is not supported; set it instead ({hint}); see --help")
         key = ov.get_key_element().lstrip("+~").split("@")[0]  # model@aux_model picks from the model group
         if key in ("task", "method", "model", "launcher", "logger") and not ov.is_delete():
             values = list(ov.sweep_string_iterator()) if ov.is_sweep_override() else [
