@@ -9,6 +9,7 @@ can leave neither duplicate nor half-written rows.
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 import inspect
 import os
@@ -27,7 +28,7 @@ from harness.budget import AttemptRecord, BudgetMeter
 from harness.config import params_of
 from harness.evaluate import EvalConfig, evaluate, summarize_attempts
 from harness.method import LearnContext, Learned
-from harness.records import attempts_frame, write_json, write_parquet
+from harness.records import attempts_frame, cell_damage, write_json, write_parquet
 from harness.registry import METHODS, TASKS
 from harness.types import Backend, Problem, SamplingParams, Task, content_hash
 
@@ -114,7 +115,8 @@ class CellSpec:
 
     @property
     def done(self) -> bool:
-        return (self.out_dir / "done.json").exists()
+        """Finished, and its files read (a damaged finished cell runs again)."""
+        return (self.out_dir / "done.json").exists() and not cell_damage(self.out_dir)
 
 
 @dataclass
@@ -161,34 +163,40 @@ def run_cell(spec: CellSpec, get_backend: Callable[[dict[str, Any]], Backend],
     if spec.done:
         return CellOutcome(spec.cell_id, spec.label, "skipped")
     out = spec.out_dir
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in ("attempts.parquet", "summary.parquet", "status.json"):
-        (out / stale).unlink(missing_ok=True)
     cfg = spec.config
-    write_json({"cell_id": spec.cell_id, "label": spec.label, "config": cfg}, out / "config.json")
-    write_json({"status": "running", "started": time.time()}, out / "status.json")
     start = time.perf_counter()
     meter = BudgetMeter(cfg["budget"])
-    try:
+    try:  # every write of the cell is in here: a disk error fails this cell, not the sweep
+        out.mkdir(parents=True, exist_ok=True)
+        for stale in ("done.json", "attempts.parquet", "summary.parquet", "status.json"):
+            (out / stale).unlink(missing_ok=True)
+        write_json({"cell_id": spec.cell_id, "label": spec.label, "config": cfg}, out / "config.json")
+        write_json({"status": "running", "started": time.time()}, out / "status.json")
         summary, tokens = _run(spec, cfg, meter, get_backend, logger, on_progress, start)
+        wall = time.perf_counter() - start
+        write_json({"status": "ok", "wall_s": wall, "rollouts_used": meter.rollouts_used}, out / "status.json")
+        write_json({"cell_id": spec.cell_id, "wall_s": wall}, out / "done.json")
     except KeyboardInterrupt:
-        write_json({"status": "interrupted", "rollouts_used": meter.rollouts_used,
+        _try_write({"status": "interrupted", "rollouts_used": meter.rollouts_used,
                     "wall_s": time.perf_counter() - start}, out / "status.json")
         raise
     except Exception as exc:
         err = f"{type(exc).__name__}: {exc}"
-        write_json({"status": "failed", "error": err, "traceback": traceback.format_exc(),
+        _try_write({"status": "failed", "error": err, "traceback": traceback.format_exc(),
                     "rollouts_used": meter.rollouts_used}, out / "status.json")
         if logger is not None:
             logger.finish(spec, "failed")
         return CellOutcome(spec.cell_id, spec.label, "failed", time.perf_counter() - start,
                            meter.rollouts_used, error=err)
-    wall = time.perf_counter() - start
-    write_json({"status": "ok", "wall_s": wall, "rollouts_used": meter.rollouts_used}, out / "status.json")
-    write_json({"cell_id": spec.cell_id, "wall_s": wall}, out / "done.json")
     if logger is not None:
         logger.finish(spec, "ok")
     return CellOutcome(spec.cell_id, spec.label, "ok", wall, meter.rollouts_used, tokens, summary=summary)
+
+
+def _try_write(obj: dict[str, Any], path: Path) -> None:
+    """The status of a cell that already failed: best effort (the disk may be what failed)."""
+    with contextlib.suppress(OSError):
+        write_json(obj, path)
 
 
 def _run(spec: CellSpec, cfg: dict[str, Any], meter: BudgetMeter, get_backend, logger, on_progress,

@@ -10,6 +10,7 @@ exit code 2 before anything is written.
 from __future__ import annotations
 
 import itertools
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,10 @@ def default_choice(group: str) -> str:
 
 def _check_group_choices(overrides: list[str]) -> None:
     for ov in _parse(overrides):
+        if ov.is_delete():  # a deleted key would surface later as a missing one, far from its cause
+            path = ov.get_key_element().lstrip("~")
+            hint = "model@aux_model=null for no aux model" if "aux_model" in path else f"{path}=<value>"
+            raise UserError(f"~{path}: deleting a config key is not supported; set it instead ({hint}); see --help")
         key = ov.get_key_element().lstrip("+~").split("@")[0]  # model@aux_model picks from the model group
         if key in ("task", "method", "model", "launcher", "logger") and not ov.is_delete():
             values = list(ov.sweep_string_iterator()) if ov.is_sweep_override() else [
@@ -132,6 +137,7 @@ def compose(overrides: list[str]) -> DictConfig:
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             cfg = hydra_compose(config_name="config", overrides=overrides)
+        OmegaConf.resolve(cfg)  # interpolations (${oc.env:X}) resolve here, type-checked, or are refused
     except (HydraException, OmegaConfBaseException) as exc:
         raise UserError(_explain(exc, overrides)) from None
     validate(cfg)
@@ -146,9 +152,10 @@ def _explain(exc: Exception, overrides: list[str]) -> str:
     text = " ".join(" ".join(str(e).split()) for e in reversed(chain))
     key = re.search(r"full_key: ([\w.]+)", text) or re.search(r"override '([\w.]+)'", text)
     if key is None:
-        return f"invalid override: {text}"
+        given = next((o for o in reversed(overrides) if "$" in o), "")  # an interpolation that does not resolve
+        return f"{_unescape(given)}: {text}" if given else f"invalid override: {text}"
     path = key.group(1)
-    given = next((o for o in overrides if o.lstrip("+~").split("=")[0] == path), path)
+    given = _unescape(next((o for o in reversed(overrides) if o.lstrip("+~").split("=")[0] == path), path))
     head = path.rpartition(".")[0]
     picked = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == head]
     if "not in struct" in text or "To append to your config" in text:
@@ -157,6 +164,11 @@ def _explain(exc: Exception, overrides: list[str]) -> str:
     reason = text.split(" full_key:")[0]
     entry = picked[-1] if picked else default_choice(head) if head in ("task", "method") else ""
     return f"{given}: {reason}; valid: {_rule(path, entry) or 'see --help'}"
+
+
+def _unescape(override: str) -> str:
+    """An override as the user typed it (`expand_grid` escapes `${...}` for Hydra's parser)."""
+    return re.sub(r"\\(.)", r"\1", override)
 
 
 def _rule(path: str, entry: str = "") -> str:
@@ -204,6 +216,9 @@ def validate(cfg: DictConfig) -> None:
         raise UserError(f"unknown config key {unknown[0]!r}; valid top-level keys: "
                         f"{', '.join(CellConfig.__dataclass_fields__)}")
     values = to_dict(cfg)
+    if values.get("aux_model") is not None and not isinstance(values["aux_model"], dict):
+        raise UserError(f"aux_model={values['aux_model']!r}: the aux model is a model entry, picked with "
+                        f"model@aux_model=<name>; valid models: {', '.join(group_choices('model'))}")
     try:
         check_cell_config(values)
     except (ValueError, UnknownName) as exc:
@@ -212,12 +227,32 @@ def validate(cfg: DictConfig) -> None:
     for k in values["eval"]["k"] or []:
         if not 1 <= k <= n:
             raise UserError(f"eval.k={k!r} is not in 1..eval.n_samples={n}; valid k: 1..{n}")
-    for f in values["checkpoints"] or []:
-        if not 0 < f < 1:
-            raise UserError(f"checkpoint fraction {f!r} must be in (0, 1); the final state is always evaluated")
-    sweep = str(values["sweep"])
+    check_sweep_name(str(values["sweep"]))
+    results_root(str(values["results_dir"]))
+
+
+def check_sweep_name(sweep: str) -> None:
+    """A sweep is one directory right under results_dir: no separators, no leading dot."""
     if not sweep or any(c in sweep for c in "/\\") or sweep.startswith("."):
         raise UserError(f"sweep name {sweep!r} must be a plain directory name")
+
+
+def results_root(results_dir: str) -> Path:
+    """The absolute results directory (relative paths are taken from the repository root), refused
+    when empty (it would be the repository itself) or when it cannot be a writable directory."""
+    if not results_dir.strip():
+        raise UserError("results_dir='' is empty (it would write into the repository root); valid: a directory "
+                        "path, e.g. results_dir=results")
+    path = Path(results_dir).expanduser()
+    path = path if path.is_absolute() else REPO / path
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UserError(f"results_dir={results_dir!r}: {probe} is not a directory; valid: a directory path")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"results_dir={results_dir!r}: {probe} is not writable; valid: a directory you can write")
+    return path
 
 
 def to_dict(cfg: DictConfig) -> dict[str, Any]:

@@ -1,7 +1,10 @@
 """Knobs: each config value is declared once, as a dataclass field of the thing it configures.
 
 `knob(default, help, ge=..., gt=..., le=..., lt=...)` is a `dataclasses.field` whose metadata holds
-the help text and the valid range; a `Literal[...]` annotation gives the choices. From such a
+the help text and the valid range; a `Literal[...]` annotation gives the choices. Numbers are
+refused when NaN or infinite (unless the knob says `nonfinite=True`), integers beyond
+`INT_LIMIT` always, list elements against the knob's range, and a `min_x` knob above its
+sibling `max_x`. From such a
 dataclass `schema_of` builds the Hydra structured config (ConfigStore node) that composes and
 type-checks a config section, `check_knobs` checks values against the ranges and choices (one
 line naming the value and what is valid), and `describe_knobs` prints `--help`. The idea is
@@ -14,6 +17,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import math
 import types
 import typing
 from collections.abc import Iterator
@@ -21,12 +25,16 @@ from typing import Any, Literal, Optional, Union
 
 RANGE_KEYS = ("ge", "gt", "le", "lt")
 _SYMBOL = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+INT_LIMIT = 2**31 - 1  # no integer knob goes beyond this (parquet, numpy seeds and timers all take it)
 
 
 def knob(default: Any, help: str, *, ge: float | None = None, gt: float | None = None,
-         le: float | None = None, lt: float | None = None) -> Any:
-    """A config field: its default, its help text and (for numbers) its valid range."""
+         le: float | None = None, lt: float | None = None, nonfinite: bool = False) -> Any:
+    """A config field: its default, its help text and (for numbers) its valid range; `nonfinite`
+    lets NaN and ±inf through (the range still applies to inf)."""
     meta = {"help": help, **{k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if v is not None}}
+    if nonfinite:
+        meta["nonfinite"] = True
     if isinstance(default, list | dict):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -111,28 +119,61 @@ def rule(f: dataclasses.Field, hint: Any) -> str:
     if choices is not None:
         return "one of " + ", ".join(map(str, choices))
     bounds = [f"{_SYMBOL[k]} {f.metadata[k]}" for k in RANGE_KEYS if k in f.metadata]
-    text = f"{_kind(hint)} {' and '.join(bounds)}" if bounds else _kind(hint)
+    kind = _kind(hint)
+    if bounds and ", e.g." in kind:  # a list: its elements are in range
+        text = f"{kind.split(', e.g.')[0]}, each {' and '.join(bounds)}"
+    else:
+        text = f"{kind} {' and '.join(bounds)}" if bounds else kind
     return text + (", or null" if _is_union(hint) and type(None) in typing.get_args(hint) else "")
 
 
+def _breaks(value: Any, f: dataclasses.Field) -> str:
+    """Why a number is outside the field's range ('' when it is not)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return ""
+    m = f.metadata
+    if isinstance(value, float) and not math.isfinite(value) and not m.get("nonfinite"):
+        return "finite"
+    if isinstance(value, int) and abs(value) > INT_LIMIT and not any(k in m for k in ("le", "lt")):
+        return f"integers are at most {INT_LIMIT}"
+    out = (("ge" in m and value < m["ge"]) or ("gt" in m and value <= m["gt"])
+           or ("le" in m and value > m["le"]) or ("lt" in m and value >= m["lt"]))
+    return "range" if out else ""
+
+
 def check_value(name: str, value: Any, f: dataclasses.Field, hint: Any) -> None:
-    """ValueError `name=value; valid: ...` when `value` breaks the field's choices or range."""
+    """ValueError `name=value; valid: ...` when `value` (or an element of a list value) breaks the
+    field's choices or range."""
     if value is None:
         return
     choices = _choices(hint)
-    bad = choices is not None and value not in choices
-    if not bad and isinstance(value, int | float) and not isinstance(value, bool):
-        m = f.metadata
-        bad = (("ge" in m and value < m["ge"]) or ("gt" in m and value <= m["gt"])
-               or ("le" in m and value > m["le"]) or ("lt" in m and value >= m["lt"]))
-    if bad:
-        raise ValueError(f"{name}={value!r}; valid: {rule(f, hint)}")
+    bad = "choice" if choices is not None and value not in choices else ""
+    for item in value if isinstance(value, list | tuple) else [value]:
+        bad = bad or _breaks(item, f)
+    if not bad:
+        return
+    valid = rule(f, hint)
+    if bad == "finite":
+        valid = valid.replace("a number", "a finite number", 1).replace("of numbers", "of finite numbers", 1)
+    elif bad.startswith("integers"):
+        valid = f"{valid} ({bad})"
+    raise ValueError(f"{name}={value!r}; valid: {valid}")
+
+
+def check_pairs(values: dict[str, Any], prefix: str) -> None:
+    """The cross-field rule every section shares: `min_x` <= `max_x` where both are set."""
+    for key, low in values.items():
+        high = values.get("max_" + key[4:]) if key.startswith("min_") else None
+        if isinstance(low, int | float) and isinstance(high, int | float) and low > high:
+            raise ValueError(f"{prefix}{key}={low!r} is above {prefix}max_{key[4:]}={high!r}; "
+                             f"valid: {prefix}{key} <= {prefix}max_{key[4:]}")
 
 
 def check_knobs(obj: Any, prefix: str = "") -> None:
     """Check every knob of a dataclass instance against its declared choices and range."""
     for f, hint in config_fields(type(obj)):
         check_value(prefix + f.name, getattr(obj, f.name), f, hint)
+    check_pairs({f.name: getattr(obj, f.name) for f, _ in config_fields(type(obj))}, prefix)
 
 
 def check_section(cls: type, values: dict[str, Any], prefix: str) -> None:
@@ -141,6 +182,7 @@ def check_section(cls: type, values: dict[str, Any], prefix: str) -> None:
     for f, hint in config_fields(cls):
         if f.name in values:
             check_value(prefix + f.name, values[f.name], f, hint)
+    check_pairs(values, prefix)
 
 
 def describe_knobs(cls: type, indent: str = "    ", drop: tuple[str, ...] = ()) -> list[str]:

@@ -144,7 +144,7 @@ class RayLauncher:
                                      "cluster")
     num_cpus: int | None = knob(None, "CPUs of a locally started Ray (null = all)", ge=1)
     object_store_memory: int = knob(200_000_000, "bytes for a locally started Ray (Ray's default would claim 30% "
-                                                 "of RAM)", ge=78_643_200)
+                                                 "of RAM)", ge=78_643_200, le=2**50)
     max_retries: int = knob(0, "a cell whose worker died is run again (on a new worker) this many times", ge=0)
     workers: int | None = knob(None, "workers per resource shape (null = as many as the cluster holds at once)",
                                ge=1)

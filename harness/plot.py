@@ -8,6 +8,7 @@ Each method's curve is its checkpoints averaged over seeds; the band is the mean
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,9 @@ from typing import Any
 import pandas as pd
 
 from harness.compare import load_cells
-from harness.table import sweep_dir_of
+from harness.config import UserError
+from harness.records import DamagedRecord, write_bytes
+from harness.table import sweep_dir_of, unreadable
 
 
 def plot_sweep(summary: pd.DataFrame, out_dir, varying: list[str] | None = None) -> list:
@@ -58,7 +61,9 @@ def save_curve_figure(fig, ax, ylabel: str, title: str, path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    png = io.BytesIO()
+    fig.savefig(png, dpi=120, format="png")
+    write_bytes(png.getvalue(), path)
     plt.close(fig)
     return path
 
@@ -108,13 +113,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sweep", default="default")
     ap.add_argument("--results-dir", default="results")
     args = ap.parse_args(argv)
-    sdir = sweep_dir_of(args.sweep, args.results_dir)
-    cells = load_cells(sdir)
+    try:
+        sdir = sweep_dir_of(args.sweep, args.results_dir)
+        cells = load_cells(sdir)
+    except (UserError, DamagedRecord) as exc:
+        print(f"sibench: error: {exc}", file=sys.stderr)
+        return 2
     if cells.summary.empty:
         print(f"sibench: error: no finished cells for sweep {args.sweep!r} in {sdir}", file=sys.stderr)
         return 2
     for path in plot_sweep(cells.summary, sdir / "plots", cells.varying):
         print(f"wrote {path}")
+    for line in unreadable(sdir):
+        print(f"left out, unreadable: {line[2:]}")
     return 0
 
 

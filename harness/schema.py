@@ -34,7 +34,7 @@ class Splits:
     test_size: int = knob(100, "held-out problems, the same for every method and seed (N=100: about ±5 pts SE "
                                "at p=0.3); the sweep draws the split while planning, so a task too small for it "
                                "is refused before anything runs", ge=1, le=100_000)
-    test_seed: int = knob(0, "generator seed (or order) of the test set", ge=0)
+    test_seed: int = knob(0, "generator seed (or order) of the test set", ge=0, le=998)
 
 
 @dataclass
@@ -61,7 +61,8 @@ class CellConfig:
                             "(DESIGN §3)", ge=1)
     seed: int = knob(0, "run seed: picks the training problems and seeds learning-phase sampling", ge=0, le=998)
     checkpoints: list[float] = knob([0.5], "budget fractions in (0, 1) evaluated mid-learning (the final state "
-                                           "always is); each costs one full evaluation, e.g. [0.25,0.5,0.75]")
+                                           "always is); each costs one full evaluation, e.g. [0.25,0.5,0.75]",
+                                     gt=0, lt=1)
     code_version_in_id: bool = knob(True, "the cell id includes a hash of the engine and of this cell's task and "
                                           "method code (an edit re-runs the cell)")
     # the schemas of Sampling and EvalConfig (frozen at run time, so not used directly: Hydra

@@ -11,12 +11,14 @@ command exits 1 if any cell failed, after listing each failure with its error.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import os
 import shutil
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,8 +27,17 @@ from typing import Any, NoReturn
 
 from harness.backends import TRAINABLE_BACKENDS, importable
 from harness.cell import CellOutcome, CellSpec, build_task, disjoint_splits
-from harness.config import REPO, UserError, compose, expand_grid, params_of, to_dict
-from harness.records import collect_summaries, stale_cells, write_parquet, write_plan
+from harness.config import UserError, compose, expand_grid, params_of, results_root, to_dict
+from harness.knobs import config_fields
+from harness.records import (
+    PLAN_FILE,
+    cell_damage,
+    collect_summaries,
+    stale_cells,
+    write_bytes,
+    write_parquet,
+    write_plan,
+)
 from harness.registry import METHODS, UnknownName
 from harness.schema import GROUPS
 from harness.types import content_hash
@@ -82,8 +93,7 @@ def plan(overrides: list[str]) -> tuple[Path, list[CellSpec], dict[str, Any]]:
     if len(sweeps) != 1:
         raise UserError(f"one sweep name per run, got {sorted(sweeps)}")
     first = cells[0]
-    results = Path(first["results_dir"])
-    sweep_dir = (results if results.is_absolute() else REPO / results) / first["sweep"]
+    sweep_dir = results_root(first["results_dir"]) / first["sweep"]
     check_splits(cells)
     specs, seen = [], set()
     for cfg in cells:
@@ -151,13 +161,47 @@ def check_splits(cells: list[dict[str, Any]]) -> None:
         if done is not None and done[0] >= t["train_size"] and done[1] >= t["test_size"]:
             continue  # this process drew as large a split of this task already (the paper runner plans per block)
         try:
-            disjoint_splits(build_task(cfg), t["train_size"], t["test_size"], cfg["seed"], t["test_seed"])
-        except UnknownName as exc:
+            task = build_task(cfg)
+            first_problem_in_time(task, t)
+            disjoint_splits(task, t["train_size"], t["test_size"], cfg["seed"], t["test_seed"])
+        except (UnknownName, UserError) as exc:
             raise UserError(str(exc)) from None
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, AssertionError) as exc:  # reasoning-gym asserts its configs
             raise UserError(f"task {t['name']} (train_size={t['train_size']}, test_size={t['test_size']}): "
                             f"{exc}") from None
         _splits_checked[key] = (t["train_size"], t["test_size"])
+
+
+PROBLEM_LIMIT_S = 20.0  # plan-time limit on generating a task's first problem (and its few-shot demos)
+
+
+class _TooSlow(BaseException):  # not an Exception: a generator's own `except Exception` must not swallow it
+    pass
+
+
+def first_problem_in_time(task: Any, t: dict[str, Any]) -> None:
+    """Refuse a task configuration whose generator takes minutes per problem (knights_knaves with
+    16 people, a 7x7 zebra), before the split draw spends them: the first test problem must come
+    within PROBLEM_LIMIT_S. Signals exist in the main thread only; elsewhere nothing is timed."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        raise _TooSlow
+
+    changed = [f"{f.name}={getattr(task, f.name)}" for f, _ in config_fields(type(task))
+               if f.default is not dataclasses.MISSING and getattr(task, f.name) != f.default]
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, PROBLEM_LIMIT_S)
+    try:
+        task.problems("test", 1, t["test_seed"])
+    except _TooSlow:
+        raise UserError(f"task {t['name']} with {', '.join(changed) or 'its default settings'} takes over "
+                        f"{PROBLEM_LIMIT_S:g} s to generate one problem (its split needs "
+                        f"{t['train_size'] + t['test_size']}); choose smaller settings") from None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
 
 
 class Progress:
@@ -231,7 +275,14 @@ def execute(sweep_dir: Path, specs: list[CellSpec], first: dict[str, Any]) -> in
     launcher-level user error (no cluster, too few GPUs) raises UserError (see `run_locked`)."""
     from harness.registry import LAUNCHERS
 
+    for s in specs:
+        why = cell_damage(s.out_dir) if (s.out_dir / "done.json").exists() else ""
+        if why:
+            print(f"sibench: warning: finished cell {s.label} ({s.cell_id}) does not read ({why}); "
+                  f"running it again", file=sys.stderr, flush=True)
     todo = sum(not s.done for s in specs)
+    plan_file = sweep_dir / PLAN_FILE
+    previous_plan = plan_file.read_bytes() if plan_file.exists() else None
     write_plan(sweep_dir, [(s.cell_id, s.label) for s in specs])
     stale = stale_cells(sweep_dir)
     print(f"sweep {sweep_dir.name}: {len(specs)} cells ({len(specs) - todo} already finished) "
@@ -242,10 +293,18 @@ def execute(sweep_dir: Path, specs: list[CellSpec], first: dict[str, Any]) -> in
     def report(o: CellOutcome) -> None:
         progress.report(o)
         if o.status == "ok":
-            write_parquet(collect_summaries(sweep_dir), sweep_dir / "summary.parquet")
+            try:
+                write_parquet(collect_summaries(sweep_dir), sweep_dir / "summary.parquet")
+            except OSError as exc:  # the cells' own files hold the results; the end of the sweep retries
+                print(f"sibench: warning: could not write {sweep_dir / 'summary.parquet'}: {exc}", file=sys.stderr)
 
     launcher = LAUNCHERS.get(first["launcher"]["name"])(**params_of(first["launcher"]))
-    outcomes = launcher.run(specs, first["logger"], report, progress=progress, on_start=progress.start)
+    try:
+        outcomes = launcher.run(specs, first["logger"], report, progress=progress, on_start=progress.start)
+    except UserError:  # refused before any cell (no cluster, too few GPUs): the old plan stands
+        if not progress.outcomes:
+            restore(plan_file, previous_plan)
+        raise
     summary = collect_summaries(sweep_dir)
     if len(summary):
         write_parquet(summary, sweep_dir / "summary.parquet")
@@ -259,6 +318,14 @@ def execute(sweep_dir: Path, specs: list[CellSpec], first: dict[str, Any]) -> in
     for o in failed:
         print(f"  FAILED {o.label} ({o.cell_id}): {o.error}  [see {sweep_dir / 'cells' / o.cell_id / 'status.json'}]")
     return 1 if failed else 0
+
+
+def restore(path: Path, content: bytes | None) -> None:
+    """Put a file back as it was (None: it did not exist)."""
+    if content is None:
+        path.unlink(missing_ok=True)
+    else:
+        write_bytes(content, path)
 
 
 @contextmanager

@@ -12,7 +12,6 @@ Stale and failed cells are listed below.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -28,13 +27,21 @@ from harness.compare import (
     load_cells,
     no_learning_method,
 )
-from harness.config import REPO
-from harness.records import planned_cell_ids, stale_cells, write_text
+from harness.config import UserError, check_sweep_name, results_root
+from harness.records import (
+    DamagedRecord,
+    damaged_cells,
+    planned_cell_ids,
+    read_json,
+    stale_cells,
+    write_text,
+)
 
 
 def sweep_dir_of(sweep: str, results_dir: str = "results") -> Path:
-    base = Path(results_dir)
-    return (base if base.is_absolute() else REPO / base) / sweep
+    """results_dir/sweep; UserError for a sweep name that would leave results_dir (`../..`)."""
+    check_sweep_name(sweep)
+    return results_root(results_dir) / sweep
 
 
 def build_table(sweep_dir: Path, cells: SweepCells, reference: str | None = None,
@@ -90,11 +97,19 @@ def failures(sweep_dir: Path) -> list[str]:
     for status in sorted(sweep_dir.glob("cells/*/status.json")):
         if planned is not None and status.parent.name not in planned:
             continue
-        s = json.loads(status.read_text())
-        if s.get("status") == "failed":
-            label = json.loads((status.parent / "config.json").read_text()).get("label", status.parent.name)
-            lines.append(f"- FAILED {label} ({status.parent.name}): {s.get('error', '')}")
+        try:
+            s = read_json(status)
+            if isinstance(s, dict) and s.get("status") == "failed":
+                label = read_json(status.parent / "config.json").get("label", status.parent.name)
+                lines.append(f"- FAILED {label} ({status.parent.name}): {s.get('error', '')}")
+        except (DamagedRecord, AttributeError):
+            lines.append(f"- UNREADABLE status of {status.parent.name}")
     return lines
+
+
+def unreadable(sweep_dir: Path) -> list[str]:
+    """Cells of the latest plan marked finished whose files do not read (left out of tables and plots)."""
+    return [f"- {cid}: {why}" for cid, why in damaged_cells(sweep_dir)]
 
 
 STATS_NOTE = (
@@ -138,6 +153,10 @@ def report(sweep_dir: Path, name: str, reference: str | None = None, cells: Swee
     fails = failures(sweep_dir)
     if fails:
         text += "\nFailed cells:\n" + "\n".join(fails) + "\n"
+    damaged = unreadable(sweep_dir)
+    if damaged:
+        text += ("\nUnreadable cells (left out; re-running the sweep runs them again):\n"
+                 + "\n".join(damaged) + "\n")
     write_text(text, sweep_dir / "table.md")
     write_text(table.to_csv(index=False), sweep_dir / "table.csv")
     write_text(pairs.to_csv(index=False), sweep_dir / "comparisons.csv")
@@ -151,8 +170,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reference", default=None,
                     help="method the Δ column is paired against (default: the one that used 0 rollouts)")
     args = ap.parse_args(argv)
-    sdir = sweep_dir_of(args.sweep, args.results_dir)
-    cells = load_cells(sdir)
+    try:
+        sdir = sweep_dir_of(args.sweep, args.results_dir)
+        cells = load_cells(sdir)
+    except (UserError, DamagedRecord) as exc:
+        print(f"sibench: error: {exc}; re-run the sweep command to rewrite it" if isinstance(exc, DamagedRecord)
+              else f"sibench: error: {exc}", file=sys.stderr)
+        return 2
     if cells.summary.empty:
         valid = sorted(p.parent.name for p in sdir.parent.glob("*/summary.parquet"))
         print(f"sibench: error: no finished cells for sweep {args.sweep!r} in {sdir}; "

@@ -240,7 +240,8 @@ class CORE(MethodBase):
         0.5, "not stated: P(p) = bias·(1−s(p))/Σ(1−s) + (1−bias)/|P|, s = running success rate", ge=0, le=1)
     ucb_c: float = knob(0.5, "not stated: learning-only bonus c·sqrt(ln(1+N)/(1+n_i)); 0 turns exploration off",
                          ge=0)
-    unseen_utility: float = knob(0.0, "not stated: score of an insight never used on any neighbour problem")
+    unseen_utility: float = knob(0.0, "not stated: score of an insight never used on any neighbour problem",
+                                 ge=-1, le=1)
     reflection: Literal["contrastive", "failure_only", "success_only"] = knob(
         "contrastive", "what a reflection sees (paper §5 ablations)")
     retrieval: Literal["utility", "similarity"] = knob(
@@ -252,7 +253,8 @@ class CORE(MethodBase):
     dedup_threshold: float = knob(0.9, "dedup rule not stated: cosine ≥ this against stored insights = duplicate",
                                   ge=-1, le=1)
     admission_samples: int = knob(1, "paper: one admission sample", ge=1)
-    admission_margin: float = knob(0.0, "paper: zero margin (admit if pass rate > 0 and ≥ b(p) + margin)")
+    admission_margin: float = knob(0.0, "paper: zero margin (admit if pass rate > 0 and ≥ b(p) + margin)",
+                                   ge=-1, le=1)
     init_utility: Literal["admission", "zero"] = knob(
         "admission", "not stated: admission = start at (admission pass rate − b(p)) on the source; zero = empty")
     store_baseline_successes: bool = knob(True, "baseline successes seed the rollout memory used for contrast")

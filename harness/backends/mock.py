@@ -35,12 +35,12 @@ def _uniform(*parts: object) -> float:
 @register_backend("mock")
 @dataclass
 class MockBackend:
-    base_accuracy: float = knob(0.3, "P(correct answer) with no boost phrase in the prompt")
+    base_accuracy: float = knob(0.3, "P(correct answer) with no boost phrase in the prompt", ge=0, le=1)
     boosts: dict[str, float] = field(default_factory=dict)  # phrase -> added P(correct)
     wrong_answer: str = knob("I am not sure.", "what a wrong policy reply says instead of the answer")
     aux_reply: str = knob("Check each step carefully. (proposal {i})", "reply to calls without an oracle")
-    latency_s: float = knob(0.0, "simulated seconds per request")
-    seed: int = knob(0, "mock randomness seed")
+    latency_s: float = knob(0.0, "simulated seconds per request", ge=0, le=60)
+    seed: int = knob(0, "mock randomness seed", ge=0)
     _aux_calls: int = 0
 
     engine = "mock"

@@ -27,8 +27,10 @@ class OpenAIBackend:
     base_url: str | None = knob(None, "OpenAI-compatible endpoint")
     api_key_env: str = knob("OPENAI_API_KEY", "environment variable holding the key ('EMPTY' is sent if unset)")
     max_retries: int = knob(
-        6, "the openai client's own retries (backoff with jitter) on 408/409/429/5xx/connection errors")
-    timeout_s: float = knob(600.0, "per-request HTTP timeout (32k-token replies take minutes)")
+        6, "the openai client's own retries (backoff with jitter) on 408/409/429/5xx/connection errors", ge=0,
+        le=100)
+    timeout_s: float = knob(600.0, "per-request HTTP timeout (32k-token replies take minutes)", gt=0,
+                             le=86_400)
     reasoning_effort: str | None = knob(None, "passed through for reasoning models (e.g. gpt-oss: high)")
     max_concurrency: int = knob(32, "requests in flight at once (1 = one at a time)", ge=1)
     tokenizer: str | None = knob(None, "HF id or local directory of the served model's tokenizer, for "

@@ -74,7 +74,7 @@ class PromptedTask:
     few_shot: int = knob(2, "demos in every prompt (fixed seed, never in train or test)", ge=0)
     max_tokens: int = knob(128, "completion cap in tokens", ge=1)
     partial_credit: bool = knob(False, "keep partial credit in `reward` (`passed` is always strict)")
-    verify_timeout_s: float = knob(2.0, "wall-clock limit on scoring one completion", gt=0)
+    verify_timeout_s: float = knob(2.0, "wall-clock limit on scoring one completion", gt=0, le=3600)
 
     def __post_init__(self) -> None:
         check_knobs(self, "task.")

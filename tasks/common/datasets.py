@@ -94,7 +94,7 @@ class DatasetTask(PromptedTask):
 
     data_path: str | None = knob(None, "local copy (jsonl/json/parquet/csv with columns target, nums)")
     train_data_path: str | None = knob(None, "local copy of the training data, where it is a separate dataset")
-    few_shot: int = knob(0, "must be 0: the rows carry no solutions to show")
+    few_shot: int = knob(0, "must be 0: the rows carry no solutions to show", ge=0, le=0)
 
     separate_train: ClassVar[bool] = False  # training problems come from `train_source()`
     needs_data: ClassVar[bool] = True  # rows come from a download or a local copy (calibration skips it)
