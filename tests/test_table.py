@@ -123,7 +123,7 @@ def test_table_shows_delta_vs_zero_shot_and_comparisons_csv_holds_every_pair(tmp
     report(sweep, "s")
     table = pd.read_csv(sweep / "table.csv", keep_default_na=False).set_index("method")
     core_delta = table.loc["core", "Δ vs zero_shot"]
-    assert core_delta.startswith("+0.500") and core_delta.endswith("*")
+    assert core_delta.startswith("+0.500") and core_delta.endswith("* (seed 0)")
     assert table.loc["episodic_rag", "Δ vs zero_shot"].startswith("-0.500")
     assert table.loc["zero_shot", "Δ vs zero_shot"] == ""
     assert table.loc["episodic_rag", "≤2 attempts"] == "0.9" and table.loc["core", "≤2 attempts"] == ""
