@@ -60,7 +60,7 @@ def build_table(sweep_dir: Path, cells: SweepCells, reference: str | None = None
         pass1 = estimate(comparer.values(unit))
         row = {c: unit.key.get(c, r.iloc[0].get(c)) for c in key_cols if c != "method"}
         row["method"] = unit.label
-        row["seeds"] = r["seed"].nunique() if unit.learns else f"{r['seed'].nunique()} (no learning)"
+        row["seeds"] = r["seed"].nunique()
         row["Pass@1 [95% CI]"] = f"{pass1.mean:.3f} [{pass1.lo:.3f}, {pass1.hi:.3f}]"
         if has_ref and reference is not None:
             ref = comparer.reference_for(unit, reference)

@@ -289,3 +289,26 @@ def test_an_unknown_reference_exits_2_with_one_line_and_writes_nothing(tmp_path,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "'nosuch'" in err[0] and "valid: zero_shot" in err[0]
     assert not (sweep / "table.md").exists() and not (sweep / "comparisons.csv").exists()
+
+
+def test_plot_axes_span_the_budget_and_a_no_learning_reference_is_a_line_across(tmp_path):
+    """A zero_shot-only sweep drew one point on an x-axis from -0.04 to 0.04; a learner's plot at a
+    budget the reference did not run at left the reference out."""
+    from harness.plot import curve_axes, plot_sweep
+
+    sweep = tmp_path / "s"
+    probs = {f"p{i}": [i % 2 == 0] * 2 for i in range(4)}
+    fake_cell(sweep, "z", "zero_shot", 0, probs, rollouts=0, budget=50,
+              extra={"pass@1_lo": 0.2, "pass@1_hi": 0.8})
+    fake_cell(sweep, "c", "core", 0, probs, budget=100, rollouts=100, extra={"pass@1_lo": 0.2, "pass@1_hi": 0.8})
+    plan(sweep, "z", "c")
+    summary = load_cells(sweep).summary
+    learners, refs = summary[summary.method == "core"], summary[summary.method == "zero_shot"]
+    _, ax = curve_axes(learners, refs, 100)
+    assert ax.get_xlim() == (0.0, 100.0)
+    across = [ln for ln in ax.get_lines() if ln.get_label() == "zero_shot (no learning)"]
+    assert len(across) == 1 and list(across[0].get_xdata()) == [0, 1]  # axes coordinates: the full width
+    _, ax = curve_axes(learners.iloc[0:0], refs, 50)
+    assert ax.get_xlim() == (0.0, 50.0)
+    names = sorted(p.name for p in plot_sweep(summary, tmp_path / "plots"))
+    assert names == ["learning_curve_math_B100.png"]  # the reference is drawn in the learner's plot
