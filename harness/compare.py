@@ -168,7 +168,7 @@ def sign_flip_p(diffs: Sequence[float] | np.ndarray, n_perm: int = N_PERM, seed:
     return (hits + 1) / (n_perm + 1)
 
 
-def holm(p_values: Sequence[float]) -> np.ndarray:
+def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
     """Holm's step-down adjustment: the i-th smallest of m p-values becomes
     max over j <= i of min(1, (m - j + 1) p_(j)), returned in the input order."""
     p = np.asarray(p_values, dtype=float)
@@ -317,7 +317,7 @@ class Comparer:
         either side (one seed of a learning method; a configuration at chance)."""
         if self._pairs is not None:
             return self._pairs
-        out = []
+        out: list[dict[str, Any]] = []
         for a, b in combinations(self.units, 2):
             if a.label == b.label or not _same_config(a, b):
                 continue
@@ -325,16 +325,15 @@ class Comparer:
             flags = [f for f in (self.chance_flag(a), a.single_seed_flag and f"{a.label}: {a.single_seed_flag}",
                                  b.single_seed_flag and f"{b.label}: {b.single_seed_flag}") if f]
             out.append({**a.key, "method_a": a.label, "method_b": b.label, "delta_pass@1": round(e.mean, 4),
-                        "ci_lo": round(e.lo, 4), "ci_hi": round(e.hi, 4), "p_value": e.p_value,
-                        "seeds": ",".join(map(str, e.seeds)), "n_seeds": e.n_seeds, "n_problems": e.n_problems,
-                        "flags": "; ".join(flags), "_config": _config_id(a)})
+                        "ci_lo": round(e.lo, 4), "ci_hi": round(e.hi, 4), "p_value": e.p_value, "p_holm": 1.0,
+                        "significant": False, "seeds": ",".join(map(str, e.seeds)), "n_seeds": e.n_seeds,
+                        "n_problems": e.n_problems, "flags": "; ".join(flags), "_config": _config_id(a)})
+        for config in {row["_config"] for row in out}:
+            family = [row for row in out if row["_config"] == config]
+            for row, adjusted in zip(family, holm([row["p_value"] for row in family]), strict=True):
+                row.update(p_value=round(row["p_value"], 4), p_holm=round(float(adjusted), 4),
+                           significant=bool(adjusted < ALPHA))
         pairs = pd.DataFrame(out)
-        if len(pairs):
-            pairs["p_holm"] = pairs.groupby("_config")["p_value"].transform(lambda p: holm(p.to_numpy()))
-            pairs["significant"] = pairs["p_holm"] < ALPHA
-            pairs["p_value"], pairs["p_holm"] = pairs["p_value"].round(4), pairs["p_holm"].round(4)
-            first = list(pairs.columns[:pairs.columns.get_loc("p_value") + 1]) + ["p_holm", "significant"]
-            pairs = pairs[first + [c for c in pairs.columns if c not in first and c != "_config"] + ["_config"]]
         self._pairs = pairs
         return pairs
 
