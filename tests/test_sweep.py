@@ -262,8 +262,8 @@ def test_a_method_that_spends_no_rollouts_runs_once_per_configuration(tmp_path):
     from harness.sweep import plan
 
     base = ["model=mock", "logger=none", f"results_dir={tmp_path}", "task=math", "seed=0,1,2", "budget=10,20"]
-    _, specs, _ = plan(base + ["method=zero_shot,core"])
-    by_method = {m: [s for s in specs if s.config["method"]["name"] == m] for m in ("zero_shot", "core")}
-    assert len(by_method["zero_shot"]) == 1 and len(by_method["core"]) == 6
+    _, specs, _ = plan(base + ["method=zero_shot,memrl"])
+    by_method = {m: [s for s in specs if s.config["method"]["name"] == m] for m in ("zero_shot", "memrl")}
+    assert len(by_method["zero_shot"]) == 1 and len(by_method["memrl"]) == 6
     _, specs, _ = plan(base + ["method=zero_shot", "eval.seed=0,1", "task.difficulty=easy,medium"])
     assert len(specs) == 4
