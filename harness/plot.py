@@ -55,11 +55,11 @@ def curve_axes(learners: pd.DataFrame, refs: pd.DataFrame, budget: int) -> tuple
         x = curve.index.to_numpy()
         ax.plot(x, curve["pass@1"], marker="o", label=method)
         ax.fill_between(x, curve["pass@1_lo"], curve["pass@1_hi"], alpha=0.15)
-    for method, m in refs.groupby("method"):
+    for i, (method, m) in enumerate(refs.groupby("method"), start=learners["method"].nunique()):
         level = m[m["final"].astype(bool)] if "final" in m else m
         mean, lo, hi = (float(level[c].mean()) for c in cols)
-        line = ax.axhline(mean, ls="-.", lw=1.5, label=f"{method} (no learning)")
-        ax.axhspan(lo, hi, color=line.get_color(), alpha=0.1)
+        ax.axhline(mean, ls="-.", lw=1.5, color=f"C{i % 10}", label=f"{method} (no learning)")
+        ax.axhspan(lo, hi, color=f"C{i % 10}", alpha=0.1)
     base = pd.concat([learners, refs])
     if "baseline_majority_answer" in base and base["baseline_majority_answer"].notna().any():
         ax.axhline(base["baseline_majority_answer"].dropna().iloc[0], color="grey", ls="--", lw=1,
