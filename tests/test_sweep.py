@@ -255,7 +255,7 @@ def test_a_method_knob_in_a_mixed_grid_goes_to_the_methods_that_have_it(tmp_path
         plan(base + ["method=zero_shot,core", "method.k_insghts=7"])
 
 
-def test_a_method_that_spends_no_rollouts_runs_once_per_configuration(tmp_path):
+def test_a_method_that_spends_no_rollouts_runs_once_per_configuration(tmp_path, capsys):
     """`METHOD=zero_shot SEEDS=0,1,2` computed the same cell three times (evaluation sampling
     follows eval.seed, not the run seed). Now one cell serves every seed and budget; what can
     change its outputs (the task, eval.seed) still makes new cells."""
@@ -265,5 +265,6 @@ def test_a_method_that_spends_no_rollouts_runs_once_per_configuration(tmp_path):
     _, specs, _ = plan(base + ["method=zero_shot,memrl"])
     by_method = {m: [s for s in specs if s.config["method"]["name"] == m] for m in ("zero_shot", "memrl")}
     assert len(by_method["zero_shot"]) == 1 and len(by_method["memrl"]) == 6
+    assert "zero_shot spends no rollouts, so one cell per configuration serves every seed" in capsys.readouterr().out
     _, specs, _ = plan(base + ["method=zero_shot", "eval.seed=0,1", "task.difficulty=easy,medium"])
     assert len(specs) == 4
