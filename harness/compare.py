@@ -272,6 +272,7 @@ class Comparer:
         self.reference = reference
         self._values: dict[tuple[str, ...], pd.Series] = {}
         self._pairs: pd.DataFrame | None = None
+        self._flags: dict[tuple[str, ...], str] = {}
 
     def values(self, unit: Unit) -> pd.Series:
         ids = tuple(sorted(unit.rows["cell_id"]))
@@ -297,6 +298,12 @@ class Comparer:
     def chance_flag(self, unit: Unit) -> str:
         """Why `unit`'s configuration cannot tell methods apart, or "": the reference's Pass@1 CI
         overlaps a chance / majority-answer baseline of the task, or its Pass@1 is under FLOOR."""
+        config = _config_id(unit)
+        if config not in self._flags:
+            self._flags[config] = self._chance_flag(unit)
+        return self._flags[config]
+
+    def _chance_flag(self, unit: Unit) -> str:
         ref = self.reference_for(unit, self.reference) if self.reference else None
         if ref is None:
             return ""
