@@ -110,6 +110,8 @@ def plot_curves(results: pd.DataFrame, columns: list[dict[str, Any]], out_dir: P
             if 0 not in curve.index and pd.notna(start):
                 curve = pd.concat([pd.Series([start], index=[0]), curve])
             ax.plot(curve.index, curve.to_numpy(), marker="o", label=col["label"])
+        if "budget" in df and df["budget"].notna().any():
+            ax.set_xlim(0, max(float(df["budget"].max()), 1.0))
         title = curve_title((names or {}).get(str(task), str(task)), df)
         written.append(save_curve_figure(fig, ax, f"held-out {metric}", title, out_dir / f"paper_curve_{task}.png"))
     return written
