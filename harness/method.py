@@ -55,6 +55,10 @@ class MethodBase:
     # True when learning changes the backend's weights in place: the launcher then never reuses
     # that backend object for another cell.
     mutates_policy: ClassVar[bool] = False
+    # False for a method that spends no rollouts (learns nothing): its result cannot depend on the
+    # run seed or the budget, so a sweep runs it once per configuration and every seed and budget
+    # reuses that cell (harness/cell.py).
+    uses_rollouts: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         check_knobs(self, "method.")

@@ -95,7 +95,7 @@ def plan(overrides: list[str]) -> tuple[Path, list[CellSpec], dict[str, Any]]:
     first = cells[0]
     sweep_dir = results_root(first["results_dir"]) / first["sweep"]
     check_splits(cells)
-    specs, seen = [], set()
+    specs, seen, reused = [], set(), set()
     for cfg in cells:
         try:
             t = cfg["task"]
@@ -110,6 +110,11 @@ def plan(overrides: list[str]) -> tuple[Path, list[CellSpec], dict[str, Any]]:
         if spec.cell_id not in seen:  # identical cells from redundant overrides run once
             seen.add(spec.cell_id)
             specs.append(spec)
+        elif not METHODS.get(cfg["method"]["name"]).uses_rollouts:
+            reused.add(cfg["method"]["name"])
+    if reused:
+        print(f"sibench: {', '.join(sorted(reused))} spends no rollouts, so one cell per configuration serves "
+              f"every seed and budget of the grid", flush=True)
     return sweep_dir, specs, first
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 import pandas as pd
 
 from harness.compare import (
+    ALPHA,
+    FLOOR,
     N_BOOT,
     Comparer,
     SweepCells,
@@ -29,6 +31,7 @@ from harness.compare import (
 )
 from harness.config import UserError, check_sweep_name, results_root
 from harness.records import (
+    PLAN_FILE,
     DamagedRecord,
     damaged_cells,
     planned_cell_ids,
@@ -47,14 +50,16 @@ def sweep_dir_of(sweep: str, results_dir: str = "results") -> Path:
 def build_table(sweep_dir: Path, cells: SweepCells, reference: str | None = None,
                 comparer: Comparer | None = None) -> pd.DataFrame:
     """One row per configuration (every varying config value is a column) and method, averaged
-    over seeds; Pass@1 with a seeds x problems bootstrap CI, and the paired Δ vs `reference`."""
-    comparer = comparer or Comparer(sweep_dir, cells)
+    over seeds; Pass@1 with a seeds x problems bootstrap CI, the paired Δ vs `reference` on the
+    seeds both share (`*`: Holm-adjusted p < ALPHA), and the row's flags."""
     df = final_rows(cells.summary)
+    reference = reference or no_learning_method(df)
+    comparer = comparer or Comparer(sweep_dir, cells, reference)
     k = int(df["report_k"].min()) if "report_k" in df else int(df["n_samples"].min())  # one Pass@k per table
     config = config_columns(cells)
     key_cols = [c for c in config if c != "budget"] + ["method", "budget"]
-    reference = reference or no_learning_method(df)
     has_ref = reference in set(df["method"])
+    odd_versions = version_outliers(df)
     rows = []
     for unit in comparer.units:
         if unit.rows["budget"].iloc[0] != unit.key["budget"]:
@@ -71,7 +76,10 @@ def build_table(sweep_dir: Path, cells: SweepCells, reference: str | None = None
                 row[f"Δ vs {reference}"] = ""
             else:
                 d = comparer.versus(unit, ref)
-                row[f"Δ vs {reference}"] = f"{d.mean:+.3f} [{d.lo:+.3f}, {d.hi:+.3f}]{' *' if d.excludes_zero else ''}"
+                star = " *" if comparer.adjusted_p(unit, ref) < ALPHA else ""
+                of = f" of {len(unit.seeds)}" if len(d.seeds) < len(unit.seeds) else ""
+                row[f"Δ vs {reference}"] = (f"{d.mean:+.3f} [{d.lo:+.3f}, {d.hi:+.3f}]{star} "
+                                            f"(seed{'s' * (len(d.seeds) != 1)} {','.join(map(str, d.seeds))}{of})")
         row[f"Pass@{k}"] = round(float(r[f"pass@{k}"].mean()), 3) if f"pass@{k}" in r else float("nan")
         row["greedy"] = round(float(r["greedy_pass"].mean()), 3)
         if "pass@1_attempt2" in df.columns:  # methods with a reflect-and-retry second attempt
@@ -85,25 +93,50 @@ def build_table(sweep_dir: Path, cells: SweepCells, reference: str | None = None
         if "eval_s" in r:  # cells from before the per-phase split lack it
             row["eval s"] = round(float(r["eval_s"].mean()), 1)
             row["load s"] = round(float(r["load_s"].mean()), 1)
+        flags = [comparer.chance_flag(unit), unit.single_seed_flag,
+                 "package versions differ from the sweep's" if set(r["cell_id"]) & odd_versions else ""]
+        row["flags"] = "; ".join(f for f in flags if f)
         rows.append(row)
     out = pd.DataFrame(rows)
     return out.sort_values([c for c in key_cols if c in out.columns], kind="stable").reset_index(drop=True)
 
 
-def failures(sweep_dir: Path) -> list[str]:
-    """Failed cells of the latest plan."""
-    planned = planned_cell_ids(sweep_dir)
+def version_outliers(final: pd.DataFrame) -> set[str]:
+    """Cells whose recorded package versions differ from the sweep's most common set."""
+    if "versions" not in final or final["versions"].nunique() < 2:
+        return set()
+    common = final["versions"].mode().iloc[0]
+    return set(final.loc[final["versions"] != common, "cell_id"])
+
+
+def versions_note(final: pd.DataFrame) -> list[str]:
+    if "versions" not in final or final["versions"].nunique() < 2:
+        return []
+    counts = final.drop_duplicates("cell_id")["versions"].value_counts()
+    return [f"- {n} cell{'s' * (n != 1)}: {v}" for v, n in counts.items()]
+
+
+def unfinished(sweep_dir: Path) -> list[str]:
+    """The latest plan's cells that are not in the table: failed, started but not finished (running
+    now, or killed mid-cell), or not started, one line each."""
+    if planned_cell_ids(sweep_dir) is None:  # DamagedRecord for a plan.json that does not read
+        return []
     lines = []
-    for status in sorted(sweep_dir.glob("cells/*/status.json")):
-        if planned is not None and status.parent.name not in planned:
+    for cell in read_json(sweep_dir / PLAN_FILE)["cells"]:
+        d = sweep_dir / "cells" / cell["cell_id"]
+        if (d / "done.json").exists():
             continue
         try:
-            s = read_json(status)
-            if isinstance(s, dict) and s.get("status") == "failed":
-                label = read_json(status.parent / "config.json").get("label", status.parent.name)
-                lines.append(f"- FAILED {label} ({status.parent.name}): {s.get('error', '')}")
-        except (DamagedRecord, AttributeError):
-            lines.append(f"- UNREADABLE status of {status.parent.name}")
+            s = read_json(d / "status.json") if (d / "status.json").exists() else {"status": "not started"}
+            s = s if isinstance(s, dict) else {"status": "unreadable status.json"}
+        except DamagedRecord:
+            s = {"status": "unreadable status.json"}
+        state = str(s.get("status", "unknown"))
+        if state == "running":
+            state = "started, not finished (running now, or killed mid-cell)"
+        error = f": {s['error']}" if s.get("error") else ""
+        lines.append(f"- {state.upper() if state == 'failed' else state} {cell.get('label', '')} "
+                     f"({cell['cell_id']}){error}")
     return lines
 
 
@@ -116,10 +149,14 @@ STATS_NOTE = (
     "Pass@1 is the mean over seeds and test problems of each problem's pass rate over its samples. "
     "Its 95% CI is a two-way bootstrap ({n} resamples): seeds and test problems are both drawn with "
     "replacement and the drawn seed x problem block is averaged (with one seed: the bootstrap over "
-    "problems). Δ is paired: the difference of two methods on the same test problems and seeds, "
-    "bootstrapped the same way; * marks a CI that excludes 0. comparisons.csv has every pair of "
-    "methods within a configuration, with a two-sided bootstrap p-value, uncorrected for the "
-    "number of pairs.")
+    "problems). Δ is paired: the difference of two methods on the same test problems and the seeds "
+    "named beside it, bootstrapped the same way; a no-learning method runs once and its result stands "
+    "for every seed. The p-value is a two-sided paired sign-flip permutation test over the (seed, "
+    "problem) differences, Holm-adjusted over every pair of methods within the configuration; * marks "
+    "an adjusted p < {alpha}. comparisons.csv has every such pair with both p-values. Flags: a "
+    "learning method with one seed has no run-to-run (training) variance in its CI; a configuration "
+    "whose reference Pass@1 CI holds a chance / majority baseline, or whose reference Pass@1 is under "
+    "{floor}, cannot tell methods apart.")
 
 
 def baselines_note(summary: pd.DataFrame) -> list[str]:
@@ -137,10 +174,17 @@ def baselines_note(summary: pd.DataFrame) -> list[str]:
 def report(sweep_dir: Path, name: str, reference: str | None = None, cells: SweepCells | None = None) -> str:
     """Write table.md, table.csv and comparisons.csv for the sweep's latest plan; return the text."""
     cells = cells or load_cells(sweep_dir)
-    comparer = Comparer(sweep_dir, cells)
+    reference = reference or no_learning_method(final_rows(cells.summary))
+    comparer = Comparer(sweep_dir, cells, reference)
     table = build_table(sweep_dir, cells, reference, comparer)
-    pairs = comparer.all_pairs()
-    text = f"## sweep {name}\n\n{table.to_markdown(index=False)}\n\n{STATS_NOTE.format(n=N_BOOT)}\n"
+    pairs = comparer.all_pairs().drop(columns="_config", errors="ignore")
+    left = unfinished(sweep_dir)
+    text = f"## sweep {name}\n\n"
+    if left:
+        text += (f"**Partial**: {len(left)} cell{'s' * (len(left) != 1)} of the latest plan "
+                 f"{'are' if len(left) != 1 else 'is'} not finished and not in this table (listed below).\n\n")
+    text += (f"{table.to_markdown(index=False)}\n\n"
+             f"{STATS_NOTE.format(n=N_BOOT, alpha=ALPHA, floor=FLOOR)}\n")
     if cells.varying:
         text += f"\nConfiguration columns (values that differ between this sweep's cells): {', '.join(cells.varying)}\n"
     notes = baselines_note(cells.summary)
@@ -150,13 +194,15 @@ def report(sweep_dir: Path, name: str, reference: str | None = None, cells: Swee
     if stale:
         text += (f"\n{len(stale)} stale cells (from an earlier plan: another config or code version) are on disk "
                  f"and left out: {', '.join(stale[:8])}{' ...' if len(stale) > 8 else ''}\n")
-    fails = failures(sweep_dir)
-    if fails:
-        text += "\nFailed cells:\n" + "\n".join(fails) + "\n"
+    if left:
+        text += "\nCells of the latest plan not in the table:\n" + "\n".join(left) + "\n"
     damaged = unreadable(sweep_dir)
     if damaged:
         text += ("\nUnreadable cells (left out; re-running the sweep runs them again):\n"
                  + "\n".join(damaged) + "\n")
+    versions = versions_note(final_rows(cells.summary))
+    if versions:
+        text += "\nPackage versions differ between this sweep's cells (flagged rows):\n" + "\n".join(versions) + "\n"
     write_text(text, sweep_dir / "table.md")
     write_text(table.to_csv(index=False), sweep_dir / "table.csv")
     write_text(pairs.to_csv(index=False), sweep_dir / "comparisons.csv")
@@ -181,6 +227,11 @@ def main(argv: list[str] | None = None) -> int:
         valid = sorted(p.parent.name for p in sdir.parent.glob("*/summary.parquet"))
         print(f"sibench: error: no finished cells for sweep {args.sweep!r} in {sdir}; "
               f"sweeps with results: {', '.join(valid) or 'none'}", file=sys.stderr)
+        return 2
+    methods = sorted(set(cells.summary["method"]))
+    if args.reference is not None and args.reference not in methods:
+        print(f"sibench: error: --reference {args.reference!r} is not a method of sweep {args.sweep!r}; "
+              f"valid: {', '.join(methods)}", file=sys.stderr)
         return 2
     print(report(sdir, args.sweep, args.reference, cells))
     print(f"wrote {sdir / 'table.md'}, {sdir / 'table.csv'} and {sdir / 'comparisons.csv'}")

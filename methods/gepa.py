@@ -6,7 +6,12 @@ aux call, with no litellm or dspy output format in between (dspy's default adapt
 135M model 4 times in 6, reference/feasibility.md §8). The optimisation loop, Pareto candidate
 selection, minibatch sampling and the reflection prompt are gepa's own, at its defaults, with
 merge on as the CORE paper ran GEPA (through `dspy.GEPA`, whose defaults are `use_merge=True`,
-`max_merge_invocations=5`).
+`max_merge_invocations=5`). With one component (ours: the system instruction) merge does not
+fire: gepa merges two descendants of a common ancestor only where one of them kept the
+ancestor's text of some component and the other changed it (`does_triplet_have_desirable_predictors`
+in gepa/proposer/merge.py), and every accepted mutation of a single-component candidate changes its
+only component. So `use_merge` costs nothing here and changes nothing; it matters for programs with
+several components.
 
 Budget: `max_metric_calls` = the cell budget, valset = trainset when the training set is small
 (the CORE paper's setting). gepa checks its budget only before an iteration, and an iteration
@@ -77,7 +82,8 @@ class GEPA(MethodBase):
     reflection_minibatch_size: int = knob(3, "training problems per reflection minibatch (gepa default b)", ge=1)
     candidate_selection_strategy: Literal["pareto", "current_best", "epsilon_greedy", "top_k_pareto"] = knob(
         "pareto", "which candidate gepa mutates next (gepa default: pareto)")
-    use_merge: bool = knob(True, "as the CORE paper ran GEPA (dspy.GEPA default; gepa.optimize's is false)")
+    use_merge: bool = knob(True, "as the CORE paper ran GEPA (dspy.GEPA default; gepa.optimize's is false); with "
+                                 "one component (the system instruction) merge never fires, see the module doc")
     max_merge_invocations: int = knob(5, "merge attempts at most (dspy.GEPA / gepa default)", ge=0)
     valset_size: int | None = knob(None, "null = valset is the trainset (CORE paper); N = first N train problems",
                                    ge=1)

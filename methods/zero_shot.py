@@ -12,6 +12,7 @@ from harness.types import Problem
 @register_method("zero_shot")
 @dataclass
 class ZeroShot(MethodBase):
+    uses_rollouts = False
 
     def learn(self, train: list[Problem], ctx: LearnContext) -> PromptOnly:
         task, backend = ctx.task, ctx.backend

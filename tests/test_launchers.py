@@ -56,9 +56,9 @@ def test_progress_hears_learning_and_evaluation_generations(cell_config, tmp_pat
 def test_ray_sweep_runs_cells_and_fails_fast_on_missing_gpus(tmp_path):
     base = [sys.executable, "-m", "harness.sweep", "model=mock", "method=zero_shot", "logger=none", "launcher=ray",
             "launcher.num_cpus=2", f"results_dir={tmp_path}", "task=math", "task.test_size=10", "budget=5"]
-    r = subprocess.run(base + ["sweep=r", "seed=0,1"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(base + ["sweep=r", "eval.seed=0,1"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert sorted(pd.read_parquet(tmp_path / "r" / "summary.parquet").seed) == [0, 1]
+    assert pd.read_parquet(tmp_path / "r" / "summary.parquet").cell_id.nunique() == 2
     # one worker (launcher.workers=1): its engine is loaded once and kept across its cells, so the
     # mock's aux-call counter runs on from one cell to the next instead of restarting
     r = subprocess.run(base + ["sweep=w1", "seed=0,1", "launcher.workers=1", "method=gepa", "budget=12",
@@ -78,7 +78,7 @@ def test_wandb_logger_writes_one_offline_run_per_cell(tmp_path, run_one, monkeyp
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     r = subprocess.run([sys.executable, "-m", "harness.sweep", "model=mock", "method=zero_shot", "logger=wandb",
                         f"results_dir={tmp_path}", "task=math", "task.test_size=10", "budget=5", "sweep=w",
-                        "seed=0,1"], cwd=REPO, capture_output=True, text=True, timeout=300,
+                        "eval.seed=0,1"], cwd=REPO, capture_output=True, text=True, timeout=300,
                        env={**__import__("os").environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"})
     assert r.returncode == 0, r.stderr[-2000:]
     runs = list((tmp_path / "w" / "wandb").glob("offline-run-*"))
@@ -156,7 +156,7 @@ def test_a_dead_engine_is_reloaded_for_the_next_cell_not_reused(cell_config, tmp
         return backend
 
     monkeypatch.setattr(launchers, "make_backend", build)
-    specs = [CellSpec(cell_config("method=zero_shot", "budget=1", f"seed={s}"), tmp_path) for s in (0, 1)]
+    specs = [CellSpec(cell_config("method=zero_shot", "budget=1", f"eval.seed={s}"), tmp_path) for s in (0, 1)]
     outcomes = launchers.run_local(specs, {"name": "none"}, report=lambda o: None)
     assert [o.status for o in outcomes] == ["failed", "ok"] and "EngineDeadError" in outcomes[0].error
     assert len(built) == 2

@@ -15,7 +15,7 @@ from methods.memrl import Memory, MemRLState, q_update, zscore
 
 def state(**kw) -> MemRLState:
     args = dict(task=None, policy=None, embedder=HashingEmbedder(), k1=5, k2=2, delta=0.0, lam=0.5,
-                q_min_threshold=-10.0, sim_norm_mean=None, sim_norm_std=None, max_memory_chars=500)
+                q_min_threshold=-10.0, sim_norm_mean=0.2, sim_norm_std=0.1, max_memory_chars=500)
     args.update(kw)
     return MemRLState(**args)
 
@@ -97,6 +97,45 @@ def test_phase_b_ties_prefer_the_newest_memory():
     s = state(k2=2)
     mems = [add(s, "apples pears", q=0.0) for _ in range(6)]
     assert s.retrieve("apples pears") == [mems[5], mems[4]]
+
+
+def test_official_tie_order_keeps_the_oldest_memory_and_the_oldest_key():
+    """The official retrieve_query sorts keys and candidates with Python's stable sort: ties keep
+    insertion order."""
+    s = state(k2=2, tie_order="oldest")
+    mems = [add(s, "apples pears", q=0.0) for _ in range(6)]
+    assert s.retrieve("apples pears") == [mems[0], mems[1]]
+    keys = state(k1=1, k2=1, add_similarity_threshold=1.1, tie_order="oldest")  # every memory its own key
+    first = [add(keys, "apples pears", q=0.0) for _ in range(3)]
+    assert keys.retrieve("apples pears") == [first[0]]
+    keys.tie_order = "newest"
+    assert keys.retrieve("apples pears") == [first[2]]
+
+
+def test_fixed_similarity_normalisation_uses_the_constants_not_the_candidates():
+    """With similarity alone deciding (λ = 0) both give the same order; with λ = 0.5 the fixed
+    constants make the similarity term larger than the candidates' z-score does, so the nearest
+    memory beats a higher Q."""
+    query = "apples pears bananas grapes"
+    for norm, winner in (("candidates", "mid_high"), ("fixed", "near_low")):
+        s = state(k2=1, sim_norm=norm, sim_norm_mean=0.0, sim_norm_std=0.01)
+        mems = {"near_low": add(s, query, q=-1.0), "mid_high": add(s, "apples pears plums figs", q=1.0),
+                "far_mid": add(s, "apples rockets violins moons", q=0.0)}
+        sims = s.embedder.embed([query]) @ s.embedder.embed([m.question for m in mems.values()]).T
+        sim_z = sims[0] / 0.01 if norm == "fixed" else zscore(sims[0])
+        score = 0.5 * sim_z + 0.5 * np.clip(zscore(np.array([-1.0, 1.0, 0.0])), -3, 3)
+        assert list(mems)[int(np.argmax(score))] == winner
+        assert s.retrieve(query) == [mems[winner]]
+
+
+def test_delta_comparison_is_inclusive_as_the_official_code_or_strict():
+    s = state(delta=1.0, add_similarity_threshold=2.0)
+    same = add(s, "count the red apples", q=0.0)
+    sim = float(s.embedder.embed(["count the red apples"])[0] @ s.embedder.embed(["count the red apples"])[0])
+    s.delta = sim  # the key's cosine is exactly δ
+    assert s.retrieve("count the red apples") == [same]
+    s.delta_inclusive = False
+    assert s.retrieve("count the red apples") == []
 
 
 def test_learning_counts_attempts_and_writes_memories_with_aux_calls(run_one):

@@ -5,8 +5,8 @@ Every `make …` line of the README's first two code blocks is read from the REA
 README is what gets tested. The commands run in a copy of the repository (their results stay out of
 the checkout) with the checkout's `.venv`:
 - every `make sweep` line plans (`DRY=1` in the environment: the command line stays as typed) the
-  grid its variables describe, on the default model: one cell per task x method x budget x seed, with
-  every registered method when the line names none;
+  grid its variables describe, on the default model: one cell per task x method x budget x seed (a
+  method that spends no rollouts: one per task), with every registered method when the line names none;
 - the "Running sweeps" block then runs for real on the mock model (`MODEL=mock` in the environment,
   which Make's `?=` lets through; a `MODEL=` on the line still wins), and its `make table` and
   `make plot` lines must read what it wrote;
@@ -53,6 +53,12 @@ def registered_methods() -> list[str]:
     return METHODS.names()
 
 
+def spends_rollouts(method: str) -> bool:
+    from harness.registry import METHODS
+
+    return METHODS.get(method).uses_rollouts
+
+
 @pytest.fixture(scope="module")
 def user_checkout(tmp_path_factory) -> Path:
     """A copy of the repository's files beside the checkout's installed `.venv` (results written
@@ -94,8 +100,10 @@ def test_every_readme_sweep_line_plans_its_whole_grid(user_checkout):
         assert proc.returncode == 0, f"{command}: exit {proc.returncode}\n{proc.stderr[-2000:]}"
         _, variables = make_vars(command)
         methods = variables["METHOD"].split(",") if variables.get("METHOD") else registered_methods()
+        budgets, seeds = variables.get("BUDGET", "500").split(","), variables.get("SEEDS", "0").split(",")
         grid = {(t, m, b, s) for t in variables.get("TASK", "math").split(",") for m in methods
-                for b in variables.get("BUDGET", "500").split(",") for s in variables.get("SEEDS", "0").split(",")}
+                for b in (budgets if spends_rollouts(m) else budgets[:1])
+                for s in (seeds if spends_rollouts(m) else seeds[:1])}  # no rollouts: one cell serves all
         cells = planned_cells(proc.stdout)
         assert sorted(cells) == sorted(f"{t}/{m}/B{b}/s{s}" for t, m, b, s in grid), f"{command}\n{proc.stdout}"
         assert not (user_checkout / "results" / variables.get("SWEEP", "default")).exists(), \

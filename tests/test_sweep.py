@@ -58,15 +58,15 @@ def test_grid_sweep_writes_schema_and_recomputable_summary(tmp_path):
 
 
 def test_rerun_skips_finished_cells(tmp_path):
-    assert sweep(tmp_path, "task=math", "budget=10", "sweep=s", "seed=0,1").returncode == 0
-    r = sweep(tmp_path, "task=math", "budget=10", "sweep=s", "seed=0,1,2")
+    assert sweep(tmp_path, "task=math", "budget=10", "sweep=s", "eval.seed=0,1").returncode == 0
+    r = sweep(tmp_path, "task=math", "budget=10", "sweep=s", "eval.seed=0,1,2")
     assert r.returncode == 0
     assert "1 ran, 2 skipped" in r.stdout
     assert len(pd.read_parquet(tmp_path / "s" / "summary.parquet")) == 3
 
 
 def test_killed_sweep_resumes_without_duplicate_or_missing_rows(tmp_path):
-    args = ["task=math", "budget=10", "sweep=k", "seed=0,1,2,3", "task.test_size=20",
+    args = ["task=math", "budget=10", "sweep=k", "eval.seed=0,1,2,3", "task.test_size=20",
             "model.latency_s=0.05", "eval.batch_problems=1"]
     cmd = [sys.executable, "-m", "harness.sweep", "model=mock", "method=zero_shot", "logger=none",
            f"results_dir={tmp_path}", *args]
@@ -85,7 +85,7 @@ def test_killed_sweep_resumes_without_duplicate_or_missing_rows(tmp_path):
     assert r.returncode == 0, r.stderr
     assert f"{done_before} skipped" in r.stdout
     summary = pd.read_parquet(tmp_path / "k" / "summary.parquet")
-    assert sorted(summary.seed) == [0, 1, 2, 3]
+    assert summary.cell_id.nunique() == 4
     assert not list((tmp_path / "k").rglob("*.tmp"))
     for cell in summary.cell_id:
         a = pd.read_parquet(tmp_path / "k" / "cells" / cell / "attempts.parquet")
@@ -97,7 +97,7 @@ def test_killed_sweep_resumes_without_duplicate_or_missing_rows(tmp_path):
 def _start_slow_sweep(tmp_path, name: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "harness.sweep", "model=mock", "method=zero_shot", "logger=none",
            f"results_dir={tmp_path}",
-           "task=math", "budget=10", f"sweep={name}", "seed=0,1,2", "task.test_size=20", "model.latency_s=0.05",
+           "task=math", "budget=10", f"sweep={name}", "eval.seed=0,1,2", "task.test_size=20", "model.latency_s=0.05",
            "eval.batch_problems=1"]
     # SIGINT as at a terminal, even where the test runner was started with it ignored (`cmd &`);
     # the pre-exec step only resets one signal disposition, which is safe with threads around
@@ -126,7 +126,7 @@ def test_ctrl_c_prints_one_line_exits_130_and_marks_the_cell_interrupted(tmp_pat
 def test_a_sweep_directory_in_use_is_refused(tmp_path):
     proc = _start_slow_sweep(tmp_path, "busy")
     try:
-        r = sweep(tmp_path, "task=math", "budget=10", "sweep=busy", "seed=0,1,2", "task.test_size=20", timeout=60)
+        r = sweep(tmp_path, "task=math", "budget=10", "sweep=busy", "eval.seed=0,1,2", "task.test_size=20", timeout=60)
         assert r.returncode == 2
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and f"is in use by another running sweep (pid {proc.pid}" in lines[0]
@@ -134,7 +134,7 @@ def test_a_sweep_directory_in_use_is_refused(tmp_path):
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     # the kernel lock died with the process: the same command now runs (and resumes)
-    r = sweep(tmp_path, "task=math", "budget=10", "sweep=busy", "seed=0", "task.test_size=20")
+    r = sweep(tmp_path, "task=math", "budget=10", "sweep=busy", "eval.seed=0", "task.test_size=20")
     assert r.returncode == 0, r.stderr
 
 
@@ -226,7 +226,7 @@ def test_table_and_plot(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "| math" in r.stdout and "zero_shot" in r.stdout and "majority_answer" in r.stdout
     table = pd.read_csv(tmp_path / "t" / "table.csv")
-    assert table.seeds.tolist() == [2]
+    assert table.seeds.tolist() == [1]  # zero_shot learns nothing: one cell serves both seeds
     assert "Pass@2" in table.columns and "Pass@4" not in table.columns  # eval.k picks the reported k
     r = subprocess.run([sys.executable, "-m", "harness.plot", "--sweep", "t", "--results-dir", str(tmp_path)],
                        cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -253,3 +253,18 @@ def test_a_method_knob_in_a_mixed_grid_goes_to_the_methods_that_have_it(tmp_path
     assert "difficulty" not in cells["countdown", "core"]["task"]
     with pytest.raises(UserError, match=r"unknown config key 'method\.k_insghts=7'"):
         plan(base + ["method=zero_shot,core", "method.k_insghts=7"])
+
+
+def test_a_method_that_spends_no_rollouts_runs_once_per_configuration(tmp_path, capsys):
+    """`METHOD=zero_shot SEEDS=0,1,2` computed the same cell three times (evaluation sampling
+    follows eval.seed, not the run seed). Now one cell serves every seed and budget; what can
+    change its outputs (the task, eval.seed) still makes new cells."""
+    from harness.sweep import plan
+
+    base = ["model=mock", "logger=none", f"results_dir={tmp_path}", "task=math", "seed=0,1,2", "budget=10,20"]
+    _, specs, _ = plan(base + ["method=zero_shot,memrl"])
+    by_method = {m: [s for s in specs if s.config["method"]["name"] == m] for m in ("zero_shot", "memrl")}
+    assert len(by_method["zero_shot"]) == 1 and len(by_method["memrl"]) == 6
+    assert "zero_shot spends no rollouts, so one cell per configuration serves every seed" in capsys.readouterr().out
+    _, specs, _ = plan(base + ["method=zero_shot", "eval.seed=0,1", "task.difficulty=easy,medium"])
+    assert len(specs) == 4

@@ -123,7 +123,7 @@ def test_table_shows_delta_vs_zero_shot_and_comparisons_csv_holds_every_pair(tmp
     report(sweep, "s")
     table = pd.read_csv(sweep / "table.csv", keep_default_na=False).set_index("method")
     core_delta = table.loc["core", "Δ vs zero_shot"]
-    assert core_delta.startswith("+0.500") and core_delta.endswith("*")
+    assert core_delta.startswith("+0.500") and core_delta.endswith("* (seed 0)")
     assert table.loc["episodic_rag", "Δ vs zero_shot"].startswith("-0.500")
     assert table.loc["zero_shot", "Δ vs zero_shot"] == ""
     assert table.loc["episodic_rag", "≤2 attempts"] == "0.9" and table.loc["core", "≤2 attempts"] == ""
@@ -169,3 +169,146 @@ def test_the_reference_is_the_method_that_used_no_rollouts_unless_named(tmp_path
     report(sweep, "s", reference="core")
     table = pd.read_csv(sweep / "table.csv", keep_default_na=False).set_index("method")
     assert table.loc["no_learning", "Δ vs core"].startswith("-0.500")
+
+
+def test_star_follows_the_holm_adjusted_p_and_comparisons_csv_holds_both(tmp_path):
+    """core beats zero_shot and rag on 6 of 6 problems: sign-flip p = 2/2^6 = 0.03125 for each,
+    Holm over the configuration's 3 pairs gives 3 x 0.03125 = 0.09375: no *, although the raw p
+    and the bootstrap CI ([+1, +1]) would both have called it significant."""
+    sweep = tmp_path / "s"
+    problems = [f"p{i}" for i in range(6)]
+    fake_cell(sweep, "z", "zero_shot", 0, {p: [False, False] for p in problems}, rollouts=0)
+    fake_cell(sweep, "c", "core", 0, {p: [True, True] for p in problems})
+    fake_cell(sweep, "r", "episodic_rag", 0, {p: [False, False] for p in problems})
+    plan(sweep, "z", "c", "r")
+    report(sweep, "s")
+    pairs = pd.read_csv(sweep / "comparisons.csv", keep_default_na=False)
+    core_z = pairs[(pairs.method_a == "core") & (pairs.method_b == "zero_shot")].iloc[0]
+    assert core_z.p_value == pytest.approx(0.0312, abs=1e-4) and core_z.p_holm == pytest.approx(0.0938, abs=1e-4)
+    assert not core_z.significant and core_z.ci_lo == 1.0
+    rag_z = pairs[(pairs.method_a == "episodic_rag") & (pairs.method_b == "zero_shot")].iloc[0]
+    assert rag_z.p_value == 1.0 and rag_z.p_holm == 1.0
+    table = pd.read_csv(sweep / "table.csv", keep_default_na=False).set_index("method")
+    assert "*" not in table.loc["core", "Δ vs zero_shot"]
+
+
+def test_each_delta_names_its_seeds_and_a_no_learning_reference_stands_for_every_seed(tmp_path):
+    sweep = tmp_path / "s"
+    probs = {f"p{i}": [i % 2 == 0] * 2 for i in range(10)}
+    win = {p: [True, True] for p in probs}
+    fake_cell(sweep, "z", "zero_shot", 0, probs, rollouts=0)  # run once: seeds 1 and 2 reuse it
+    for s in (0, 1, 2):
+        fake_cell(sweep, f"c{s}", "core", s, win)
+    fake_cell(sweep, "g0", "gepa", 0, probs)  # a learning reference with fewer seeds
+    plan(sweep, "z", "c0", "c1", "c2", "g0")
+    report(sweep, "s")
+    table = pd.read_csv(sweep / "table.csv", keep_default_na=False).set_index("method")
+    assert table.loc["core", "Δ vs zero_shot"].endswith("(seeds 0,1,2)")
+    pairs = pd.read_csv(sweep / "comparisons.csv", keep_default_na=False)
+    core_z = pairs[(pairs.method_a == "core") & (pairs.method_b == "zero_shot")].iloc[0]
+    assert core_z.n_seeds == 3 and core_z.n_problems == 10 and core_z.seeds == "0,1,2"
+    report(sweep, "s", reference="gepa")
+    table = pd.read_csv(sweep / "table.csv", keep_default_na=False).set_index("method")
+    assert table.loc["core", "Δ vs gepa"].endswith("(seed 0 of 3)")  # only the seed both ran
+
+
+def test_single_seed_rows_of_learning_methods_are_flagged(tmp_path):
+    sweep = tmp_path / "s"
+    probs = {f"p{i}": [i % 2 == 0] * 2 for i in range(10)}
+    fake_cell(sweep, "z", "zero_shot", 0, probs, rollouts=0)
+    fake_cell(sweep, "c", "core", 0, probs)
+    fake_cell(sweep, "g0", "gepa", 0, probs)
+    fake_cell(sweep, "g1", "gepa", 1, probs)
+    plan(sweep, "z", "c", "g0", "g1")
+    text = report(sweep, "s")
+    table = pd.read_csv(sweep / "table.csv", keep_default_na=False).set_index("method")
+    assert table.loc["core", "flags"] == "1 seed: CI has no training variance"
+    assert table.loc["gepa", "flags"] == "" and table.loc["zero_shot", "flags"] == ""
+    pairs = pd.read_csv(sweep / "comparisons.csv", keep_default_na=False)
+    assert "core: 1 seed" in pairs[(pairs.method_a == "core") & (pairs.method_b == "gepa")].iloc[0]["flags"]
+    assert "training variance" in text
+
+
+@pytest.mark.parametrize("ref_passes, baseline, flag", [
+    ([True, False, False], 0.35, "at chance"),  # Pass@1 1/3 with a wide CI around the 0.35 majority answer
+    ([False] * 59 + [True], None, "at floor"),  # 1 problem in 60: under 5%
+    ([True] * 30 + [False] * 30, 0.05, ""),  # 0.5 [0.37, 0.63]: clear of a 0.05 baseline
+])
+def test_configurations_whose_reference_is_at_chance_are_flagged(tmp_path, ref_passes, baseline, flag):
+    sweep = tmp_path / "s"
+    ref = {f"p{i}": [ok, ok] for i, ok in enumerate(ref_passes)}
+    extra = {} if baseline is None else {"baseline_majority_answer": baseline}
+    fake_cell(sweep, "z", "zero_shot", 0, ref, rollouts=0, extra=extra)
+    fake_cell(sweep, "c0", "core", 0, {p: [True, True] for p in ref}, extra=extra)
+    fake_cell(sweep, "c1", "core", 1, {p: [True, True] for p in ref}, extra=extra)
+    plan(sweep, "z", "c0", "c1")
+    report(sweep, "s")
+    table = pd.read_csv(sweep / "table.csv", keep_default_na=False).set_index("method")
+    pairs = pd.read_csv(sweep / "comparisons.csv", keep_default_na=False)
+    for flags in (table.loc["core", "flags"], table.loc["zero_shot", "flags"], pairs.iloc[0]["flags"]):
+        assert flags.startswith(flag) if flag else flags == ""
+        assert ("comparisons uninformative" in flags) == bool(flag)
+
+
+def test_unfinished_cells_of_the_plan_are_listed_under_a_partial_table(tmp_path):
+    sweep = tmp_path / "s"
+    probs = {f"p{i}": [True, False] for i in range(4)}
+    fake_cell(sweep, "z", "zero_shot", 0, probs, rollouts=0)
+    for cid, status in (("f", {"status": "failed", "error": "ValueError: boom"}), ("r", {"status": "running"})):
+        (sweep / "cells" / cid).mkdir(parents=True)
+        (sweep / "cells" / cid / "status.json").write_text(json.dumps(status))
+    write_plan(sweep, [("z", "math/zero_shot/B10/s0"), ("f", "math/core/B10/s0"), ("r", "math/core/B10/s1"),
+                       ("n", "math/core/B10/s2")])
+    text = report(sweep, "s")
+    assert "**Partial**: 3 cells" in text
+    assert "- FAILED math/core/B10/s0 (f): ValueError: boom" in text
+    assert "- started, not finished (running now, or killed mid-cell) math/core/B10/s1 (r)" in text
+    assert "- not started math/core/B10/s2 (n)" in text
+
+
+def test_rows_whose_package_versions_differ_are_flagged(tmp_path):
+    sweep = tmp_path / "s"
+    probs = {f"p{i}": [True, False] for i in range(4)}
+    fake_cell(sweep, "z", "zero_shot", 0, probs, rollouts=0, extra={"versions": "torch=2.13.0"})
+    fake_cell(sweep, "c0", "core", 0, probs, extra={"versions": "torch=2.13.0"})
+    fake_cell(sweep, "g0", "gepa", 0, probs, extra={"versions": "torch=2.12.0"})
+    plan(sweep, "z", "c0", "g0")
+    text = report(sweep, "s")
+    table = pd.read_csv(sweep / "table.csv", keep_default_na=False).set_index("method")
+    assert "versions differ" in table.loc["gepa", "flags"] and "versions" not in table.loc["core", "flags"]
+    assert "- 1 cell: torch=2.12.0" in text
+
+
+def test_an_unknown_reference_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys):
+    from harness.table import main
+
+    sweep = tmp_path / "s"
+    fake_cell(sweep, "z", "zero_shot", 0, {"a": [True, False]}, rollouts=0)
+    plan(sweep, "z")
+    assert main(["--sweep", "s", "--results-dir", str(tmp_path), "--reference", "nosuch"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'nosuch'" in err[0] and "valid: zero_shot" in err[0]
+    assert not (sweep / "table.md").exists() and not (sweep / "comparisons.csv").exists()
+
+
+def test_plot_axes_span_the_budget_and_a_no_learning_reference_is_a_line_across(tmp_path):
+    """A zero_shot-only sweep drew one point on an x-axis from -0.04 to 0.04; a learner's plot at a
+    budget the reference did not run at left the reference out."""
+    from harness.plot import curve_axes, plot_sweep
+
+    sweep = tmp_path / "s"
+    probs = {f"p{i}": [i % 2 == 0] * 2 for i in range(4)}
+    fake_cell(sweep, "z", "zero_shot", 0, probs, rollouts=0, budget=50,
+              extra={"pass@1_lo": 0.2, "pass@1_hi": 0.8})
+    fake_cell(sweep, "c", "core", 0, probs, budget=100, rollouts=100, extra={"pass@1_lo": 0.2, "pass@1_hi": 0.8})
+    plan(sweep, "z", "c")
+    summary = load_cells(sweep).summary
+    learners, refs = summary[summary.method == "core"], summary[summary.method == "zero_shot"]
+    _, ax = curve_axes(learners, refs, 100)
+    assert ax.get_xlim() == (0.0, 100.0)
+    across = [ln for ln in ax.get_lines() if ln.get_label() == "zero_shot (no learning)"]
+    assert len(across) == 1 and list(across[0].get_xdata()) == [0, 1]  # axes coordinates: the full width
+    _, ax = curve_axes(learners.iloc[0:0], refs, 50)
+    assert ax.get_xlim() == (0.0, 50.0)
+    names = sorted(p.name for p in plot_sweep(summary, tmp_path / "plots"))
+    assert names == ["learning_curve_math_B100.png"]  # the reference is drawn in the learner's plot

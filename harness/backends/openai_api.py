@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from harness.knobs import knob
 from harness.registry import register_backend
@@ -35,6 +35,8 @@ class OpenAIBackend:
     max_concurrency: int = knob(32, "requests in flight at once (1 = one at a time)", ge=1)
     tokenizer: str | None = knob(None, "HF id or local directory of the served model's tokenizer, for "
                                        "count_tokens; null = a whitespace estimate")
+    # where and how the endpoint is reached, not what it computes: not part of the cell id
+    serving: ClassVar[tuple[str, ...]] = ("base_url", "api_key_env", "max_retries", "timeout_s", "max_concurrency")
 
     @property
     def engine(self) -> str:

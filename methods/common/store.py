@@ -19,12 +19,13 @@ T = TypeVar("T")
 TIE_TOLERANCE = 1e-6
 
 
-def rank_newest_first(scores: np.ndarray, ages: np.ndarray | None = None) -> np.ndarray:
-    """Indices by score, highest first; tied scores (within TIE_TOLERANCE) put the newest first.
-    `ages` orders items by creation (default: the index, i.e. insertion order)."""
+def rank_newest_first(scores: np.ndarray, ages: np.ndarray | None = None, newest_first: bool = True) -> np.ndarray:
+    """Indices by score, highest first; tied scores (within TIE_TOLERANCE) put the newest first
+    (or the oldest, with `newest_first=False`: a stable sort over insertion order). `ages` orders
+    items by creation (default: the index, i.e. insertion order)."""
     buckets = np.round(np.asarray(scores, dtype=np.float64) / TIE_TOLERANCE)
     created = np.arange(len(buckets)) if ages is None else np.asarray(ages)
-    return np.lexsort((-created, -buckets))
+    return np.lexsort((-created if newest_first else created, -buckets))
 
 
 @dataclass
@@ -44,14 +45,14 @@ class SimilarityStore(Generic[T]):
             return np.zeros(0, dtype=np.float32)
         return np.stack(self._vectors) @ np.asarray(query, dtype=np.float32)
 
-    def top_k(self, query: np.ndarray, k: int,
-              where: Callable[[T], bool] | None = None) -> list[tuple[float, T]]:
+    def top_k(self, query: np.ndarray, k: int, where: Callable[[T], bool] | None = None,
+              newest_first: bool = True) -> list[tuple[float, T]]:
         """The k most similar items (optionally only those passing `where`), most similar first;
-        ties go to the most recently added."""
+        ties go to the most recently added (or the earliest, with `newest_first=False`)."""
         if k <= 0 or not self.items:
             return []
         sims = self.similarities(query)
-        order = rank_newest_first(sims)
+        order = rank_newest_first(sims, newest_first=newest_first)
         out = []
         for i in order:
             if where is None or where(self.items[i]):
