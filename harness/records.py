@@ -54,6 +54,13 @@ def write_json(obj: Any, path: Path) -> None:
     _atomic(path, w)
 
 
+def write_bytes(data: bytes, path: Path) -> None:
+    def w(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            f.write(data)
+    _atomic(path, w)
+
+
 def write_text(text: str, path: Path) -> None:
     def w(tmp: str) -> None:
         with open(tmp, "w") as f:
