@@ -147,10 +147,13 @@ class Pool:
         self.nodes_used: set[str] = set()
         self.nodes_lost: set[str] = set()
         self.starved_since: dict[Shape, float] = {}
+        self.live: list[dict[str, Any]] = []  # ray.nodes() entries of the live nodes, as of this pass
+        self.first_nodes: set[str] | None = None  # the nodes alive when the sweep began
 
     def run(self) -> list[CellOutcome]:
         try:
             while any(self.queue.values()) or any(w.job for w in self.workers):
+                self.watch()
                 self.scale()
                 self.dispatch()
                 self.wait()
@@ -171,6 +174,17 @@ class Pool:
     def finish(self, outcome: CellOutcome) -> None:
         self.outcomes.append(outcome)
         self.report(outcome)
+
+    def watch(self) -> None:
+        """Note the nodes that went away since the last pass (their workers' cells are requeued as
+        Ray reports the workers dead, which may come first)."""
+        self.live = [n for n in self.ray.nodes() if n["Alive"]]
+        alive = {n["NodeID"] for n in self.live}
+        if self.first_nodes is None:
+            self.first_nodes = alive
+        for node in sorted(self.nodes_used - alive - self.nodes_lost):
+            self.nodes_lost.add(node)
+            self.say(f"ray: node {node[:8]} lost ({len(alive)} node(s) left)")
 
     def scale(self) -> None:
         """Per resource shape, as many workers as the live cluster holds at once (at most one per
@@ -220,7 +234,7 @@ class Pool:
             self.drop(w)
             return
         w.ready = None
-        if w.node not in self.nodes_used and self.nodes_used:
+        if w.node not in self.nodes_used and w.node not in (self.first_nodes or ()):
             self.say(f"ray: node {w.node[:8]} joined: it gets work")
         self.nodes_used.add(w.node)
 
@@ -240,14 +254,9 @@ class Pool:
         self.finish(CellOutcome(**reply["outcome"]))
 
     def lost(self, w: Worker, job: Job, exc: Exception) -> None:
-        """A worker died with a cell on it: note its node if that is gone too, requeue the cell."""
+        """A worker died with a cell on it (its process or its node): requeue the cell."""
         self.drop(w)
-        alive = {n["NodeID"] for n in self.ray.nodes() if n["Alive"]}
-        gone = w.node not in alive
-        if gone and w.node not in self.nodes_lost:
-            self.nodes_lost.add(w.node)
-            self.say(f"ray: node {w.node[:8]} lost ({len(alive)} node(s) left)")
-        why = f"node {w.node[:8]} lost" if gone else f"worker on node {w.node[:8]} died ({type(exc).__name__})"
+        why = f"its worker on node {w.node[:8]} was lost ({type(exc).__name__})"
         n = self.tries[job.spec.cell_id] = self.tries.get(job.spec.cell_id, 0) + 1
         if n <= self.max_retries:
             self.retries += 1
@@ -269,7 +278,7 @@ class Pool:
 
     def starve(self) -> None:
         """Cells that no live node can ever hold wait `node_wait_s` for one to join, then fail."""
-        nodes = [n.get("Resources", {}) for n in self.ray.nodes() if n["Alive"]]
+        nodes = [n.get("Resources", {}) for n in self.live]
         now = time.time()
         for shape, cells in self.queue.items():
             fits = any(r.get("CPU", 0) >= shape[0] and r.get("GPU", 0) >= shape[1] for r in nodes)

@@ -282,7 +282,11 @@ class Preempted(KeyboardInterrupt):
     it takes the same path: running cells are marked `interrupted` and a re-run resumes them."""
 
 
+_sigterm: list[bool] = []  # set once SIGTERM arrived: Ray's waits re-raise any interrupt as a plain KeyboardInterrupt
+
+
 def on_sigterm(signum: int, frame: Any) -> None:
+    _sigterm.append(True)
     raise Preempted()
 
 
@@ -290,7 +294,7 @@ def interrupted(exc: BaseException | None = None) -> int:
     """Report Ctrl-C (exit 130) or SIGTERM (exit 143) once; further signals during clean-up are ignored."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    term = isinstance(exc, Preempted)
+    term = isinstance(exc, Preempted) or bool(_sigterm)
     print(TERMINATED if term else INTERRUPTED, file=sys.stderr, flush=True)
     return 143 if term else 130
 
