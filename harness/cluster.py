@@ -149,6 +149,7 @@ class Pool:
         self.starved_since: dict[Shape, float] = {}
         self.live: list[dict[str, Any]] = []  # ray.nodes() entries of the live nodes, as of this pass
         self.first_nodes: set[str] | None = None  # the nodes alive when the sweep began
+        self.failed_starts: dict[Shape, int] = {}  # workers of a shape that died starting, in a row
 
     def run(self) -> list[CellOutcome]:
         try:
@@ -230,10 +231,16 @@ class Pool:
     def started(self, w: Worker) -> None:
         try:
             w.node = self.ray.get(w.ready)
-        except Exception:  # died before it ran anything (its node went away): nothing to requeue
-            self.drop(w)
+        except Exception as exc:  # died before it ran anything: nothing to requeue, but a worker
+            self.drop(w)          # that cannot start at all (a broken node setup) must not loop
+            n = self.failed_starts[w.shape] = self.failed_starts.get(w.shape, 0) + 1
+            if n >= 3 and not any(x.shape == w.shape and x.ready is None for x in self.workers):
+                while self.queue[w.shape]:
+                    self.fail(self.queue[w.shape].popleft(), f"workers could not start ({n} tries): "
+                                                             f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
             return
         w.ready = None
+        self.failed_starts[w.shape] = 0
         if w.node not in self.nodes_used and w.node not in (self.first_nodes or ()):
             self.say(f"ray: node {w.node[:8]} joined: it gets work")
         self.nodes_used.add(w.node)
@@ -243,7 +250,8 @@ class Pool:
         job, w.job = w.job, None
         try:
             reply = self.ray.get(job.ref)
-        except self.ray.exceptions.RayActorError as exc:
+        except (self.ray.exceptions.RayActorError, self.ray.exceptions.ObjectLostError,
+                self.ray.exceptions.WorkerCrashedError) as exc:
             self.lost(w, job, exc)
             return
         except Exception as exc:  # the worker's own code broke: fail the cell, replace the worker
