@@ -130,6 +130,8 @@ def cluster():
 
 def _sweep(results: Path, *args: str, address: str | None = None, **kw) -> subprocess.Popen:
     launcher = ["launcher=ray", f"launcher.address={address}"] if address else []
+    if not any(a.startswith("method=") for a in args):
+        args = ("method=zero_shot", *args)
     return subprocess.Popen([sys.executable, "-m", "harness.sweep", *CELLS, f"results_dir={results}", *launcher,
                              *args], cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True, **kw)

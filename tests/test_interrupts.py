@@ -33,8 +33,8 @@ def _statuses(sweep_dir: Path) -> list[str]:
 
 def test_sigterm_is_handled_like_ctrl_c_and_a_rerun_resumes(tmp_path):
     args = [sys.executable, "-m", "harness.sweep", "model=mock", "logger=none", f"results_dir={tmp_path}",
-            "task=math", "budget=10", "sweep=t", "seed=0,1", "task.test_size=20", "model.latency_s=0.05",
-            "eval.batch_problems=1"]
+            "task=math", "method=zero_shot", "budget=10", "sweep=t", "seed=0,1", "task.test_size=20",
+            "model.latency_s=0.05", "eval.batch_problems=1"]
     proc = _popen(args)
     deadline = time.time() + 120
     while time.time() < deadline and "running" not in _statuses(tmp_path / "t"):
@@ -77,7 +77,7 @@ def test_an_interrupt_during_endpoint_calls_ends_within_seconds_and_sends_nothin
         proc = _popen([sys.executable, "-m", "harness.sweep", "model=openai_compatible", "logger=none",
                        f"model.base_url=http://127.0.0.1:{server.server_port}/v1", "model.timeout_s=15",
                        "model.max_retries=1", "model.max_concurrency=4", f"results_dir={tmp_path}", "task=math",
-                       "budget=4", "task.test_size=20", "sweep=e"])
+                       "method=zero_shot", "budget=4", "task.test_size=20", "sweep=e"])
         deadline = time.time() + 120
         while time.time() < deadline and _Stalled.requests < 4:
             time.sleep(0.1)
@@ -98,7 +98,7 @@ def test_an_interrupt_during_endpoint_calls_ends_within_seconds_and_sends_nothin
 
 def test_a_cell_past_cell_timeout_fails_with_one_line_and_the_next_runs(tmp_path):
     r = subprocess.run([sys.executable, "-m", "harness.sweep", "model=mock", "logger=none", f"results_dir={tmp_path}",
-                        "task=math", "budget=4", "task.test_size=20", "sweep=to", "seed=0,1",
+                        "task=math", "method=zero_shot", "budget=4", "task.test_size=20", "sweep=to", "seed=0,1",
                         "model.latency_s=0.5", "launcher.cell_timeout_s=2"],
                        cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 1
