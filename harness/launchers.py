@@ -4,13 +4,18 @@ Two generating processes on a 2-core machine run 5-17x slower, so `local` runs c
 another in this process and reuses the loaded model between cells. `ray` runs cells on a pool of
 Ray actors, one per slot the cluster has for the model's resources (`model.resources`, e.g. one
 GPU each), each keeping its engine loaded across its cells, after checking that the cluster can
-ever satisfy them (Ray would otherwise wait forever). `launcher.address` joins an existing
-cluster. One failing cell never stops the others.
+ever satisfy them (Ray would otherwise wait forever); results come back to the driver through Ray
+and lost nodes cost retries (harness/cluster.py). `launcher.address` joins an existing cluster.
+One failing cell never stops the others; `launcher.cell_timeout_s` bounds each cell.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import signal
+import time
+import traceback
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +24,7 @@ from harness.cell import CellOutcome, CellSpec, run_cell
 from harness.config import UserError, params_of
 from harness.knobs import knob
 from harness.loggers import make_logger
+from harness.records import write_json
 from harness.registry import METHODS, register_launcher
 from harness.types import Backend, content_hash
 
@@ -64,46 +70,71 @@ def release_after(cache: BackendCache, spec: CellSpec, outcome: CellOutcome) -> 
         cache.drop(spec.config["model"])
 
 
+@dataclass
+class LauncherBase:
+    """Knobs every launcher has."""
+
+    cell_timeout_s: float | None = knob(None, "a cell running longer fails with this as its reason (null = no "
+                                              "limit)", gt=0)
+
+
+class CellTimeout(BaseException):
+    """Raised in a local cell that ran past launcher.cell_timeout_s (a BaseException, so that no
+    `except Exception` inside a method swallows it)."""
+
+
+@contextmanager
+def time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise CellTimeout in this (main) thread after `seconds`."""
+    if not seconds:
+        yield
+        return
+
+    def expired(signum: int, frame: Any) -> None:
+        raise CellTimeout(f"exceeded launcher.cell_timeout_s={seconds:g}")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 @register_launcher("local")
 @dataclass
-class LocalLauncher:
+class LocalLauncher(LauncherBase):
     """Sequential, in-process: one generating process at a time; reuses the loaded model between
     consecutive cells with the same model config."""
 
     def run(self, specs: list[CellSpec], logger_cfg: dict[str, Any], report: Callable[[CellOutcome], None],
             progress: Callable[[int, str], None] | None = None,
             on_start: Callable[[CellSpec], None] | None = None) -> list[CellOutcome]:
-        return run_local(specs, logger_cfg, report, progress, on_start)
+        return run_local(specs, logger_cfg, report, progress, on_start, self.cell_timeout_s)
 
 
 def run_local(specs: list[CellSpec], logger_cfg: dict[str, Any], report: Callable[[CellOutcome], None],
               progress: Callable[[int, str], None] | None = None,
-              on_start: Callable[[CellSpec], None] | None = None) -> list[CellOutcome]:
+              on_start: Callable[[CellSpec], None] | None = None,
+              cell_timeout_s: float | None = None) -> list[CellOutcome]:
     cache, logger, outcomes = BackendCache(), make_logger(logger_cfg), []
     for spec in specs:
         if on_start is not None:
             on_start(spec)
-        outcome = run_cell(spec, cache, logger, progress)
+        start = time.perf_counter()
+        try:
+            with time_limit(None if spec.done else cell_timeout_s):
+                outcome = run_cell(spec, cache, logger, progress)
+        except CellTimeout as exc:
+            write_json({"status": "failed", "error": str(exc), "traceback": traceback.format_exc()},
+                       spec.out_dir / "status.json")
+            logger.finish(spec, "failed")
+            outcome = CellOutcome(spec.cell_id, spec.label, "failed", time.perf_counter() - start, error=str(exc))
         release_after(cache, spec, outcome)
         outcomes.append(outcome)
         report(outcome)
     return outcomes
-
-
-class CellWorker:
-    """A Ray actor that runs cells one after another in one process, with its own BackendCache: one
-    engine per worker (a GPU's vLLM engine loads once, not once per cell)."""
-
-    def __init__(self, logger_cfg: dict[str, Any]) -> None:
-        self.cache, self.logger = BackendCache(), make_logger(logger_cfg)
-
-    def run(self, config: dict[str, Any], sweep_dir: str, cell_id: str) -> dict[str, Any]:
-        from pathlib import Path
-
-        spec = CellSpec(config, Path(sweep_dir), cell_id)
-        outcome = run_cell(spec, self.cache, self.logger)
-        release_after(self.cache, spec, outcome)
-        return outcome.__dict__
 
 
 def pool_size(need: dict[str, float], cluster: dict[str, float], cells: int, cap: int | None) -> int:
@@ -135,95 +166,77 @@ def check_resources(available: dict[str, float], specs: Iterable[CellSpec]) -> N
 
 @register_launcher("ray")
 @dataclass
-class RayLauncher:
-    """Cells run on a pool of Ray actors (`CellWorker`), each reserving the resources of its cells'
-    model (model.resources, e.g. one GPU) and keeping its loaded engine across the cells it runs;
-    the cluster is checked to be able to satisfy every cell before anything starts."""
+class RayLauncher(LauncherBase):
+    """Cells run on a pool of Ray actors (harness/cluster.py), each reserving the resources of its
+    cells' model (model.resources, e.g. one GPU) and keeping its loaded engine across the cells it
+    runs; the cluster is checked to be able to satisfy every cell before anything starts. Each
+    cell's files travel back to the driver through Ray: the nodes need no shared disk."""
 
     address: str | None = knob(None, "null = start a local Ray; 'auto' or 'ray://host:10001' joins an existing "
                                      "cluster")
     num_cpus: int | None = knob(None, "CPUs of a locally started Ray (null = all)", ge=1)
     object_store_memory: int = knob(200_000_000, "bytes for a locally started Ray (Ray's default would claim 30% "
                                                  "of RAM)", ge=78_643_200, le=2**50)
-    max_retries: int = knob(0, "a cell whose worker died is run again (on a new worker) this many times", ge=0)
+    max_retries: int = knob(3, "a cell whose worker or node was lost goes back on the queue this many times", ge=0)
     workers: int | None = knob(None, "workers per resource shape (null = as many as the cluster holds at once)",
                                ge=1)
+    node_wait_s: float = knob(300.0, "cells that no live node can hold (their nodes were lost) wait this long for "
+                                     "one to join, then fail", ge=0)
 
     def run(self, specs: list[CellSpec], logger_cfg: dict[str, Any], report: Callable[[CellOutcome], None],
             progress: Callable[[int, str], None] | None = None,
             on_start: Callable[[CellSpec], None] | None = None) -> list[CellOutcome]:
-        return run_ray(specs, logger_cfg, report, self.address, self.num_cpus, self.object_store_memory,
-                       self.max_retries, self.workers)
+        return run_ray(specs, logger_cfg, report, self)
 
 
-def _new_worker(ray: Any, need: dict[str, float], logger_cfg: dict[str, Any]) -> Any:
-    return ray.remote(num_cpus=need["num_cpus"], num_gpus=need["num_gpus"])(CellWorker).remote(logger_cfg)
+# what never travels to the nodes with the code (Ray's working_dir upload)
+UPLOAD_EXCLUDES = [".venv", ".git", "results", "**/__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache",
+                   "wandb", "*.egg-info"]
+
+
+def connect(ray: Any, opts: RayLauncher) -> None:
+    """Start a local Ray, or join `opts.address` shipping this checkout to the nodes (unless the
+    driver runs as a `ray job submit --working-dir` job, which shipped it already). Ray's driver
+    turns SIGTERM into `sys.exit`; the sweep's own handler (preemption = Ctrl-C) is put back."""
+    import os
+
+    from harness.cell import REPO
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        if opts.address:
+            env = None if os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") else {
+                "working_dir": str(REPO), "excludes": UPLOAD_EXCLUDES}
+            try:
+                ray.init(address=opts.address, ignore_reinit_error=True, log_to_driver=False, runtime_env=env)
+            except ConnectionError as exc:
+                raise UserError(f"no Ray cluster at launcher.address={opts.address!r} ({str(exc).split('.')[0]}); "
+                                f"start one with `ray start --head`, or leave launcher.address=null to start a "
+                                f"local Ray") from None
+        else:
+            ray.init(num_cpus=opts.num_cpus, object_store_memory=opts.object_store_memory, include_dashboard=False,
+                     ignore_reinit_error=True, log_to_driver=False)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def run_ray(specs: list[CellSpec], logger_cfg: dict[str, Any], report: Callable[[CellOutcome], None],
-            address: str | None = None, num_cpus: int | None = None,
-            object_store_memory: int = 200_000_000, max_retries: int = 0,
-            workers: int | None = None) -> list[CellOutcome]:
-    import os
-
+            opts: RayLauncher) -> list[CellOutcome]:
     import ray
 
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    if address:
-        try:
-            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
-        except ConnectionError as exc:
-            raise UserError(f"no Ray cluster at launcher.address={address!r} ({str(exc).split('.')[0]}); start one "
-                            f"with `ray start --head`, or leave launcher.address=null to start a local Ray") from None
-    else:
-        ray.init(num_cpus=num_cpus, object_store_memory=object_store_memory, include_dashboard=False,
-                 ignore_reinit_error=True, log_to_driver=False)
+    from harness.cluster import Pool
+
+    connect(ray, opts)
     try:
         todo = [s for s in specs if not s.done]
         check_resources(ray.cluster_resources(), todo)
         outcomes = [CellOutcome(s.cell_id, s.label, "skipped") for s in specs if s.done]
         for o in outcomes:
             report(o)
-        shapes: dict[tuple[float, float], list[CellSpec]] = {}
-        for spec in todo:
-            need = cell_resources(spec.config)
-            shapes.setdefault((need["num_cpus"], need["num_gpus"]), []).append(spec)
-        cluster = ray.cluster_resources()
-        idle: list[tuple[Any, tuple[float, float]]] = []
-        for shape, cells in shapes.items():
-            need = {"num_cpus": shape[0], "num_gpus": shape[1]}
-            idle += [(_new_worker(ray, need, logger_cfg), shape)
-                     for _ in range(pool_size(need, cluster, len(cells), workers))]
-        tries: dict[str, int] = {}
-        pending: dict[Any, tuple[Any, tuple[float, float], CellSpec]] = {}
-        while pending or any(shapes.values()):
-            for actor, shape in list(idle):  # give every idle worker the next cell of its shape
-                if shapes[shape]:
-                    spec = shapes[shape].pop(0)
-                    pending[actor.run.remote(spec.config, str(spec.sweep_dir), spec.cell_id)] = (actor, shape, spec)
-                    idle.remove((actor, shape))
-                else:  # nothing left of its shape: free its resources for the other shapes' workers
-                    ray.kill(actor)
-                    idle.remove((actor, shape))
-            if not pending:
-                continue
-            ready, _waiting = ray.wait(list(pending), num_returns=1, timeout=5.0)
-            for ref in ready:
-                actor, shape, spec = pending.pop(ref)
-                try:
-                    outcome = CellOutcome(**ray.get(ref))
-                    idle.append((actor, shape))
-                except Exception as exc:  # the worker died (crash, OOM kill): replace it, maybe retry the cell
-                    ray.kill(actor)
-                    idle.append((_new_worker(ray, {"num_cpus": shape[0], "num_gpus": shape[1]}, logger_cfg), shape))
-                    tries[spec.cell_id] = tries.get(spec.cell_id, 0) + 1
-                    if tries[spec.cell_id] <= max_retries:
-                        shapes[shape].append(spec)
-                        continue
-                    outcome = CellOutcome(spec.cell_id, spec.label, "failed", error=f"{type(exc).__name__}: {exc}")
-                outcomes.append(outcome)
-                report(outcome)
-        return outcomes
+        return outcomes + Pool(ray, todo, logger_cfg, report, max_retries=opts.max_retries,
+                               workers_cap=opts.workers, cell_timeout_s=opts.cell_timeout_s,
+                               node_wait_s=opts.node_wait_s).run()
     finally:
         ray.shutdown()
-

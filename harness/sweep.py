@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -296,6 +297,9 @@ def execute(sweep_dir: Path, specs: list[CellSpec], first: dict[str, Any]) -> in
     progress = Progress(specs)
 
     def report(o: CellOutcome) -> None:
+        if o.status == "ok" and not (sweep_dir / "cells" / o.cell_id / "done.json").exists():
+            o = replace(o, status="failed", error=f"its rows did not reach {sweep_dir} (launcher "
+                                                  f"{first['launcher']['name']})")
         progress.report(o)
         if o.status == "ok":
             try:
@@ -305,7 +309,7 @@ def execute(sweep_dir: Path, specs: list[CellSpec], first: dict[str, Any]) -> in
 
     launcher = LAUNCHERS.get(first["launcher"]["name"])(**params_of(first["launcher"]))
     try:
-        outcomes = launcher.run(specs, first["logger"], report, progress=progress, on_start=progress.start)
+        launcher.run(specs, first["logger"], report, progress=progress, on_start=progress.start)
     except UserError:  # refused before any cell (no cluster, too few GPUs): the old plan stands
         if not progress.outcomes:
             restore(plan_file, previous_plan)
@@ -315,7 +319,7 @@ def execute(sweep_dir: Path, specs: list[CellSpec], first: dict[str, Any]) -> in
         write_parquet(summary, sweep_dir / "summary.parquet")
     else:  # no finished cell in this plan: an older summary would describe another plan
         (sweep_dir / "summary.parquet").unlink(missing_ok=True)
-    failed = [o for o in outcomes if o.status == "failed"]
+    failed = [o for o in progress.outcomes if o.status == "failed"]  # as reported: ok only with its rows here
     wall = time.perf_counter() - progress.t0
     where = f"summary: {sweep_dir / 'summary.parquet'}" if len(summary) else "no cell finished, so no summary"
     print(f"sweep {sweep_dir.name} finished in {wall:.1f}s: {progress.done} ran, {progress.skipped} "
@@ -360,27 +364,44 @@ def sweep_lock(sweep_dir: Path) -> Iterator[None]:
 
 
 INTERRUPTED = "sibench: interrupted; re-run the same command to resume"
+TERMINATED = "sibench: terminated (SIGTERM); re-run the same command to resume"
 
 
-def interrupted() -> int:
-    """Report Ctrl-C once; further Ctrl-C during clean-up is ignored."""
+class Preempted(KeyboardInterrupt):
+    """SIGTERM (what SLURM and Kubernetes send on preemption), raised where Ctrl-C would be, so
+    it takes the same path: running cells are marked `interrupted` and a re-run resumes them."""
+
+
+_sigterm: list[bool] = []  # set once SIGTERM arrived: Ray's waits re-raise any interrupt as a plain KeyboardInterrupt
+
+
+def on_sigterm(signum: int, frame: Any) -> None:
+    _sigterm.append(True)
+    raise Preempted()
+
+
+def interrupted(exc: BaseException | None = None) -> int:
+    """Report Ctrl-C (exit 130) or SIGTERM (exit 143) once; further signals during clean-up are ignored."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    print(INTERRUPTED, file=sys.stderr, flush=True)
-    return 130
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    term = isinstance(exc, Preempted) or bool(_sigterm)
+    print(TERMINATED if term else INTERRUPTED, file=sys.stderr, flush=True)
+    return 143 if term else 130
 
 
 def exit_process(code: int) -> NoReturn:
-    """`sys.exit(code)` for the entry points. After a handled Ctrl-C (130), CPython 3.11 still ends
+    """`sys.exit(code)` for the entry points. After a handled Ctrl-C (130) or SIGTERM (143), CPython 3.11 still ends
     the process *by SIGINT* (status -2) when the interrupt landed inside exec'd code (e.g. a
-    dataclass being built), because it marks the interrupt unhandled there; so exit 130 explicitly,
-    after the atexit clean-up the interpreter would have run."""
-    if code == 130:
+    dataclass being built), because it marks the interrupt unhandled there; so exit explicitly,
+    after the atexit clean-up the interpreter would have run (and without waiting for threads still
+    blocked on an endpoint that the interrupted cell abandoned)."""
+    if code in (130, 143):
         import atexit
 
         atexit._run_exitfuncs()
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(130)
+        os._exit(code)
     sys.exit(code)
 
 
@@ -395,8 +416,8 @@ def run_locked(sweep_dir: Path, specs: list[CellSpec], first: dict[str, Any]) ->
             shutil.rmtree(sweep_dir, ignore_errors=True)
         print(f"sibench: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        return interrupted()
+    except KeyboardInterrupt as exc:
+        return interrupted(exc)
 
 
 def asked_for_help(args: list[str]) -> int | None:
@@ -426,6 +447,8 @@ def main(argv: list[str] | None = None, *, every_method: bool = True) -> int:
         return shown
     dry_run = DRY_RUN in args
     overrides = [a for a in args if a != DRY_RUN]
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_sigterm)
     try:
         if every_method:
             overrides = every_method_unless_named(overrides)
@@ -433,8 +456,8 @@ def main(argv: list[str] | None = None, *, every_method: bool = True) -> int:
     except UserError as exc:
         print(f"sibench: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        return interrupted()
+    except KeyboardInterrupt as exc:
+        return interrupted(exc)
     if dry_run:
         print_plan(sweep_dir, specs)
         return 0

@@ -6,11 +6,16 @@ the request order. Transient errors (connection, 408/409/429/5xx) are retried by
 client itself (exponential backoff with jitter, honouring Retry-After). Token counts come from
 the response's `usage` (the provider's own count); `count_tokens` (prompt size, e.g. the context a
 method adds) uses the model's tokenizer when `tokenizer` names one, else a whitespace estimate.
+Ctrl-C (or SIGTERM) while requests are out ends the call at once: queued requests are never sent,
+the client is closed (no retry reaches the endpoint) and the daemon threads still blocked on a
+stalled server are abandoned, so the cell is marked and the process exits within seconds.
 """
 
 from __future__ import annotations
 
 import os
+import queue
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -43,15 +48,18 @@ class OpenAIBackend:
         return f"openai-endpoint:{self.model}"
 
     def __post_init__(self) -> None:
-        from openai import OpenAI
-
-        self.client = OpenAI(base_url=self.base_url, api_key=os.environ.get(self.api_key_env, "EMPTY"),
-                             timeout=self.timeout_s, max_retries=self.max_retries)
+        self.client = self._new_client()
         self._tokenizer: Any = None
         if self.tokenizer:
             from transformers import AutoTokenizer
 
             self._tokenizer = AutoTokenizer.from_pretrained(self.tokenizer)
+
+    def _new_client(self) -> Any:
+        from openai import OpenAI
+
+        return OpenAI(base_url=self.base_url, api_key=os.environ.get(self.api_key_env, "EMPTY"),
+                      timeout=self.timeout_s, max_retries=self.max_retries)
 
     def count_tokens(self, messages: list[Message]) -> int:
         if self._tokenizer is not None:
@@ -87,9 +95,42 @@ class OpenAIBackend:
         return gens
 
     def generate(self, requests: list[GenerationRequest]) -> list[list[Generation]]:
-        if self.max_concurrency == 1 or len(requests) <= 1:
-            return [self._one(r) for r in requests]
-        from concurrent.futures import ThreadPoolExecutor
+        """Up to `max_concurrency` requests in flight on daemon threads, results in request order;
+        the first error (or an interrupt here) stops the rest, see `_abandon`."""
+        todo: queue.SimpleQueue[int] = queue.SimpleQueue()
+        for i in range(len(requests)):
+            todo.put(i)
+        finished: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
+        stop = threading.Event()
 
-        with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(requests))) as pool:
-            return list(pool.map(self._one, requests))  # map keeps the request order
+        def work() -> None:
+            while not stop.is_set():
+                try:
+                    i = todo.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    finished.put((i, self._one(requests[i])))
+                except BaseException as exc:  # handed to the caller's thread
+                    finished.put((i, exc))
+
+        for _ in range(min(self.max_concurrency, len(requests))):
+            threading.Thread(target=work, daemon=True, name="openai-request").start()
+        results: list[Any] = [None] * len(requests)
+        try:
+            for _ in requests:
+                i, result = finished.get()
+                if isinstance(result, BaseException):
+                    raise result
+                results[i] = result
+        except BaseException:
+            stop.set()
+            self._abandon()
+            raise
+        return results
+
+    def _abandon(self) -> None:
+        """Close the client under the threads still out: what they send or retry next fails at
+        once instead of reaching the endpoint; the next call gets a fresh client."""
+        client, self.client = self.client, self._new_client()
+        client.close()
