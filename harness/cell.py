@@ -23,6 +23,7 @@ import pandas as pd
 
 from harness.budget import AttemptRecord, BudgetMeter
 from harness.config import params_of
+from harness.devices import model_gpus, with_gpus
 from harness.evaluate import EvalConfig, evaluate, summarize_attempts
 from harness.method import LearnContext, Learned
 from harness.records import attempts_frame, write_json, write_parquet
@@ -96,7 +97,7 @@ class CellSpec:
             for key in ("model", "aux_model"):  # where a cell runs does not change what it computes
                 section = ident[key]
                 if isinstance(section, dict):
-                    ident[key] = {k: v for k, v in section.items() if k != "resources"}
+                    ident[key] = {k: v for k, v in section.items() if k not in ("resources", "gpus")}
             if self.config.get("code_version_in_id", True):
                 ident["code"] = code_version(self.config["task"]["name"], self.config["method"]["name"])
             self.cell_id = content_hash(ident, 16)
@@ -199,8 +200,9 @@ def _run(spec: CellSpec, cfg: dict[str, Any], meter: BudgetMeter, get_backend, l
     write_json({**described, "example_prompt": task.prompt(test[0]), "train_ids": [p.id for p in train],
                 "test_ids": [p.id for p in test]}, spec.out_dir / "task.json")
     t_load = time.perf_counter()
-    backend = get_backend(cfg["model"])
-    aux_backend = get_backend(cfg["aux_model"]) if cfg.get("aux_model") else None
+    gpus = model_gpus(cfg)  # the policy on the cell's first GPUs, an aux model on the next
+    backend = get_backend(with_gpus(cfg["model"], gpus["model"]))
+    aux_backend = get_backend(with_gpus(cfg["aux_model"], gpus["aux_model"])) if cfg.get("aux_model") else None
     seconds = {"load_s": time.perf_counter() - t_load, "eval_s": 0.0}  # where the wall time goes
     method = METHODS.get(cfg["method"]["name"])(**params_of(cfg["method"]))
     max_tokens = described.get("max_tokens", 128)

@@ -17,6 +17,7 @@ from typing import Any
 from harness.backends import make_backend
 from harness.cell import CellOutcome, CellSpec, run_cell
 from harness.config import UserError, params_of
+from harness.devices import cell_gpus, cuda_available, free_gpu_memory, model_gpus, narrow_visible
 from harness.knobs import knob
 from harness.loggers import make_logger
 from harness.registry import METHODS, register_launcher
@@ -41,14 +42,46 @@ class BackendCache:
             self.backends[key] = self.backends.pop(key)  # most recently used last
         else:
             while len(self.backends) >= self.size:
-                self.backends.pop(next(iter(self.backends)))  # free the old model before loading the next
+                self._free(next(iter(self.backends)))  # free the old model before loading the next
             self.backends[key] = make_backend(model_cfg)
         return self.backends[key]
 
     def drop(self, model_cfg: dict[str, Any]) -> None:
         """Forget one model (a cell trained its weights in place); the others stay loaded, so a
         vLLM engine survives the training cells that run on its transformers twin."""
-        self.backends.pop(self.key(model_cfg), None)
+        self._free(self.key(model_cfg))
+
+    def keep_only(self, model_cfgs: list[dict[str, Any]]) -> None:
+        """Free every cached backend but these (before a training cell on a GPU: a cached vLLM engine
+        holds `gpu_memory_utilization` of the GPU the trainer needs)."""
+        keep = {self.key(m) for m in model_cfgs}
+        for key in [k for k in self.backends if k not in keep]:
+            self._free(key)
+
+    def _free(self, key: str) -> None:
+        """Drop a backend and give its GPU memory back now (engine process, cached allocator), not
+        whenever garbage collection gets to it."""
+        backend = self.backends.pop(key, None)
+        if backend is None:
+            return
+        close = getattr(backend, "close", None)
+        if callable(close):
+            close()
+        del backend
+        free_gpu_memory()
+
+
+def make_room_for(cache: BackendCache, spec: CellSpec) -> None:
+    """Before a cell that trains weights on a GPU, free the engines it does not use."""
+    if METHODS.get(spec.config["method"]["name"]).mutates_policy and cuda_available():
+        cache.keep_only([with_gpus_of(spec.config, k) for k in ("model", "aux_model") if spec.config.get(k)])
+
+
+def with_gpus_of(config: dict[str, Any], key: str) -> dict[str, Any]:
+    """A cell's model config as its backend is built (with the GPUs the cell gives it)."""
+    from harness.devices import with_gpus
+
+    return with_gpus(config[key], model_gpus(config)[key])
 
 
 def release_after(cache: BackendCache, spec: CellSpec, outcome: CellOutcome) -> None:
@@ -58,9 +91,9 @@ def release_after(cache: BackendCache, spec: CellSpec, outcome: CellOutcome) -> 
     if outcome.status == "failed":
         for key in ("model", "aux_model"):
             if spec.config.get(key):
-                cache.drop(spec.config[key])
+                cache.drop(with_gpus_of(spec.config, key))
     elif METHODS.get(spec.config["method"]["name"]).mutates_policy:
-        cache.drop(spec.config["model"])
+        cache.drop(with_gpus_of(spec.config, "model"))
 
 
 @register_launcher("local")
@@ -75,13 +108,21 @@ class LocalLauncher:
         return run_local(specs, logger_cfg, report, progress, on_start)
 
 
+def local_gpus(specs: list[CellSpec]) -> int:
+    """GPUs the local launcher's one process sees: the largest reservation among its cells, and at
+    least one (CPU-sized entries reserve none, and still run on a GPU when there is one)."""
+    return max([1, *(cell_gpus(s.config) for s in specs)])
+
+
 def run_local(specs: list[CellSpec], logger_cfg: dict[str, Any], report: Callable[[CellOutcome], None],
               progress: Callable[[int, str], None] | None = None,
               on_start: Callable[[CellSpec], None] | None = None) -> list[CellOutcome]:
+    narrow_visible(local_gpus([s for s in specs if not s.done]))  # before any model touches CUDA
     cache, logger, outcomes = BackendCache(), make_logger(logger_cfg), []
     for spec in specs:
         if on_start is not None:
             on_start(spec)
+        make_room_for(cache, spec)
         outcome = run_cell(spec, cache, logger, progress)
         release_after(cache, spec, outcome)
         outcomes.append(outcome)
@@ -93,13 +134,18 @@ class CellWorker:
     """A Ray actor that runs cells one after another in one process, with its own BackendCache: one
     engine per worker (a GPU's vLLM engine loads once, not once per cell)."""
 
-    def __init__(self, logger_cfg: dict[str, Any]) -> None:
+    def __init__(self, logger_cfg: dict[str, Any], num_gpus: float = 0) -> None:
+        # Ray narrows CUDA_VISIBLE_DEVICES to the GPUs it assigned, but leaves every GPU visible to an
+        # actor that reserved none (Ray 2.60): such a cell sees none
+        if not num_gpus:
+            narrow_visible(0)
         self.cache, self.logger = BackendCache(), make_logger(logger_cfg)
 
     def run(self, config: dict[str, Any], sweep_dir: str, cell_id: str) -> dict[str, Any]:
         from pathlib import Path
 
         spec = CellSpec(config, Path(sweep_dir), cell_id)
+        make_room_for(self.cache, spec)
         outcome = run_cell(spec, self.cache, self.logger)
         release_after(self.cache, spec, outcome)
         return outcome.__dict__
@@ -156,7 +202,8 @@ class RayLauncher:
 
 
 def _new_worker(ray: Any, need: dict[str, float], logger_cfg: dict[str, Any]) -> Any:
-    return ray.remote(num_cpus=need["num_cpus"], num_gpus=need["num_gpus"])(CellWorker).remote(logger_cfg)
+    return ray.remote(num_cpus=need["num_cpus"], num_gpus=need["num_gpus"])(CellWorker).remote(logger_cfg,
+                                                                                             need["num_gpus"])
 
 
 def run_ray(specs: list[CellSpec], logger_cfg: dict[str, Any], report: Callable[[CellOutcome], None],

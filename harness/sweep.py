@@ -26,6 +26,7 @@ from typing import Any, NoReturn
 from harness.backends import importable
 from harness.cell import CellOutcome, CellSpec, build_task, disjoint_splits
 from harness.config import REPO, UserError, compose, expand_grid, params_of, to_dict
+from harness.devices import check_reservation, check_shared_memory
 from harness.records import collect_summaries, stale_cells, write_parquet, write_plan
 from harness.registry import METHODS, UnknownName
 from harness.schema import GROUPS
@@ -72,6 +73,10 @@ def plan(overrides: list[str]) -> tuple[Path, list[CellSpec], dict[str, Any]]:
             t = cfg["task"]
             method = METHODS.get(cfg["method"]["name"])(**params_of(cfg["method"]))
             method.check_cell(budget=int(cfg["budget"]), train_size=int(t["train_size"]), model=cfg["model"])
+            for key in ("model", "aux_model"):
+                if cfg.get(key):
+                    check_reservation(cfg[key], key)
+            check_shared_memory(cfg)
         except UnknownName as exc:
             raise UserError(str(exc)) from None
         except (TypeError, ValueError) as exc:

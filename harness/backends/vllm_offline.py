@@ -26,9 +26,10 @@ from harness.types import Generation, GenerationRequest, Message, chat_token_cou
 
 
 def cuda_available() -> bool:
-    import torch
+    """NVML-based (harness/devices.py): the probe must not initialise CUDA before vLLM forks its engine."""
+    from harness.devices import cuda_available as probe
 
-    return bool(torch.cuda.is_available())
+    return probe()
 
 
 def engine_env(kv_cache_gib: float, on_cpu: bool) -> dict[str, str]:
@@ -51,8 +52,9 @@ class VLLMBackend:
     gpu_memory_utilization: float = knob(0.85, "GPU only: fraction of GPU memory vLLM may claim", gt=0, le=1)
     max_model_len: int | None = knob(None, "context length cap in tokens (null = the model's)", ge=1)
     tensor_parallel_size: int = knob(1, "GPUs one model is split across", ge=1)
-    enforce_eager: bool = knob(False, "skip graph capture / torch.compile: starts ~3x faster (CPU: 28 s vs "
-                                      "73-99 s), decodes ~1.15x slower")
+    enforce_eager: bool | None = knob(None, "skip graph capture / torch.compile: starts ~3x faster (CPU: 28 s vs "
+                                             "73-99 s), decodes ~1.15x slower on CPU (far more on GPU: no CUDA "
+                                             "graphs); null = eager on CPU, CUDA graphs on GPU")
     kv_cache_gib: float = knob(4, "CPU only: KV-cache space in GiB (VLLM_CPU_KVCACHE_SPACE)", gt=0)
     seed: int = knob(0, "engine seed (every request also carries its own)", ge=0)
     cache_dir: str | None = knob(None, "where the dequantized GGUF copy lives (default ~/.cache/sibench)")
@@ -60,6 +62,8 @@ class VLLMBackend:
     enable_lora: bool = knob(False, "serve LoRA adapters, chosen per request (`with_adapter`); the weight-training "
                                     "methods' rollout_engine=vllm turns it on for their own engine")
     max_lora_rank: int = knob(16, "largest LoRA rank served (vLLM accepts 8, 16, 32, 64, ...)", ge=1)
+    gpus: list[int] | None = knob(None, "visible GPU indices the engine runs on (tensor_parallel_size of them); "
+                                        "null = the harness gives it those its resources.num_gpus reserve")
 
     def __post_init__(self) -> None:
         from harness.backends.hf import weights_source
@@ -78,13 +82,19 @@ class VLLMBackend:
             extra.update(enable_lora=True, max_lora_rank=self.max_lora_rank, max_loras=1, max_cpu_loras=2)
         from vllm import LLM
 
-        self.llm = LLM(model=source, dtype=dtype, tensor_parallel_size=self.tensor_parallel_size,
-                       max_model_len=self.max_model_len, enforce_eager=self.enforce_eager, seed=self.seed,
-                       **extra)
+        from harness.devices import visible_slice
+
+        with visible_slice(None if on_cpu else self.gpus):  # its engine process inherits these GPUs
+            self.llm = LLM(model=source, dtype=dtype, tensor_parallel_size=self.tensor_parallel_size,
+                           max_model_len=self.max_model_len, enforce_eager=self.eager(on_cpu), seed=self.seed,
+                           **extra)
         self.tokenizer = self.llm.get_tokenizer()
 
     def count_tokens(self, messages: list[Message]) -> int:
         return chat_token_count(self.tokenizer, messages)
+
+    def eager(self, on_cpu: bool) -> bool:
+        return on_cpu if self.enforce_eager is None else self.enforce_eager
 
     def resolved_dtype(self, on_cpu: bool) -> str:
         return "float32" if on_cpu and self.dtype == "auto" else self.dtype
@@ -99,11 +109,14 @@ class VLLMBackend:
         return AdapterView(self, LoRARequest(f"policy-v{version}", version, path))
 
     def close(self) -> None:
-        """Stop the engine (its worker process and memory) now rather than at garbage collection."""
+        """Stop the engine (its worker process and GPU memory) now rather than at garbage collection."""
         engine = getattr(self, "llm", None)
         if engine is not None:
             engine.llm_engine.engine_core.shutdown()
             del self.llm
+        from harness.devices import free_gpu_memory
+
+        free_gpu_memory()
 
     def generate(self, requests: list[GenerationRequest], lora: Any = None) -> list[list[Generation]]:
         from vllm import SamplingParams as VSP

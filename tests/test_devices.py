@@ -1,0 +1,254 @@
+"""GPU readiness, checked on any machine: CUDA availability, device counts and capabilities are
+patched, so these run (and guard) where no GPU is (the `gpu` tests run the real thing)."""
+
+from __future__ import annotations
+
+import re
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from harness import devices
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def gpus(monkeypatch):
+    """Pretend this process sees `n` GPUs (CUDA not yet initialised); returns a setter."""
+    import torch
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(devices, "nvidia_driver", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+
+    def see(n: int) -> None:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: n > 0)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: n)
+    return see
+
+
+# -- the environment is set before any CUDA probe ----------------------------------------------------------------
+
+def test_the_cuda_probe_sets_the_nvml_check_before_it_runs(monkeypatch):
+    """torch's default probe initialises CUDA, and a vLLM engine forked after it dies; with
+    PYTORCH_NVML_BASED_CUDA_CHECK=1 set first, it does not."""
+    import torch
+
+    seen = []
+    monkeypatch.delenv("PYTORCH_NVML_BASED_CUDA_CHECK", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: seen.append(__import__("os").environ.get(
+        "PYTORCH_NVML_BASED_CUDA_CHECK")) or False)
+    from harness.backends import vllm_offline
+
+    assert devices.cuda_available() is False and vllm_offline.cuda_available() is False
+    assert seen == ["1", "1"]
+
+
+def test_no_project_code_probes_cuda_around_the_nvml_check():
+    """Every CUDA probe (the engine, methods, tasks, benchmarks, the test suite's own skip) goes
+    through harness.devices.cuda_available."""
+    probe = re.compile(r"torch\.cuda\.(is_available|device_count)\(")
+    offenders = [str(p.relative_to(REPO)) for d in ("harness", "methods", "tasks", "bench", "tests")
+                 for p in (REPO / d).rglob("*.py")
+                 if p.name not in ("devices.py", "test_devices.py", "test_gpu.py") and probe.search(p.read_text())]
+    assert offenders == []
+
+
+# -- each cell process sees the GPUs its models reserve -------------------------------------------------------------
+
+def test_local_sweep_process_sees_its_largest_reservation_and_at_least_one_gpu(gpus, cell_config, tmp_path,
+                                                                                 monkeypatch):
+    import os
+
+    from harness.cell import CellSpec
+    from harness.launchers import local_gpus
+
+    gpus(8)
+    cpu_sized = CellSpec(cell_config(), tmp_path)
+    two = CellSpec(cell_config("model.resources.num_gpus=1", "model@aux_model=mock", "aux_model.resources.num_gpus=1"),
+                   tmp_path)
+    assert local_gpus([cpu_sized]) == 1 and local_gpus([cpu_sized, two]) == 2
+    assert devices.narrow_visible(local_gpus([cpu_sized])) == "0" == os.environ["CUDA_VISIBLE_DEVICES"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5,7")  # a narrower set chosen by the user (or Ray) is narrowed within
+    assert devices.narrow_visible(2) == "3,5"
+    assert devices.narrow_visible(4) == "3,5"  # never widened
+
+
+def test_narrowing_after_cuda_started_changes_nothing(gpus, monkeypatch):
+    import os
+
+    import torch
+
+    gpus(8)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    assert devices.narrow_visible(1) is None and "CUDA_VISIBLE_DEVICES" not in os.environ
+
+
+def test_a_cpu_machine_is_left_alone(monkeypatch):
+    import os
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(devices, "nvidia_driver", lambda: False)
+    assert devices.narrow_visible(1) is None and "CUDA_VISIBLE_DEVICES" not in os.environ
+
+
+def test_a_ray_worker_that_reserves_no_gpu_sees_none(gpus, monkeypatch):
+    """Ray 2.60 leaves every GPU visible to an actor with num_gpus=0: the worker hides them itself."""
+    import os
+
+    from harness.launchers import CellWorker
+
+    gpus(8)
+    CellWorker({"name": "none"}, num_gpus=0)
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "6")  # what Ray sets for num_gpus=1: kept
+    CellWorker({"name": "none"}, num_gpus=1)
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "6"
+
+
+def test_policy_and_aux_model_get_gpus_of_their_own(cell_config):
+    both = cell_config("model.resources.num_gpus=2", "model@aux_model=mock", "aux_model.resources.num_gpus=1")
+    assert devices.model_gpus(both) == {"model": [0, 1], "aux_model": [2]}
+    assert devices.model_gpus(cell_config()) == {"model": None, "aux_model": None}
+    frac = cell_config("model.resources.num_gpus=0.5")  # a Ray share of one GPU
+    assert devices.model_gpus(frac)["model"] == [0]
+    assert devices.with_gpus({"backend": "hf"}, [2]) == {"backend": "hf", "gpus": [2]}
+    assert devices.with_gpus({"backend": "mock"}, [2]) == {"backend": "mock"}  # no GPU knob
+    assert devices.with_gpus({"backend": "hf", "gpus": [5]}, [2])["gpus"] == [5]  # the user's choice wins
+
+
+def test_hf_model_goes_to_its_own_gpu_or_is_split_across_its_gpus(gpus, monkeypatch):
+    """One reserved GPU: the whole model moves there (not to cuda:0); several: device_map over exactly
+    those; dtype from the device: fp16 where bf16 is not supported (V100, T4)."""
+    import torch
+    import transformers
+
+    from harness.backends import hf
+
+    gpus(4)
+    loads = []
+
+    class Fake:
+        def __init__(self, **kwargs):
+            self.kwargs, self.moved = kwargs, None
+
+        def to(self, device):
+            self.moved = device
+
+        def eval(self):
+            pass
+
+    class FakeAuto:
+        @staticmethod
+        def from_pretrained(source, **kwargs):
+            loads.append(Fake(**kwargs))
+            return loads[-1]
+
+    tok = types.SimpleNamespace(pad_token="<pad>", padding_side="right")
+    monkeypatch.setattr(transformers, "AutoModelForCausalLM", FakeAuto)
+    monkeypatch.setattr(transformers, "AutoTokenizer", types.SimpleNamespace(from_pretrained=lambda s: tok))
+    monkeypatch.setattr(devices, "bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: types.SimpleNamespace(total_memory=80 << 30))
+    hf.load_model_and_tokenizer(path="/w", gpus=[1])
+    assert loads[-1].moved == "cuda:1" and loads[-1].kwargs["dtype"] == torch.float16
+    hf.load_model_and_tokenizer(path="/w", gpus=[1, 2])
+    assert loads[-1].kwargs["device_map"] == "auto" and set(loads[-1].kwargs["max_memory"]) == {1, 2}
+    assert loads[-1].moved is None
+    monkeypatch.setattr(devices, "bf16_supported", lambda: True)
+    hf.load_model_and_tokenizer(path="/w")
+    assert loads[-1].moved == "cuda:0" and loads[-1].kwargs["dtype"] == torch.bfloat16
+    assert devices.auto_dtype(cuda=False, bf16=False) == "float32"
+
+
+def test_vllm_engine_starts_on_the_gpus_the_cell_gives_it(monkeypatch):
+    """The engine process inherits CUDA_VISIBLE_DEVICES at start: narrowed to the model's GPUs then,
+    restored after; CUDA graphs on a GPU (enforce_eager null), eager on the CPU."""
+    import os
+
+    from harness.backends import vllm_offline
+
+    started = []
+
+    class FakeLLM:
+        def __init__(self, **kwargs):
+            started.append((os.environ.get("CUDA_VISIBLE_DEVICES"), kwargs))
+
+        def get_tokenizer(self):
+            return None
+
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=FakeLLM))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6,7")
+    monkeypatch.setattr(vllm_offline, "cuda_available", lambda: True)
+    vllm_offline.VLLMBackend(path="/w", tensor_parallel_size=2, gpus=[1, 2])
+    env, kwargs = started[-1]
+    assert env == "5,6" and os.environ["CUDA_VISIBLE_DEVICES"] == "4,5,6,7"
+    assert kwargs["enforce_eager"] is False and kwargs["tensor_parallel_size"] == 2
+    monkeypatch.setattr(vllm_offline, "cuda_available", lambda: False)
+    vllm_offline.VLLMBackend(path="/w")
+    assert started[-1][1]["enforce_eager"] is True
+
+
+# -- plan-time reservation checks -------------------------------------------------------------------------------------
+
+def test_plan_refuses_tensor_parallelism_that_does_not_match_the_reservation():
+    from harness.config import UserError
+    from harness.sweep import plan
+
+    base = ["model=qwen3_8b_vllm", "method=zero_shot", "budget=1", "task.test_size=5", "task.train_size=2"]
+    with pytest.raises(UserError, match=r"model.tensor_parallel_size=2 but model.resources.num_gpus=1; valid: equal"):
+        plan(base + ["model.tensor_parallel_size=2"])
+    plan(base + ["model.tensor_parallel_size=2", "model.resources.num_gpus=2"])
+
+
+def test_plan_refuses_vllm_engines_that_overfill_a_shared_gpu():
+    from harness.config import UserError
+    from harness.sweep import plan
+
+    base = ["model=qwen3_8b_vllm", "model@aux_model=qwen3_8b_vllm", "method=zero_shot", "budget=1",
+            "task.test_size=5", "task.train_size=2"]
+    with pytest.raises(UserError, match=r"model.gpu_memory_utilization=0.85 \+ aux_model.gpu_memory_utilization="
+                                        r"0.85 = 1.7 > 1 on the same GPU"):
+        plan(base + ["aux_model.resources.num_gpus=0"])
+    plan(base)  # the aux model reserves a GPU of its own
+    plan(base + ["aux_model.resources.num_gpus=0", "model.gpu_memory_utilization=0.5",
+                 "aux_model.gpu_memory_utilization=0.4"])
+
+
+# -- GPU memory: engines are freed, not left for garbage collection ------------------------------------------------------
+
+class Engine:
+    def __init__(self, **cfg):
+        self.cfg, self.closed = cfg, False
+
+    def close(self):
+        self.closed = True
+
+
+def test_evicted_and_dropped_engines_are_closed(monkeypatch):
+    from harness import launchers
+
+    monkeypatch.setattr(launchers, "make_backend", lambda cfg: Engine(**cfg))
+    cache = launchers.BackendCache(size=1)
+    first = cache({"backend": "x", "seed": 1})
+    second = cache({"backend": "x", "seed": 2})
+    assert first.closed and not second.closed
+    cache.drop({"backend": "x", "seed": 2})
+    assert second.closed
+
+
+def test_a_training_cell_on_a_gpu_frees_the_cached_engines_it_does_not_use(cell_config, tmp_path, monkeypatch):
+    from harness import launchers
+    from harness.cell import CellSpec
+
+    monkeypatch.setattr(launchers, "make_backend", lambda cfg: Engine(**cfg))
+    spec = CellSpec(cell_config("method=grpo"), tmp_path)
+    for on_gpu, freed in ((False, False), (True, True)):
+        cache = launchers.BackendCache()
+        engine = cache({"backend": "vllm", "path": "/prompt-level-engine"})
+        policy = cache(launchers.with_gpus_of(spec.config, "model"))
+        monkeypatch.setattr(launchers, "cuda_available", lambda on_gpu=on_gpu: on_gpu)
+        launchers.make_room_for(cache, spec)
+        assert engine.closed == freed and not policy.closed  # on the CPU the engine stays loaded
