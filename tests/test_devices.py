@@ -63,6 +63,7 @@ def test_local_sweep_process_sees_its_largest_reservation_and_at_least_one_gpu(g
                                                                                  monkeypatch):
     import os
 
+    from harness import launchers
     from harness.cell import CellSpec
     from harness.launchers import local_gpus
 
@@ -71,7 +72,8 @@ def test_local_sweep_process_sees_its_largest_reservation_and_at_least_one_gpu(g
     two = CellSpec(cell_config("model.resources.num_gpus=1", "model@aux_model=mock", "aux_model.resources.num_gpus=1"),
                    tmp_path)
     assert local_gpus([cpu_sized]) == 1 and local_gpus([cpu_sized, two]) == 2
-    assert devices.narrow_visible(local_gpus([cpu_sized])) == "0" == os.environ["CUDA_VISIBLE_DEVICES"]
+    launchers.run_local([cpu_sized], {"name": "none"}, report=lambda o: None)  # narrows before its first cell
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "0"
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5,7")  # a narrower set chosen by the user (or Ray) is narrowed within
     assert devices.narrow_visible(2) == "3,5"
     assert devices.narrow_visible(4) == "3,5"  # never widened
@@ -252,3 +254,83 @@ def test_a_training_cell_on_a_gpu_frees_the_cached_engines_it_does_not_use(cell_
         monkeypatch.setattr(launchers, "cuda_available", lambda on_gpu=on_gpu: on_gpu)
         launchers.make_room_for(cache, spec)
         assert engine.closed == freed and not policy.closed  # on the CPU the engine stays loaded
+
+
+# -- training on a GPU: LTE's mask, micro-batches, precision, the rollout engine's share ------------------------------
+
+def test_lte_row_flags_live_on_the_batch_device():
+    """Device-generic: TRL's batch on the `meta` device stands in for CUDA; the off-policy mask and
+    behaviour log-probs must follow it, or torch.where in the loss mixes devices."""
+    import torch
+
+    from methods.lte import mixed_policy_loss, with_row_flags
+
+    out = {"completion_ids": torch.zeros(2, 3, dtype=torch.long, device="meta")}
+    out = with_row_flags(out, ((True, [-0.5, -0.25]), (False, [])))
+    assert out["off_policy"].device.type == "meta" and out["behaviour_logps"].device.type == "meta"
+    logps = torch.zeros(2, 3, device="meta")
+    loss = mixed_policy_loss(logps, out["behaviour_logps"], out["off_policy"], torch.ones(2, device="meta"),
+                             torch.ones(2, 3, device="meta"), 0.2, 0.2, 0.1)
+    assert loss.device.type == "meta"
+
+
+def test_micro_batches_split_a_step_into_passes_that_add_up():
+    from methods.common.policy_training import micro_batches
+
+    assert micro_batches(8, None) == (8, 1)  # the whole step at once (the CPU default)
+    assert micro_batches(8, 2) == (2, 4)
+    assert micro_batches(128, 8) == (8, 16)  # LTE's full scale: 128 sequences, 8 per pass
+    assert micro_batches(6, 4) == (2, 3)  # RRR's short step: the largest chunk that divides it
+
+
+def test_trl_trains_one_generation_per_step_in_micro_batches():
+    """The TRL arguments the knob becomes: one rollout-function call per optimizer step, trained in
+    `passes` chunks (steps_per_generation = gradient_accumulation_steps)."""
+    from methods.common.policy_training import PolicyGradientKnobs, grpo_config
+
+    knobs = PolicyGradientKnobs(group_size=4, prompts_per_step=2, micro_batch_size=2, temperature=1.0, top_p=1.0,
+                                max_completion_length=8)
+    args = grpo_config(knobs, types.SimpleNamespace(seed=0), steps=3, output_dir="/tmp/sibench-micro")
+    assert (args.per_device_train_batch_size, args.gradient_accumulation_steps, args.steps_per_generation,
+            args.generation_batch_size) == (2, 4, 4, 8)
+
+
+def test_a_micro_batch_that_does_not_divide_a_step_is_refused_at_plan_time():
+    from harness.config import UserError
+    from harness.sweep import plan
+
+    with pytest.raises(UserError, match=r"method.micro_batch_size=3 does not divide prompts_per_step × group_size = "
+                                        r"8; valid: 1, 2, 4, 8"):
+        plan(["method=grpo", "method.micro_batch_size=3", "budget=8"])
+
+
+def test_trainer_precision_and_checkpointing_follow_the_device():
+    from methods.common.policy_training import PolicyGradientKnobs, device_args
+
+    knobs = PolicyGradientKnobs()
+    assert device_args(knobs, cuda=True, bf16=True) == dict(use_cpu=False, bf16=True, fp16=False,
+                                                            gradient_checkpointing=True)
+    assert device_args(knobs, cuda=True, bf16=False)["fp16"] and not device_args(knobs, True, False)["bf16"]  # V100
+    assert device_args(knobs, cuda=False, bf16=False) == dict(use_cpu=True, bf16=False, fp16=False,
+                                                              gradient_checkpointing=False)
+    off = PolicyGradientKnobs(gradient_checkpointing=False)
+    assert device_args(off, cuda=True, bf16=True)["gradient_checkpointing"] is False
+
+
+def test_rollout_engine_args_add_to_the_defaults_not_replace_them(monkeypatch):
+    """Setting one vLLM knob of the rollout engine keeps its 0.3 share of GPU memory."""
+    from harness.backends import vllm_offline
+    from methods.common.policy_training import PolicyGradientKnobs, rollout_policy
+
+    made = []
+
+    class Recorder(Engine):
+        def __init__(self, **cfg):
+            super().__init__(**cfg)
+            made.append(self)
+
+    monkeypatch.setattr(vllm_offline, "VLLMBackend", Recorder)
+    knobs = PolicyGradientKnobs(rollout_engine="vllm", rollout_engine_args={"max_model_len": 512})
+    with rollout_policy(knobs, types.SimpleNamespace(source="/w")):  # type: ignore[arg-type]
+        pass
+    assert made[0].cfg["gpu_memory_utilization"] == 0.3 and made[0].cfg["max_model_len"] == 512 and made[0].closed
