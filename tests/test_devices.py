@@ -334,3 +334,20 @@ def test_rollout_engine_args_add_to_the_defaults_not_replace_them(monkeypatch):
     with rollout_policy(knobs, types.SimpleNamespace(source="/w")):  # type: ignore[arg-type]
         pass
     assert made[0].cfg["gpu_memory_utilization"] == 0.3 and made[0].cfg["max_model_len"] == 512 and made[0].closed
+
+
+def test_a_cell_builds_its_policy_and_aux_backends_on_their_own_gpus(cell_config, tmp_path, monkeypatch):
+    from harness.backends import make_backend
+    from harness.cell import CellSpec, run_cell
+
+    monkeypatch.setattr(devices, "GPU_BACKENDS", ("mock",))  # let the mock stand in for a GPU backend
+    built = []
+
+    def build(model_cfg):
+        built.append(model_cfg.get("gpus"))
+        return make_backend({k: v for k, v in model_cfg.items() if k != "gpus"})
+
+    spec = CellSpec(cell_config("model.resources.num_gpus=1", "model@aux_model=mock", "aux_model.resources.num_gpus=1",
+                                "method=zero_shot", "budget=1"), tmp_path)
+    assert run_cell(spec, build).status == "ok"
+    assert built == [[0], [1]]
