@@ -52,9 +52,16 @@ def compose_cell(overrides: list[str]) -> dict[str, Any]:
                   f"{model['label']} runs on its twin {model['twin']}", file=sys.stderr)
         if trains or missing:
             prefix = "model" if key == "model" else "model@aux_model"
-            cfg = to_dict(compose([o for o in overrides if not o.split("=")[0].lstrip("+~").startswith(
-                (f"{prefix}=", f"{key}."))] + [f"{prefix}={model['twin']}"]))
+            kept = [o for o in overrides if not twin_drops(o, prefix, key)]
+            cfg = to_dict(compose(kept + [f"{prefix}={model['twin']}"]))
     return cfg
+
+
+def twin_drops(override: str, prefix: str, key: str) -> bool:
+    """Whether an override of the swapped-out model is left behind: its knobs may not exist on the twin;
+    its GPU reservation (`model.resources.*`) does, and carries over."""
+    name = override.split("=")[0].lstrip("+~")
+    return name.startswith((f"{prefix}=", f"{key}.")) and not name.startswith(f"{key}.resources.")
 
 
 def plan(overrides: list[str]) -> tuple[Path, list[CellSpec], dict[str, Any]]:
