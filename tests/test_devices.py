@@ -219,7 +219,7 @@ def test_plan_refuses_vllm_engines_that_overfill_a_shared_gpu():
                  "aux_model.gpu_memory_utilization=0.4"])
 
 
-# -- GPU memory: engines are freed, not left for garbage collection ------------------------------------------------------
+# -- GPU memory: engines are freed, not left for garbage collection ---------------------------------------------
 
 class Engine:
     def __init__(self, **cfg):
@@ -351,3 +351,30 @@ def test_a_cell_builds_its_policy_and_aux_backends_on_their_own_gpus(cell_config
                                 "method=zero_shot", "budget=1"), tmp_path)
     assert run_cell(spec, build).status == "ok"
     assert built == [[0], [1]]
+
+
+def test_lte_trains_in_micro_batches_with_its_row_flags_split_along(run_one, tiny_hf, tmp_path):
+    """A step's rollouts (hinted extras included) train in chunks of 4: TRL splits the off-policy mask
+    and behaviour log-probs with the batch, and the rollout function runs once per optimizer step."""
+    import json
+
+    outcome, attempts, _ = run_one("method=lte", "budget=16", "method.micro_batch_size=4", "task.max_tokens=6",
+                                   "task.test_size=2", "eval.n_samples=1", backend=tiny_hf())
+    assert outcome.status == "ok", outcome.error
+    log = [json.loads(x) for x in (tmp_path / "sweep" / "cells" / outcome.cell_id / "train_log.jsonl").read_text()
+           .splitlines()]
+    steps = [r["step"] for r in log if "step_seconds" in r]
+    learn = attempts[attempts.phase == "learn"]
+    assert steps == list(range(1, len(steps) + 1)) and learn.step.nunique() >= len(steps)
+
+
+def test_a_gpu_reservation_carries_over_to_the_training_twin():
+    """`model.resources.num_gpus=1` on the default (vLLM) model also reserves a GPU for the GRPO cells,
+    which run on its transformers twin; the twin-less knobs stay behind."""
+    from harness.sweep import plan
+
+    _, specs, _ = plan(["method=zero_shot,grpo", "model.resources.num_gpus=1", "model.gpu_memory_utilization=0.5",
+                        "budget=8"])
+    by_method = {s.config["method"]["name"]: s.config["model"] for s in specs}
+    assert by_method["grpo"]["backend"] == "hf" and by_method["grpo"]["resources"]["num_gpus"] == 1
+    assert by_method["zero_shot"]["resources"]["num_gpus"] == 1
