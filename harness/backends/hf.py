@@ -199,8 +199,13 @@ class HFBackend:
         if stop:
             kwargs.update(stop_strings=list(stop), tokenizer=self.tokenizer)
         start = time.perf_counter()
-        with torch.no_grad():
-            out = self.model.generate(**enc, **kwargs)
+        training = self.model.training  # in train mode with gradient checkpointing, generate drops its KV cache
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                out = self.model.generate(**enc, **kwargs)
+        finally:
+            self.model.train(training)
         latency = (time.perf_counter() - start) / len(chunk)
         prompt_len = enc.input_ids.shape[1]
         gens = []
