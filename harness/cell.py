@@ -28,6 +28,7 @@ from harness.backends import make_backend
 from harness.backends.synced import SyncedPolicy
 from harness.budget import AttemptRecord, BudgetMeter
 from harness.config import params_of
+from harness.devices import model_gpus, with_gpus
 from harness.evaluate import EvalConfig, evaluate, summarize_attempts
 from harness.method import LearnContext, Learned
 from harness.records import attempts_frame, cell_damage, write_json, write_parquet
@@ -111,7 +112,7 @@ def serving_keys(model: dict[str, Any]) -> set[str]:
     launcher's `resources` and the backend's own `serving` knobs (an endpoint's URL, timeouts,
     retries, concurrency). They stay out of the cell id, so moving a server re-runs nothing."""
     backend = BACKENDS.get(model["backend"]) if model.get("backend") else None
-    return {"resources", *getattr(backend, "serving", ())}
+    return {"resources", "gpus", *getattr(backend, "serving", ())}
 
 
 # the installed packages whose versions can change a result (import names)
@@ -261,15 +262,17 @@ def _run(spec: CellSpec, cfg: dict[str, Any], meter: BudgetMeter, get_backend, l
     write_json({**described, "example_prompt": task.prompt(test[0]), "train_ids": [p.id for p in train],
                 "test_ids": [p.id for p in test]}, spec.out_dir / "task.json")
     t_load = time.perf_counter()
-    backend = get_backend(cfg["model"])
-    aux_backend = get_backend(cfg["aux_model"]) if cfg.get("aux_model") else None
+    gpus = model_gpus(cfg)  # the policy on the cell's first GPUs, an aux model on the next
+    backend = get_backend(with_gpus(cfg["model"], gpus["model"]))
+    aux_backend = get_backend(with_gpus(cfg["aux_model"], gpus["aux_model"])) if cfg.get("aux_model") else None
     for loaded in (backend, aux_backend):  # a cached backend keeps weights, never an earlier cell's state
         reset = getattr(loaded, "reset", None)
         if reset is not None:
             reset()
     synced = None
     if cfg["model"].get("trainer"):  # a weight-training cell: trained in transformers, generated on the sweep's engine
-        synced = backend = SyncedPolicy(backend, make_backend(cfg["model"]["trainer"]))  # type: ignore[arg-type]
+        trainer = make_backend(with_gpus(cfg["model"]["trainer"], gpus["model"]))  # beside the engine
+        synced = backend = SyncedPolicy(backend, trainer)  # type: ignore[arg-type]
     seconds = {"load_s": time.perf_counter() - t_load, "eval_s": 0.0}  # where the wall time goes
     result = _learn_and_evaluate(spec, cfg, meter, task, train, test, described, backend, aux_backend,
                                  seconds, logger, on_progress, start)

@@ -75,10 +75,15 @@ class CellWorker:
     engine per worker: a GPU's vLLM engine loads once, not once per cell). Each cell runs in a
     scratch directory on the worker's node; its files go back to the driver in the reply."""
 
-    def __init__(self, logger_cfg: dict[str, Any]) -> None:
+    def __init__(self, logger_cfg: dict[str, Any], num_gpus: float = 0) -> None:
+        from harness.devices import narrow_visible
         from harness.launchers import BackendCache
         from harness.loggers import make_logger
 
+        # Ray narrows CUDA_VISIBLE_DEVICES to the GPUs it assigned, but leaves every GPU visible to an
+        # actor that reserved none (Ray 2.60): such a cell sees none
+        if not num_gpus:
+            narrow_visible(0)
         self.cache, self.logger = BackendCache(), make_logger(logger_cfg)
 
     def node(self) -> str:
@@ -88,11 +93,12 @@ class CellWorker:
 
     def run(self, config: dict[str, Any], sweep_name: str, cell_id: str) -> dict[str, Any]:
         from harness.cell import run_cell
-        from harness.launchers import release_after
+        from harness.launchers import make_room_for, release_after
 
         scratch = Path(tempfile.mkdtemp(prefix="sibench-cell-"))
         try:
             spec = CellSpec(config, scratch / sweep_name, cell_id)
+            make_room_for(self.cache, spec)
             outcome = run_cell(spec, self.cache, self.logger)
             release_after(self.cache, spec, outcome)
             return {"outcome": outcome.__dict__, "files": pack(spec.sweep_dir), "node": self.node(),
@@ -203,7 +209,8 @@ class Pool:
             need = {"num_cpus": shape[0], "num_gpus": shape[1]}
             want = pool_size(need, cluster, len(cells) + sum(w.job is not None for w in mine), self.workers_cap)
             for _ in range(want - len(mine)):
-                actor = self.ray.remote(num_cpus=shape[0], num_gpus=shape[1])(CellWorker).remote(self.logger_cfg)
+                actor_cls = self.ray.remote(num_cpus=shape[0], num_gpus=shape[1])(CellWorker)
+                actor = actor_cls.remote(self.logger_cfg, shape[1])
                 self.workers.append(Worker(actor, shape, actor.node.remote()))
 
     def dispatch(self) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 from harness.backends import make_backend
 from harness.cell import CellOutcome, CellSpec, run_cell
 from harness.config import UserError, params_of
+from harness.devices import cell_gpus, cuda_available, free_gpu_memory, model_gpus, narrow_visible
 from harness.knobs import knob
 from harness.loggers import make_logger
 from harness.records import write_json
@@ -47,14 +48,46 @@ class BackendCache:
             self.backends[key] = self.backends.pop(key)  # most recently used last
         else:
             while len(self.backends) >= self.size:
-                self.backends.pop(next(iter(self.backends)))  # free the old model before loading the next
+                self._free(next(iter(self.backends)))  # free the old model before loading the next
             self.backends[key] = make_backend(model_cfg)
         return self.backends[key]
 
     def drop(self, model_cfg: dict[str, Any]) -> None:
         """Forget one model (a cell trained its weights in place); the others stay loaded, so a
         vLLM engine survives the training cells that run on its transformers twin."""
-        self.backends.pop(self.key(model_cfg), None)
+        self._free(self.key(model_cfg))
+
+    def keep_only(self, model_cfgs: list[dict[str, Any]]) -> None:
+        """Free every cached backend but these (before a training cell on a GPU: a cached vLLM engine
+        holds `gpu_memory_utilization` of the GPU the trainer needs)."""
+        keep = {self.key(m) for m in model_cfgs}
+        for key in [k for k in self.backends if k not in keep]:
+            self._free(key)
+
+    def _free(self, key: str) -> None:
+        """Drop a backend and give its GPU memory back now (engine process, cached allocator), not
+        whenever garbage collection gets to it."""
+        backend = self.backends.pop(key, None)
+        if backend is None:
+            return
+        close = getattr(backend, "close", None)
+        if callable(close):
+            close()
+        del backend
+        free_gpu_memory()
+
+
+def make_room_for(cache: BackendCache, spec: CellSpec) -> None:
+    """Before a cell that trains weights on a GPU, free the engines it does not use."""
+    if METHODS.get(spec.config["method"]["name"]).mutates_policy and cuda_available():
+        cache.keep_only([with_gpus_of(spec.config, k) for k in ("model", "aux_model") if spec.config.get(k)])
+
+
+def with_gpus_of(config: dict[str, Any], key: str) -> dict[str, Any]:
+    """A cell's model config as its backend is built (with the GPUs the cell gives it)."""
+    from harness.devices import with_gpus
+
+    return with_gpus(config[key], model_gpus(config)[key])
 
 
 def release_after(cache: BackendCache, spec: CellSpec, outcome: CellOutcome) -> None:
@@ -65,9 +98,9 @@ def release_after(cache: BackendCache, spec: CellSpec, outcome: CellOutcome) -> 
     if outcome.status == "failed":
         for key in ("model", "aux_model"):
             if spec.config.get(key):
-                cache.drop(spec.config[key])
+                cache.drop(with_gpus_of(spec.config, key))
     elif METHODS.get(spec.config["method"]["name"]).mutates_policy and not spec.config["model"].get("trainer"):
-        cache.drop(spec.config["model"])
+        cache.drop(with_gpus_of(spec.config, "model"))
 
 
 @dataclass
@@ -114,15 +147,23 @@ class LocalLauncher(LauncherBase):
         return run_local(specs, logger_cfg, report, progress, on_start, self.cell_timeout_s)
 
 
+def local_gpus(specs: list[CellSpec]) -> int:
+    """GPUs the local launcher's one process sees: the largest reservation among its cells, and at
+    least one (CPU-sized entries reserve none, and still run on a GPU when there is one)."""
+    return max([1, *(cell_gpus(s.config) for s in specs)])
+
+
 def run_local(specs: list[CellSpec], logger_cfg: dict[str, Any], report: Callable[[CellOutcome], None],
               progress: Callable[[int, str], None] | None = None,
               on_start: Callable[[CellSpec], None] | None = None,
               cell_timeout_s: float | None = None) -> list[CellOutcome]:
+    narrow_visible(local_gpus([s for s in specs if not s.done]))  # before any model touches CUDA
     cache, logger, outcomes = BackendCache(), make_logger(logger_cfg), []
     for spec in specs:
         if on_start is not None:
             on_start(spec)
         start = time.perf_counter()
+        make_room_for(cache, spec)
         try:
             with time_limit(None if spec.done else cell_timeout_s):
                 outcome = run_cell(spec, cache, logger, progress)

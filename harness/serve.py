@@ -59,7 +59,7 @@ def server_command(model_cfg: dict[str, Any], port: int) -> tuple[list[str], dic
            "--tensor-parallel-size", str(knobs.tensor_parallel_size)]
     if knobs.max_model_len:
         cmd += ["--max-model-len", str(knobs.max_model_len)]
-    if knobs.enforce_eager:
+    if knobs.eager(on_cpu):
         cmd += ["--enforce-eager"]
     cmd += ["--no-enable-chunked-prefill"] if on_cpu else ["--gpu-memory-utilization",
                                                            str(knobs.gpu_memory_utilization)]

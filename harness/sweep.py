@@ -29,6 +29,7 @@ from typing import Any, NoReturn
 from harness.backends import TRAINABLE_BACKENDS, importable
 from harness.cell import CellOutcome, CellSpec, build_task, disjoint_splits
 from harness.config import UserError, compose, expand_grid, params_of, results_root, to_dict
+from harness.devices import check_reservation, check_shared_memory
 from harness.knobs import config_fields
 from harness.records import (
     PLAN_FILE,
@@ -102,6 +103,10 @@ def plan(overrides: list[str]) -> tuple[Path, list[CellSpec], dict[str, Any]]:
             t = cfg["task"]
             method = METHODS.get(cfg["method"]["name"])(**params_of(cfg["method"]))
             method.check_cell(budget=int(cfg["budget"]), train_size=int(t["train_size"]), model=cfg["model"])
+            for key in ("model", "aux_model"):
+                if cfg.get(key):
+                    check_reservation(cfg[key], key)
+            check_shared_memory(cfg)
         except UnknownName as exc:
             raise UserError(str(exc)) from None
         except (TypeError, ValueError) as exc:

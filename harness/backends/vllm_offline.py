@@ -32,9 +32,10 @@ from harness.types import Generation, GenerationRequest, Message, chat_token_cou
 
 
 def cuda_available() -> bool:
-    import torch
+    """NVML-based (harness/devices.py): the probe must not initialise CUDA before vLLM forks its engine."""
+    from harness.devices import cuda_available as probe
 
-    return bool(torch.cuda.is_available())
+    return probe()
 
 
 def engine_env(kv_cache_gib: float, on_cpu: bool, in_process: bool = False) -> dict[str, str]:
@@ -60,11 +61,15 @@ class VLLMBackend:
     gpu_memory_utilization: float = knob(0.85, "GPU only: fraction of GPU memory vLLM may claim", gt=0, le=1)
     max_model_len: int | None = knob(None, "context length cap in tokens (null = the model's)", ge=1)
     tensor_parallel_size: int = knob(1, "GPUs one model is split across", ge=1)
-    enforce_eager: bool = knob(False, "skip graph capture / torch.compile: starts ~3x faster (CPU: 28 s vs "
-                                      "73-99 s), decodes ~1.15x slower")
+    enforce_eager: bool | None = knob(None, "skip graph capture / torch.compile: starts ~3x faster (CPU: 28 s vs "
+                                             "73-99 s), decodes ~1.15x slower on CPU (far more on GPU: no CUDA "
+                                             "graphs); null = eager on CPU, CUDA graphs on GPU")
     kv_cache_gib: float = knob(4, "CPU only: KV-cache space in GiB (VLLM_CPU_KVCACHE_SPACE)", gt=0)
     seed: int = knob(0, "engine seed (every request also carries its own)", ge=0)
     cache_dir: str | None = knob(None, "where the dequantized GGUF copy lives (default ~/.cache/sibench)")
+
+    gpus: list[int] | None = knob(None, "visible GPU indices the engine runs on (tensor_parallel_size of them); "
+                                        "null = the harness gives it those its resources.num_gpus reserve")
 
     def __post_init__(self) -> None:
         from harness.backends.hf import weights_source
@@ -82,13 +87,19 @@ class VLLMBackend:
             extra["gpu_memory_utilization"] = self.gpu_memory_utilization
         from vllm import LLM
 
-        self.llm = LLM(model=source, dtype=dtype, tensor_parallel_size=self.tensor_parallel_size,
-                       max_model_len=self.max_model_len, enforce_eager=self.enforce_eager, seed=self.seed,
-                       **extra)
+        from harness.devices import visible_slice
+
+        with visible_slice(None if on_cpu else self.gpus):  # its engine process inherits these GPUs
+            self.llm = LLM(model=source, dtype=dtype, tensor_parallel_size=self.tensor_parallel_size,
+                           max_model_len=self.max_model_len, enforce_eager=self.eager(on_cpu), seed=self.seed,
+                           **extra)
         self.tokenizer = self.llm.get_tokenizer()
 
     def count_tokens(self, messages: list[Message]) -> int:
         return chat_token_count(self.tokenizer, messages)
+
+    def eager(self, on_cpu: bool) -> bool:
+        return on_cpu if self.enforce_eager is None else self.enforce_eager
 
     def resolved_dtype(self, on_cpu: bool) -> str:
         return "float32" if on_cpu and self.dtype == "auto" else self.dtype
@@ -109,11 +120,14 @@ class VLLMBackend:
         self.llm.reset_prefix_cache()
 
     def close(self) -> None:
-        """Stop the engine (its worker process and memory) now rather than at garbage collection."""
+        """Stop the engine (its worker process and GPU memory) now rather than at garbage collection."""
         engine = getattr(self, "llm", None)
         if engine is not None:
             engine.llm_engine.engine_core.shutdown()
             del self.llm
+        from harness.devices import free_gpu_memory
+
+        free_gpu_memory()
 
     def generate(self, requests: list[GenerationRequest]) -> list[list[Generation]]:
         from vllm import SamplingParams as VSP

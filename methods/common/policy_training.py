@@ -26,6 +26,7 @@ trainer loop are the one TRL integration all four methods share.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import time
@@ -70,6 +71,21 @@ class PolicyGradientKnobs(MethodBase):
     max_grad_norm: float = knob(1.0, "gradient clipping", gt=0)
     trl_args: dict[str, Any] = knob({}, "further TRL GRPOConfig arguments, passed through as is, e.g. "
                                         "{weight_decay: 0.01} (not those the knobs above set)")
+    micro_batch_size: int | None = knob(None, "rollouts per forward/backward pass: a step's rollouts train in "
+                                              "chunks of this many, gradients accumulated (TRL "
+                                              "per_device_train_batch_size × gradient_accumulation_steps); must "
+                                              "divide prompts_per_step × group_size; null = the whole step at once",
+                                        ge=1)
+    gradient_checkpointing: bool | None = knob(None, "recompute activations in the backward pass (less memory, "
+                                                     "~1.3x slower steps); null = on a GPU only")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.micro_batch_size is not None and self.rollouts_per_step % self.micro_batch_size:
+            divisors = [d for d in range(1, self.rollouts_per_step + 1) if self.rollouts_per_step % d == 0]
+            raise ValueError(f"method.micro_batch_size={self.micro_batch_size} does not divide prompts_per_step × "
+                             f"group_size = {self.rollouts_per_step}; valid: {', '.join(map(str, divisors))}")
+
     @property
     def rollouts_per_step(self) -> int:
         return self.group_size * self.prompts_per_step
@@ -182,28 +198,49 @@ def harness_reward(prompts: list, completions: list, harness_reward: list[float]
     return list(harness_reward)
 
 
+def micro_batches(rollouts: int, micro: int | None) -> tuple[int, int]:
+    """(rollouts per forward/backward pass, passes per optimizer step) for a step of `rollouts` trained
+    in chunks of at most `micro` (a divisor of `rollouts`: RRR's short last step may not take `micro`)."""
+    size = rollouts if micro is None else math.gcd(rollouts, micro)
+    return size, rollouts // size
+
+
+def device_args(knobs: PolicyGradientKnobs, cuda: bool, bf16: bool) -> dict[str, bool]:
+    """Trainer device and precision: bf16 where the GPU supports it, else fp16 mixed precision (V100,
+    T4: TRL stops on bf16 there); gradient checkpointing on a GPU unless the knob says otherwise (on
+    the CPU it slowed steps and memory is not short)."""
+    checkpointing = cuda if knobs.gradient_checkpointing is None else knobs.gradient_checkpointing
+    return dict(use_cpu=not cuda, bf16=cuda and bf16, fp16=cuda and not bf16, gradient_checkpointing=checkpointing)
+
+
 def grpo_config(knobs: PolicyGradientKnobs, ctx: LearnContext, steps: int, output_dir: str) -> Any:
     """TRL's config; `knobs` has its sampling resolved (run_trainer), so no value is None here."""
     assert knobs.temperature is not None and knobs.top_p is not None, "resolve sampling first (run_trainer)"
-    import torch
     from trl import GRPOConfig
 
-    cuda = torch.cuda.is_available()
+    from harness.devices import bf16_supported, cuda_available
+
+    cuda = cuda_available()
+    per_pass, passes = micro_batches(knobs.rollouts_per_step, knobs.micro_batch_size)
     args = dict(
-        output_dir=output_dir, use_cpu=not cuda, bf16=cuda, num_generations=knobs.group_size,
-        per_device_train_batch_size=knobs.rollouts_per_step, gradient_accumulation_steps=1, steps_per_generation=1,
+        output_dir=output_dir, **device_args(knobs, cuda, cuda and bf16_supported()), num_generations=knobs.group_size,
+        # one generation (the rollout function's call) per optimizer step, trained in `passes` chunks
+        per_device_train_batch_size=per_pass, gradient_accumulation_steps=passes, steps_per_generation=passes,
         num_iterations=1, max_steps=steps, learning_rate=knobs.learning_rate, beta=knobs.beta,
         epsilon=knobs.epsilon, loss_type=knobs.loss_type, scale_rewards=knobs.scale_rewards,
         max_completion_length=knobs.max_completion_length, temperature=knobs.temperature,
         top_p=knobs.top_p,
-        max_grad_norm=knobs.max_grad_norm, gradient_checkpointing=False,  # checkpointing slows generation 2x
+        max_grad_norm=knobs.max_grad_norm,
         report_to="none", save_strategy="no", logging_steps=1,
         seed=ctx.seed, data_seed=ctx.seed, disable_tqdm=True, remove_unused_columns=False)
     clash = sorted(set(knobs.trl_args) & set(args))
     if clash:
         raise ValueError(f"method.trl_args sets {', '.join(clash)}, which the harness sets from its own knobs or "
                          f"needs fixed; set the method knob instead (--help method)")
-    return GRPOConfig(**args, **knobs.trl_args)
+    config = GRPOConfig(**args, **knobs.trl_args)
+    if cuda and config.n_gpu > 1:  # several GPUs visible (an aux model's): train on the policy's, cuda:0,
+        config._n_gpu = 1  # not nn.DataParallel over all, which TRL refuses
+    return config
 
 
 def make_callback(ctx: LearnContext, learned: Learned, stop_below: int) -> Any:
