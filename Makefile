@@ -61,7 +61,7 @@ sweep: setup
 
 # Zero-shot on every generated task at a small test size: which tasks can tell methods apart for MODEL
 calibrate: setup
-	$(PY) -m harness.calibrate model=$(MODEL) $(ARGS)
+	$(PY) -m harness.calibrate model=$(MODEL) $(ARGS) $(if $(filter-out 0,$(DRY)),--dry-run)
 
 test: setup
 	$(PY) -m pytest -m "not gpu"

@@ -125,6 +125,10 @@ def unfinished(sweep_dir: Path) -> list[str]:
     for cell in read_json(sweep_dir / PLAN_FILE)["cells"]:
         d = sweep_dir / "cells" / cell["cell_id"]
         if (d / "done.json").exists():
+            try:
+                read_json(d / "status.json")
+            except DamagedRecord:  # finished (done.json decides), but say that its status does not read
+                lines.append(f"- UNREADABLE status of {cell['cell_id']}")
             continue
         try:
             s = read_json(d / "status.json") if (d / "status.json").exists() else {"status": "not started"}

@@ -112,7 +112,7 @@ def test_countdown_tasks_and_xlam_rows(tmp_path):
     p = next(q for q in cd.problems("test", 2, 0) if q.answer == "24")
     assert cd.verify(p, "Answer: (3 - 2 + 0) * 4 * 6").passed is False  # extra numbers
     assert cd.verify(p, "Answer: 2 * 3 * 4").passed and not cd.verify(p, "Answer: 2 + 3 + 4").passed
-    with pytest.raises(ValueError, match="few_shot must be 0"):
+    with pytest.raises(ValueError, match=r"task.few_shot=1; valid: an integer >= 0 and <= 0"):
         CountdownTasksTask(data_path=str(tmp_path / "c.jsonl"), few_shot=1)
     tools = [{"name": "area", "description": "", "parameters": {"w": {"type": "int"}, "h": {"type": "int"},
                                                                "unit": {"type": "str", "default": "m"}}}]

@@ -37,7 +37,7 @@ def test_unreadable_finished_cells_are_listed_by_reports_and_run_again(tmp_path,
     from harness.plot import main as plot_main
     from harness.table import main as table_main
 
-    assert sweep_main(tmp_path, "sweep=d", "seed=0,1,2,3,4") == 0
+    assert sweep_main(tmp_path, "sweep=d", "seed=0,1,2,3,4", "method=episodic_rag") == 0
     sdir = tmp_path / "d"
     cells = cell_dirs(sdir)
     for seed, name in DAMAGE.items():
@@ -56,12 +56,13 @@ def test_unreadable_finished_cells_are_listed_by_reports_and_run_again(tmp_path,
     out = capfd.readouterr().out
     assert sum(f"left out, unreadable: {cells[s].name}" in out for s in DAMAGE) == len(DAMAGE), out
 
-    assert sweep_main(tmp_path, "sweep=d", "seed=0,1,2,3,4") == 0
+    assert sweep_main(tmp_path, "sweep=d", "seed=0,1,2,3,4", "method=episodic_rag") == 0
     captured = capfd.readouterr()
     warnings = [ln for ln in captured.err.splitlines() if "does not read" in ln]
     assert len(warnings) == len(DAMAGE) and all(any(cells[s].name in w for w in warnings) for s in DAMAGE)
     assert f"{len(DAMAGE)} ran, 1 skipped, 0 failed" in captured.out
-    assert sorted(pd.read_parquet(sdir / "summary.parquet").seed) == [0, 1, 2, 3, 4]
+    summary = pd.read_parquet(sdir / "summary.parquet")
+    assert sorted(summary[summary.final].seed) == [0, 1, 2, 3, 4]
 
 
 @pytest.mark.parametrize("plan", ["garbage{", '{"cells": [{"cell_id": "../../etc"}]}', '{"cells": 3}'])
@@ -101,7 +102,8 @@ def test_a_disk_error_fails_the_cell_not_the_sweep(tmp_path):
     def small_files():
         resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))
 
-    cmd = [sys.executable, "-m", "harness.sweep", *BASE, f"results_dir={tmp_path}", "sweep=disk", "seed=0,1"]
+    cmd = [sys.executable, "-m", "harness.sweep", *BASE, f"results_dir={tmp_path}", "sweep=disk", "seed=0,1",
+           "method=episodic_rag"]
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, preexec_fn=small_files)
     assert r.returncode == 1, r.stderr
     assert "Traceback" not in r.stderr
