@@ -118,7 +118,8 @@ def versions_note(final: pd.DataFrame) -> list[str]:
 
 def unfinished(sweep_dir: Path) -> list[str]:
     """The latest plan's cells that are not in the table: failed, started but not finished (running
-    now, or killed mid-cell), or not started, one line each."""
+    now, or killed mid-cell), or not started, one line each (and a finished cell whose status.json
+    does not read)."""
     if planned_cell_ids(sweep_dir) is None:  # DamagedRecord for a plan.json that does not read
         return []
     lines = []
@@ -126,7 +127,8 @@ def unfinished(sweep_dir: Path) -> list[str]:
         d = sweep_dir / "cells" / cell["cell_id"]
         if (d / "done.json").exists():
             try:
-                read_json(d / "status.json")
+                if (d / "status.json").exists():
+                    read_json(d / "status.json")
             except DamagedRecord:  # finished (done.json decides), but say that its status does not read
                 lines.append(f"- UNREADABLE status of {cell['cell_id']}")
             continue
