@@ -144,9 +144,15 @@ def _statuses(sweep_dir: Path) -> dict[str, dict]:
 def _assert_same_as_local(ray_sweep: Path, local_sweep: Path, cells: int) -> None:
     """Every cell's rows exactly once, and the metrics a local run of the same cells gives."""
     key = ["task", "method", "budget", "seed", "checkpoint"]
-    order = [*key, "cell_id"]  # cells that differ by eval.seed only share the key; their ids match across runs
-    got = pd.read_parquet(ray_sweep / "summary.parquet").sort_values(order).reset_index(drop=True)
-    want = pd.read_parquet(local_sweep / "summary.parquet").sort_values(order).reset_index(drop=True)
+    order = [*key, "eval_seed"]  # cells that differ by eval.seed only share the key
+
+    def summary(sweep: Path) -> pd.DataFrame:
+        df = pd.read_parquet(sweep / "summary.parquet")
+        df["eval_seed"] = [json.loads((sweep / "cells" / c / "config.json").read_text())["config"]["eval"]["seed"]
+                           for c in df.cell_id]
+        return df.sort_values(order).reset_index(drop=True)
+
+    got, want = summary(ray_sweep), summary(local_sweep)
     assert len(got) == len(want) and got.cell_id.nunique() == want.cell_id.nunique() == cells
     metrics = [c for c in want.columns if c.startswith("pass@") or c in ("rollouts_used", "n_test", "n_samples",
                                                                           "learn_policy_tokens", "learn_aux_tokens")]
