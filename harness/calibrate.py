@@ -23,7 +23,7 @@ import pandas as pd
 
 from harness.config import UserError
 from harness.paper import merge_overrides
-from harness.registry import TASKS
+from harness.registry import METHODS, TASKS
 from harness.sweep import exit_process
 from harness.sweep import main as sweep_main
 
@@ -39,10 +39,15 @@ def generated_tasks() -> list[str]:
     return [n for n in TASKS.names() if not getattr(TASKS.get(n), "needs_data", False)]
 
 
+def no_learning_method() -> str:
+    """The registered method that spends no rollouts (the reference row): what calibration runs."""
+    return next(n for n in METHODS.names() if not METHODS.get(n).uses_rollouts)
+
+
 def default_overrides(overrides: list[str]) -> list[str]:
     model = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == "model"), "smollm2_135m")
     return merge_overrides(
-        [f"task={','.join(generated_tasks())}", "method=zero_shot", "budget=1", "task.train_size=1",
+        [f"task={','.join(generated_tasks())}", f"method={no_learning_method()}", "budget=1", "task.train_size=1",
          "task.test_size=40", "eval.n_samples=4", "logger=none", "checkpoints=[]", f"model={model}",
          f"sweep=calibrate-{model.replace(',', '_')}"], overrides)
 
