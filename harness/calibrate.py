@@ -9,8 +9,9 @@ eval.n_samples=4 logger=none checkpoints=[]`, sweep `calibrate-<model>`. The tab
 written to `calibration.md` and `calibration.csv` in the sweep directory.
 
 Verdict: `informative` when Pass@1 lies in 20-60% (DESIGN §5) and its CI's lower end is above
-the baseline; otherwise `floor` (the CI lies under 5%), `at chance` (the CI reaches the
-baseline), `low` (< 20%) or `ceiling` (> 60%).
+the baseline; otherwise `at floor` (Pass@1 under 5%) or `at chance` (the CI reaches the baseline),
+the rule `make table` flags rows by (`harness.compare.cannot_discriminate`), else `low` (< 20%)
+or `ceiling` (> 60%).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.compare import FLOOR, cannot_discriminate
 from harness.config import UserError
 from harness.paper import merge_overrides
 from harness.registry import METHODS, TASKS
@@ -28,7 +30,6 @@ from harness.sweep import exit_process
 from harness.sweep import main as sweep_main
 
 BAND = (0.2, 0.6)  # the Pass@1 range a calibrated default aims for (DESIGN §5)
-FLOOR = 0.05
 # task knobs every task has: not settings of a task's generator
 COMMON_TASK_KEYS = {"name", "train_size", "test_size", "test_seed", "feedback", "partial_credit",
                     "verify_timeout_s"}
@@ -52,11 +53,11 @@ def default_overrides(overrides: list[str]) -> list[str]:
          f"sweep=calibrate-{model.replace(',', '_')}"], overrides)
 
 
-def verdict(p: float, lo: float, hi: float, chance: float) -> str:
-    if hi < FLOOR:
-        return "floor"
-    if lo <= chance:
-        return "at chance"
+def verdict(p: float, lo: float, baselines: dict[str, float]) -> str:
+    """The table's flag (`cannot_discriminate`: floor, at chance) first, then the DESIGN §5 band."""
+    why = cannot_discriminate(p, lo, baselines)
+    if why:
+        return why.split(" (")[0]
     if p < BAND[0]:
         return "low"
     if p > BAND[1]:
@@ -74,7 +75,6 @@ def cell_row(cell_dir: Path, summary: pd.Series) -> dict:
     sampled = att[(att["phase"] == "eval") & (att["tag"] == "sample")]
     baselines = {str(k)[len("baseline_"):]: float(v) for k, v in summary.items()
                  if str(k).startswith("baseline_") and pd.notna(v)}
-    chance = max(baselines.values(), default=0.0)
     p, lo, hi = (float(summary[c]) for c in ("pass@1", "pass@1_lo", "pass@1_hi"))
     return {"task": summary["task"], "settings": settings_of(cfg["config"]["task"]), "n_test": int(summary["n_test"]),
             "n_samples": int(summary["n_samples"]), "pass@1": p, "pass@1_lo": lo, "pass@1_hi": hi,
@@ -83,7 +83,7 @@ def cell_row(cell_dir: Path, summary: pd.Series) -> dict:
             "baseline": ", ".join(f"{k} {v:.2f}" for k, v in baselines.items()) or "none",
             "no_answer_line": float(sampled["parsed"].isna().mean()) if len(sampled) else float("nan"),
             "truncated": float((sampled["finish_reason"] == "length").mean()) if len(sampled) else float("nan"),
-            "verdict": verdict(p, lo, hi, chance), "cell_id": summary["cell_id"]}
+            "verdict": verdict(p, lo, baselines), "cell_id": summary["cell_id"]}
 
 
 def calibration_table(sweep_dir: Path) -> pd.DataFrame:
@@ -103,8 +103,9 @@ def render(table: pd.DataFrame, model: str) -> str:
         "hit token cap": table["truncated"].map(lambda v: f"{v:.0%}"), "verdict": table["verdict"]})
     n = f"{table['n_test'].iloc[0]} test problems x {table['n_samples'].iloc[0]} samples" if len(table) else ""
     return (f"## calibration: {model}, zero-shot, {n}\n\n{shown.to_markdown(index=False)}\n\n"
-            f"informative: Pass@1 in {BAND[0]:.0%}-{BAND[1]:.0%} and its CI above the baseline; floor: the CI "
-            f"under {FLOOR:.0%}; at chance: the CI reaches the baseline (methods cannot be told apart there).\n")
+            f"informative: Pass@1 in {BAND[0]:.0%}-{BAND[1]:.0%} and its CI above the baseline; at floor: Pass@1 "
+            f"under {FLOOR:.0%}; at chance: the CI reaches the baseline (methods cannot be told apart there; "
+            f"`make table` flags the same rows).\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -193,8 +193,9 @@ def method_values(sweep_dir: Path, rows: pd.DataFrame) -> pd.Series:
 
 
 def config_columns(cells: SweepCells) -> list[str]:
-    """The columns that, with the method, make one configuration."""
-    fixed = ["task", "model"] + [c for c in ("train_size",) if c in cells.summary.columns]
+    """The columns that, with the method, make one configuration. The engine is one of them: a
+    Δ never pairs rows sampled on different engines (their random numbers differ)."""
+    fixed = ["task", "model"] + [c for c in ("engine", "train_size") if c in cells.summary.columns]
     return fixed + cells.varying + ["budget"]
 
 
@@ -204,6 +205,18 @@ def comparison_key(columns: Iterable[str]) -> list[str]:
 
 
 FLOOR = 0.05  # a reference Pass@1 under this leaves no room to tell methods apart
+
+
+def cannot_discriminate(mean: float, lo: float, baselines: dict[str, float]) -> str:
+    """Why a reference Pass@1 (`mean`, CI lower end `lo`) leaves no room to tell methods apart,
+    or "": under FLOOR, or a CI that reaches a chance / majority-answer baseline (or lies below
+    it). The table's flag and `make calibrate`'s verdict both use this one rule."""
+    if mean < FLOOR:
+        return f"at floor (< {FLOOR})"
+    for name, base in baselines.items():
+        if lo <= base:
+            return f"at chance ({name} baseline {base:.3f})"
+    return ""
 
 
 @dataclass
@@ -308,15 +321,12 @@ class Comparer:
         if ref is None:
             return ""
         e = estimate(self.values(ref))
-        where = f"{ref.label} Pass@1 {e.mean:.3f} [{e.lo:.3f}, {e.hi:.3f}]"
-        if e.mean < FLOOR:
-            return f"at floor ({where} < {FLOOR}): comparisons uninformative"
         first = ref.rows.iloc[0]
-        for col in sorted(c for c in ref.rows.columns if c.startswith("baseline_")):
-            base = first[col]
-            if pd.notna(base) and e.lo <= base <= e.hi:
-                return f"at chance ({where} holds {col[9:]} {base:.3f}): comparisons uninformative"
-        return ""
+        baselines = {c[len("baseline_"):]: float(first[c]) for c in sorted(ref.rows.columns)
+                     if c.startswith("baseline_") and pd.notna(first[c])}
+        why = cannot_discriminate(e.mean, e.lo, baselines)
+        return f"{why} ({ref.label} Pass@1 {e.mean:.3f} [{e.lo:.3f}, {e.hi:.3f}]): comparisons uninformative" if why \
+            else ""
 
     def all_pairs(self) -> pd.DataFrame:
         """Every pair of methods within one configuration: Δ Pass@1 (a − b), CI, the sign-flip

@@ -10,11 +10,12 @@ from harness.calibrate import default_overrides, generated_tasks, main, verdict
 
 
 def test_verdict_bands():
-    assert verdict(0.01, 0.0, 0.04, 0.0) == "floor"
-    assert verdict(0.30, 0.22, 0.38, 0.33) == "at chance"  # the CI reaches the random-guess rate
-    assert verdict(0.12, 0.07, 0.17, 0.05) == "low"
-    assert verdict(0.80, 0.70, 0.90, 0.10) == "ceiling"
-    assert verdict(0.40, 0.30, 0.50, 0.25) == "informative"
+    assert verdict(0.01, 0.0, {}) == "at floor"
+    assert verdict(0.30, 0.22, {"random": 0.33}) == "at chance"  # the CI reaches the random-guess rate
+    assert verdict(0.18, 0.13, {"random": 0.25}) == "at chance"  # below chance cannot discriminate either
+    assert verdict(0.12, 0.07, {"majority": 0.05}) == "low"
+    assert verdict(0.80, 0.70, {"majority": 0.10}) == "ceiling"
+    assert verdict(0.40, 0.30, {"random": 0.25, "majority": 0.1}) == "informative"
 
 
 def test_defaults_cover_generated_tasks_and_yield_to_overrides():
@@ -26,7 +27,7 @@ def test_defaults_cover_generated_tasks_and_yield_to_overrides():
     assert "sweep=calibrate-mock" in ov and "method=zero_shot" in ov
 
 
-@pytest.mark.parametrize("accuracy,expected", [(0.0, "floor"), (1.0, "ceiling")])
+@pytest.mark.parametrize("accuracy,expected", [(0.0, "at floor"), (1.0, "ceiling")])
 def test_calibrate_writes_table_with_verdicts(tmp_path, capsys, accuracy, expected):
     code = main(["model=mock", f"model.base_accuracy={accuracy}", "task=math,knights_knaves",
                  "task.test_size=12", f"results_dir={tmp_path}"])

@@ -232,6 +232,7 @@ def test_single_seed_rows_of_learning_methods_are_flagged(tmp_path):
 @pytest.mark.parametrize("ref_passes, baseline, flag", [
     ([True, False, False], 0.35, "at chance"),  # Pass@1 1/3 with a wide CI around the 0.35 majority answer
     ([False] * 59 + [True], None, "at floor"),  # 1 problem in 60: under 5%
+    ([True] * 6 + [False] * 54, 0.5, "at chance"),  # 0.1 [0.03, 0.18]: below a 0.5 coin flip
     ([True] * 30 + [False] * 30, 0.05, ""),  # 0.5 [0.37, 0.63]: clear of a 0.05 baseline
 ])
 def test_configurations_whose_reference_is_at_chance_are_flagged(tmp_path, ref_passes, baseline, flag):
@@ -248,6 +249,25 @@ def test_configurations_whose_reference_is_at_chance_are_flagged(tmp_path, ref_p
     for flags in (table.loc["core", "flags"], table.loc["zero_shot", "flags"], pairs.iloc[0]["flags"]):
         assert flags.startswith(flag) if flag else flags == ""
         assert ("comparisons uninformative" in flags) == bool(flag)
+
+
+def test_rows_sampled_on_different_engines_are_never_paired(tmp_path):
+    """Two engines draw different random numbers for the same seed (issue 20: 0.575 on vLLM,
+    0.6075 on transformers for identical weights), so each engine is its own configuration."""
+    sweep = tmp_path / "s"
+    probs = {f"p{i}": [i % 2 == 0, True] for i in range(8)}
+    for engine in ("vllm-0.32.0/float32", "transformers-5.0/float32"):
+        tag = engine.split("-")[0]
+        fake_cell(sweep, f"z-{tag}", "zero_shot", 0, probs, rollouts=0, extra={"engine": engine})
+        fake_cell(sweep, f"c-{tag}", "core", 0, probs, extra={"engine": engine})
+    plan(sweep, "z-vllm", "c-vllm", "z-transformers", "c-transformers")
+    report(sweep, "s")
+    table = pd.read_csv(sweep / "table.csv", keep_default_na=False)
+    assert sorted(zip(table["engine"], table["method"], strict=True)) == [
+        ("transformers-5.0/float32", "core"), ("transformers-5.0/float32", "zero_shot"),
+        ("vllm-0.32.0/float32", "core"), ("vllm-0.32.0/float32", "zero_shot")]
+    pairs = pd.read_csv(sweep / "comparisons.csv", keep_default_na=False)
+    assert len(pairs) == 2 and (pairs["engine"].nunique() == 2)
 
 
 def test_unfinished_cells_of_the_plan_are_listed_under_a_partial_table(tmp_path):
