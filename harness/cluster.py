@@ -79,7 +79,9 @@ class CellWorker:
         from harness.devices import narrow_visible
         from harness.launchers import BackendCache
         from harness.loggers import make_logger
+        from harness.quiet import quiet_libraries
 
+        quiet_libraries()  # a node's worker does not inherit the driver's environment
         # Ray narrows CUDA_VISIBLE_DEVICES to the GPUs it assigned, but leaves every GPU visible to an
         # actor that reserved none (Ray 2.60): such a cell sees none
         if not num_gpus:

@@ -31,6 +31,7 @@ from harness.cell import CellOutcome, CellSpec, build_task, disjoint_splits
 from harness.config import UserError, compose, expand_grid, params_of, results_root, to_dict
 from harness.devices import check_reservation, check_shared_memory
 from harness.knobs import config_fields
+from harness.quiet import quiet_libraries
 from harness.records import (
     PLAN_FILE,
     cell_damage,
@@ -446,6 +447,7 @@ DRY_RUN = "--dry-run"
 def main(argv: list[str] | None = None, *, every_method: bool = True) -> int:
     """`every_method`: a grid without `method=` runs every registered method (harness.run passes
     False: its one cell takes conf/config.yaml's default method)."""
+    quiet_libraries()
     args = list(sys.argv[1:] if argv is None else argv)
     shown = asked_for_help(args)
     if shown is not None:

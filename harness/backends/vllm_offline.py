@@ -42,7 +42,9 @@ def engine_env(kv_cache_gib: float, on_cpu: bool, in_process: bool = False) -> d
     """Environment a vLLM engine (offline or server) needs here: quiet logs; on CPU its KV-cache
     space and all cores for the engine; `in_process` for an offline engine whose weights the
     harness reloads in place (and no forked engine process, which CUDA refuses once initialised)."""
-    env = {"VLLM_LOGGING_LEVEL": "WARNING"}  # its INFO lines would bury the sweep's progress
+    from harness.quiet import QUIET_ENV
+
+    env = dict(QUIET_ENV)  # its INFO and WARNING lines would bury the sweep's progress (harness/quiet.py)
     if in_process:
         env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
     if on_cpu:
@@ -92,7 +94,7 @@ class VLLMBackend:
         with visible_slice(None if on_cpu else self.gpus):  # its engine process inherits these GPUs
             self.llm = LLM(model=source, dtype=dtype, tensor_parallel_size=self.tensor_parallel_size,
                            max_model_len=self.max_model_len, enforce_eager=self.eager(on_cpu), seed=self.seed,
-                           **extra)
+                           use_tqdm_on_load=False, **extra)
         self.tokenizer = self.llm.get_tokenizer()
 
     def count_tokens(self, messages: list[Message]) -> int:
