@@ -198,3 +198,41 @@ def test_a_model_override_reaches_the_trainer_of_a_training_cell_and_every_cell_
     assert {(c["model"]["backend"], c["model"]["dtype"], c["model"]["resources"]["num_gpus"]) for c in cells} == {
         ("hf", "bfloat16", 1)}  # no vLLM here: every cell on the twin, overrides kept
     assert not any("trainer" in c["model"] for c in cells)
+
+
+def test_on_cpu_only_the_completion_tokens_go_through_the_lm_head_with_the_same_log_probs(tiny_hf, monkeypatch):
+    """TRL's fused LM head scores every position (prompt included) off Triton devices: ~10x the LM
+    head's work on the default model's steps. Under `score_completion_tokens_only` it projects the
+    scored positions only, and their log-probs and gradients are unchanged."""
+    import trl.trainer.utils as trl_utils
+    from trl.trainer.utils import add_fused_lm_head
+
+    from methods.common.policy_training import score_completion_tokens_only
+
+    model = tiny_hf().model
+    add_fused_lm_head(model, outputs=("log_probs",))
+    ids = torch.randint(3, model.config.vocab_size, (2, 12))
+    labels = ids.masked_fill(torch.arange(12) < 9, -100)  # 3 completion tokens of 12
+    projected: list[int] = []
+    kernel = trl_utils._ChunkedLogProbFunction
+
+    class Spy:
+        @staticmethod
+        def apply(hidden, *args):
+            projected.append(hidden.shape[0])
+            return kernel.apply(hidden, *args)
+
+    monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", Spy)
+
+    def logps_and_grad():
+        model.zero_grad()
+        out = model(input_ids=ids, labels=labels, fused_lm_head=True).log_probs[:, 8:]
+        out.sum().backward()
+        return out.detach(), model.lm_head.weight.grad.clone()
+
+    every, every_grad = logps_and_grad()
+    with score_completion_tokens_only():
+        only, only_grad = logps_and_grad()
+    assert projected == [2 * 11, 2 * 3]  # every shifted position, then the scored ones
+    torch.testing.assert_close(only, every)
+    torch.testing.assert_close(only_grad, every_grad)

@@ -30,7 +30,8 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -272,6 +273,27 @@ def make_callback(ctx: LearnContext, learned: Learned, stop_below: int) -> Any:
     return HarnessCallback()
 
 
+@contextmanager
+def score_completion_tokens_only() -> Iterator[None]:
+    """TRL 1.16's fused LM head (`trl/trainer/utils.py`, `add_fused_lm_head`) projects only the
+    completion tokens through the LM head on Triton devices, but every position, prompt included,
+    elsewhere (fixed tile shapes for Neuron's compiler). On the CPU that is the LM head (49k
+    vocabulary) over ~10x the tokens that carry a loss, forward and backward. This scores the
+    completion tokens only on the CPU as well; their log-probs are the same either way
+    (tests/test_grpo.py checks it). A TRL without the hook is left as it is."""
+    import trl.trainer.utils as trl_utils
+
+    original = getattr(trl_utils, "_use_triton", None)
+    if original is None:
+        yield
+        return
+    trl_utils._use_triton = lambda device: device.type == "cpu" or original(device)
+    try:
+        yield
+    finally:
+        trl_utils._use_triton = original
+
+
 def run_trainer(knobs: PolicyGradientKnobs, learned: Learned, prompts: list[list[Message]], backend: TrainableBackend,
                 ctx: LearnContext, make_rollout: Callable[[TrainableBackend], RolloutFunc],
                 trainer_cls: Any = None) -> None:
@@ -294,7 +316,7 @@ def run_trainer(knobs: PolicyGradientKnobs, learned: Learned, prompts: list[list
         steps = min(steps, knobs.max_steps)
     if steps < 1:
         return
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, score_completion_tokens_only():
         callback = make_callback(ctx, learned, knobs_step.rollouts_per_step)
         trainer = (trainer_cls or GRPOTrainer)(
             model=model, reward_funcs=[harness_reward],
