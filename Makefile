@@ -21,6 +21,8 @@ ARGS    ?=
 # table the scale that has results)
 PAPER   ?= core
 SCALE   ?=
+# ONLY="task=hanoi,mathgap task.train_size=5": run just the paper cells with these values
+ONLY    ?=
 
 .PHONY: setup setup-llamacpp sweep calibrate run test test-fast test-gpu lint table plot paper paper-table bench clean help
 
@@ -83,7 +85,8 @@ plot: setup
 	$(PY) -m harness.plot --sweep $(SWEEP)
 
 paper: setup
-	$(PY) -m harness.paper run $(PAPER) $(if $(SCALE),--scale $(SCALE)) $(if $(filter-out 0,$(DRY)),--dry-run)
+	$(PY) -m harness.paper run $(PAPER) $(if $(SCALE),--scale $(SCALE)) $(if $(filter-out 0,$(DRY)),--dry-run) \
+		$(foreach o,$(ONLY),--only $(o))
 
 paper-table: setup
 	$(PY) -m harness.paper table $(PAPER) $(if $(SCALE),--scale $(SCALE))

@@ -96,9 +96,24 @@ def run_order(config: dict[str, Any], entry: int, grid: dict[str, list[Any]]) ->
     return (entry, *(grid[k].index(v) if (v := config_value(config, k)) in grid[k] else len(grid[k]) for k in keys))
 
 
-def run(name: str, scale_name: str, results_dir: str = "results", dry_run: bool = False) -> int:
+def parse_only(only: list[str]) -> dict[str, set[str]]:
+    """`--only task=hanoi,mathgap --only task.train_size=5` -> {key: values a cell must have}."""
+    wanted: dict[str, set[str]] = {}
+    for item in only:
+        key, sep, values = item.partition("=")
+        if not sep or not key or not values:
+            raise UserError(f"--only {item!r}; valid: KEY=V1,V2 (a grid key or config path, e.g. task=hanoi)")
+        wanted.setdefault(key, set()).update(values.split(","))
+    return wanted
+
+
+def run(name: str, scale_name: str, results_dir: str = "results", dry_run: bool = False,
+        only: list[str] | None = None) -> int:
+    """`only`: run just the cells whose config has these values (the paper's layout, results and
+    table stay the same; the other cells show as not run)."""
     paper = load_paper(name)
     scale = scale_of(paper, scale_name)
+    wanted = parse_only(only or [])
     planned = []
     for block_name, block in scale["blocks"].items():
         sweep = sweep_name(paper, scale_name, block_name)
@@ -107,11 +122,15 @@ def run(name: str, scale_name: str, results_dir: str = "results", dry_run: bool 
             sdir, group_specs, group_first = plan(group + [f"results_dir={results_dir}"])
             first = first or group_first
             for spec in group_specs:
+                if any(str(config_value(spec.config, k)) not in v for k, v in wanted.items()):
+                    continue
                 if spec.cell_id not in seen:
                     seen.add(spec.cell_id)
                     keyed.append((run_order(spec.config, entry, block["grid"]), spec))
         planned.append((block_name, sdir, [spec for _, spec in sorted(keyed, key=lambda x: x[0])], first))
     total = sum(len(p[2]) for p in planned)
+    if wanted and not total:
+        raise UserError(f"--only {' '.join(only or [])} matches no cell of scale {scale_name}")
     print(f"paper {paper['_name']}, scale {scale_name}: {paper.get('title', '')}\n  {scale.get('note', '')}\n  "
           + ", ".join(f"{b}: {len(s)} cells" for b, _, s, _ in planned) + f" ({total} in all)", flush=True)
     if dry_run:
@@ -139,10 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scale", default=None, help="run: default full; table: default the scale with results")
     ap.add_argument("--results-dir", default="results")
     ap.add_argument("--dry-run", action="store_true", help="run: compose and validate every cell, run none")
+    ap.add_argument("--only", action="append", default=[], metavar="KEY=V1,V2",
+                    help="run: only cells with these values, e.g. --only task=hanoi,mathgap --only task.train_size=5")
     args = ap.parse_args(argv)
     try:
         if args.action == "run":
-            return run(args.paper, args.scale or "full", args.results_dir, args.dry_run)
+            return run(args.paper, args.scale or "full", args.results_dir, args.dry_run, args.only)
         from harness.paper_table import table
 
         return table(args.paper, args.scale, args.results_dir)

@@ -115,6 +115,21 @@ def test_bad_names_and_invalid_cells_exit_2_before_anything_runs(tiny_paper, tmp
     assert paper_mod.main(["table", tiny_paper, "--results-dir", results]) == 2
 
 
+def test_only_runs_the_matching_cells_into_the_papers_sweep(tiny_paper, tmp_path, capsys):
+    results = str(tmp_path / "results")
+    args = ["run", tiny_paper, "--scale", "small", "--results-dir", results]
+    assert paper_mod.main([*args, "--only", "method=episodic_rag", "--only", "task.train_size=4"]) == 0
+    summary = pd.read_parquet(tmp_path / "results" / "paper-tiny-small-table1" / "summary.parquet")
+    final = summary[summary["final"]]
+    assert sorted(zip(final.method, final.train_size, final.seed, strict=True)) == [
+        ("episodic_rag", 4, 0), ("episodic_rag", 4, 1)]
+    capsys.readouterr()
+    assert paper_mod.main([*args, "--only", "method=core"]) == 2  # core is not in the grid
+    assert "matches no cell" in capsys.readouterr().err
+    assert paper_mod.main([*args, "--only", "method"]) == 2
+    assert "valid: KEY=V1,V2" in capsys.readouterr().err
+
+
 FAKE_ROWS = {  # Hub columns of each dataset the shipped paper configs use
     "WildEval/ZebraLogic": [{"id": f"z{i}", "size": "2*2", "puzzle": f"P{i}", "solution": {
         "header": ["House", "Name"], "rows": [["1", "A"], ["2", f"B{i}"]]}} for i in range(200)],
