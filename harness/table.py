@@ -161,8 +161,8 @@ STATS_NOTE = (
     "problem) differences, Holm-adjusted over every pair of methods within the configuration; * marks "
     "an adjusted p < {alpha}. comparisons.csv has every such pair with both p-values. Flags: a "
     "learning method with one seed has no run-to-run (training) variance in its CI; a configuration "
-    "whose reference Pass@1 CI holds a chance / majority baseline, or whose reference Pass@1 is under "
-    "{floor}, cannot tell methods apart.")
+    "whose reference Pass@1 CI reaches a chance / majority baseline (or lies below it), or whose "
+    "reference Pass@1 is under {floor}, cannot tell methods apart.")
 
 
 def baselines_note(summary: pd.DataFrame) -> list[str]:
