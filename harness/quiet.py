@@ -1,7 +1,8 @@
 """Third-party output a sweep's progress should not carry (issue 20: a GRPO cell printed vLLM's
 NUMA-binding, thread and weight-loading warnings and TRL's version warning between the cells'
-progress lines). `quiet_libraries()` runs first thing in every entry point and Ray worker; each
-setting is a default a user overrides by setting the variable (e.g. `VLLM_LOGGING_LEVEL=WARNING`).
+progress lines). `quiet_libraries()` runs before any cell imports torch (harness.sweep.run_locked,
+which every entry point goes through) and in each Ray worker; each setting is a default a user
+overrides by setting the variable (e.g. `VLLM_LOGGING_LEVEL=WARNING`).
 
 Silenced, and why nothing is lost:
 - vLLM below ERROR: start-up notes (eager mode, Triton absent, chunked prefill off, which we turn

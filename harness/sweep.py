@@ -412,7 +412,10 @@ def exit_process(code: int) -> NoReturn:
 
 
 def run_locked(sweep_dir: Path, specs: list[CellSpec], first: dict[str, Any]) -> int:
-    """`execute` under the sweep lock, with Ctrl-C turned into one line and exit status 130."""
+    """`execute` under the sweep lock, with Ctrl-C turned into one line and exit status 130. Every
+    entry point that runs cells (sweep, run, paper, calibrate) comes through here, before any cell
+    imports torch: the place to quiet the libraries (harness/quiet.py)."""
+    quiet_libraries()
     created = not sweep_dir.exists()
     try:
         with sweep_lock(sweep_dir):
@@ -447,7 +450,6 @@ DRY_RUN = "--dry-run"
 def main(argv: list[str] | None = None, *, every_method: bool = True) -> int:
     """`every_method`: a grid without `method=` runs every registered method (harness.run passes
     False: its one cell takes conf/config.yaml's default method)."""
-    quiet_libraries()
     args = list(sys.argv[1:] if argv is None else argv)
     shown = asked_for_help(args)
     if shown is not None:
