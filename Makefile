@@ -31,7 +31,7 @@ help:
 	@echo "  (no METHOD: every registered method; DRY=1: print the plan, run nothing)"
 	@echo "make table|plot [SWEEP=name]   make test   make test-fast   make lint   make bench   make setup"
 	@echo "make calibrate [MODEL=name ARGS='task=math,zebra task.test_size=100']   zero-shot table of every task"
-	@echo "make paper PAPER=core|rrr|lte [SCALE=full|cpu DRY=1]   make paper-table PAPER=core [SCALE=cpu]"
+	@echo "make paper PAPER=core|rrr|lte [SCALE=full|cpu DRY=1 ONLY='task=hanoi task.train_size=5']   make paper-table PAPER=core [SCALE=cpu]"
 
 $(STAMP): pyproject.toml constraints-cpu.txt
 	test -x $(PY) || python3 -m venv .venv
