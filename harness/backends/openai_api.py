@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 from harness.knobs import knob
 from harness.registry import register_backend
-from harness.types import Generation, GenerationRequest, Message, chat_token_count
+from harness.types import Generation, GenerationRequest, Message, chat_token_count, spread_seed
 
 
 @register_backend("openai")
@@ -70,7 +70,7 @@ class OpenAIBackend:
         p = req.params
         kwargs: dict[str, Any] = dict(model=self.model, messages=list(req.messages), n=p.n,
                                       temperature=p.temperature, top_p=p.top_p,
-                                      max_tokens=p.max_tokens, seed=p.seed)
+                                      max_tokens=p.max_tokens, seed=spread_seed(p.seed))
         if p.stop:
             kwargs["stop"] = list(p.stop)
         if self.reasoning_effort:

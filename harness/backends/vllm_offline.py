@@ -28,7 +28,7 @@ from typing import Any
 
 from harness.knobs import knob
 from harness.registry import register_backend
-from harness.types import Generation, GenerationRequest, Message, chat_token_count
+from harness.types import Generation, GenerationRequest, Message, chat_token_count, spread_seed
 
 
 def cuda_available() -> bool:
@@ -138,7 +138,7 @@ class VLLMBackend:
             return []
         params = [VSP(n=r.params.n, temperature=r.params.temperature, top_p=r.params.top_p,
                       max_tokens=r.params.max_tokens, stop=list(r.params.stop) or None,
-                      seed=r.params.seed) for r in requests]
+                      seed=spread_seed(r.params.seed)) for r in requests]
         start = time.perf_counter()
         outs = self.llm.chat([list(r.messages) for r in requests], params, use_tqdm=False)
         latency = (time.perf_counter() - start) / sum(r.params.n for r in requests)
