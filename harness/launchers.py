@@ -14,8 +14,8 @@ from __future__ import annotations
 import signal
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,7 @@ from harness.knobs import knob
 from harness.loggers import make_logger
 from harness.records import write_json
 from harness.registry import METHODS, register_launcher
+from harness.timeouts import raise_after
 from harness.types import Backend, content_hash
 
 
@@ -116,23 +117,9 @@ class CellTimeout(BaseException):
     `except Exception` inside a method swallows it)."""
 
 
-@contextmanager
-def time_limit(seconds: float | None) -> Iterator[None]:
+def time_limit(seconds: float | None) -> AbstractContextManager[None]:
     """Raise CellTimeout in this (main) thread after `seconds`."""
-    if not seconds:
-        yield
-        return
-
-    def expired(signum: int, frame: Any) -> None:
-        raise CellTimeout(f"exceeded launcher.cell_timeout_s={seconds:g}")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    return raise_after(seconds, lambda: CellTimeout(f"exceeded launcher.cell_timeout_s={seconds:g}"))
 
 
 @register_launcher("local")

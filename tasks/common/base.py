@@ -19,15 +19,14 @@ becomes reward 0 with feedback, never a crash.
 
 from __future__ import annotations
 
-import signal
-import threading
 from collections import Counter
 from collections.abc import Iterable
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from harness.knobs import check_knobs, knob
+from harness.timeouts import raise_after
 from harness.types import Message, Problem, Verdict
 from tasks.common.answer import extract_answer
 
@@ -40,24 +39,10 @@ class VerifierTimeout(Exception):
     pass
 
 
-@contextmanager
-def time_limit(seconds: float):
-    """SIGALRM-based limit in the main thread; elsewhere (signals unavailable) the input caps in
-    answer.py bound the work instead."""
-    if seconds <= 0 or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def on_alarm(signum, frame):
-        raise VerifierTimeout()
-
-    old = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
+def time_limit(seconds: float) -> AbstractContextManager[None]:
+    """SIGALRM-based limit in the main thread (nested inside a cell's limit: harness/timeouts.py);
+    elsewhere (signals unavailable) the input caps in answer.py bound the work instead."""
+    return raise_after(seconds, VerifierTimeout)
 
 
 @dataclass
