@@ -30,13 +30,15 @@ def finished_cells(sweep_dir: Path) -> list[Path]:
     of cells with one label (e.g. a zero_shot rerun after a code change), the last finished."""
     import json
 
+    sys.path.insert(0, str(REPO))
+    from harness.cell import CellSpec  # its label, as the plan and progress lines name a cell
+
     latest: dict[str, Path] = {}
     done = sorted((c for c in (sweep_dir / "cells").iterdir() if (c / "done.json").exists()),
                   key=lambda c: (c / "done.json").stat().st_mtime)
     for cell in done:
-        cfg = json.loads((cell / "config.json").read_text())["config"]
-        label = f"{cfg['task']['name']}/{cfg['method']['name']}/B{cfg['budget']}/s{cfg['seed']}"
-        latest[label] = cell
+        config = json.loads((cell / "config.json").read_text())
+        latest[CellSpec(config["config"], sweep_dir, config["cell_id"]).label] = cell
     return list(latest.values())
 
 

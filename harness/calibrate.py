@@ -4,9 +4,10 @@ rate, the task's chance / majority baseline, how often the model wrote no `Answe
 the token cap, and whether a method comparison on this task can show anything.
 
 Defaults (each replaced by an override with the same key): every registered task that needs no
-dataset download, `method=zero_shot budget=1 task.train_size=1 task.test_size=40
-eval.n_samples=4 logger=none checkpoints=[]`, sweep `calibrate-<model>`. The table is also
-written to `calibration.md` and `calibration.csv` in the sweep directory.
+dataset download, the registered method that spends no rollouts (`zero_shot`), `budget=1
+task.train_size=1 task.test_size=40 eval.n_samples=4 logger=none checkpoints=[]`, sweep
+`calibrate-<model>`. The table is also written to `calibration.md` and `calibration.csv` in the
+sweep directory.
 
 Verdict: `informative` when Pass@1 lies in 20-60% (DESIGN §5) and its CI's lower end is above
 the baseline; otherwise `at floor` (Pass@1 under 5%) or `at chance` (the CI reaches the baseline),
@@ -55,9 +56,9 @@ def default_overrides(overrides: list[str]) -> list[str]:
 
 def verdict(p: float, lo: float, baselines: dict[str, float]) -> str:
     """The table's flag (`cannot_discriminate`: floor, at chance) first, then the DESIGN §5 band."""
-    why = cannot_discriminate(p, lo, baselines)
-    if why:
-        return why.split(" (")[0]
+    kind, _ = cannot_discriminate(p, lo, baselines)
+    if kind:
+        return kind
     if p < BAND[0]:
         return "low"
     if p > BAND[1]:

@@ -207,16 +207,17 @@ def comparison_key(columns: Iterable[str]) -> list[str]:
 FLOOR = 0.05  # a reference Pass@1 under this leaves no room to tell methods apart
 
 
-def cannot_discriminate(mean: float, lo: float, baselines: dict[str, float]) -> str:
-    """Why a reference Pass@1 (`mean`, CI lower end `lo`) leaves no room to tell methods apart,
-    or "": under FLOOR, or a CI that reaches a chance / majority-answer baseline (or lies below
-    it). The table's flag and `make calibrate`'s verdict both use this one rule."""
+def cannot_discriminate(mean: float, lo: float, baselines: dict[str, float]) -> tuple[str, str]:
+    """(kind, detail) of why a reference Pass@1 (`mean`, CI lower end `lo`) leaves no room to tell
+    methods apart, or ("", ""): `at floor` (under FLOOR), or `at chance` (a CI that reaches a
+    chance / majority-answer baseline, or lies below it). The table's flag and `make calibrate`'s
+    verdict both use this one rule."""
     if mean < FLOOR:
-        return f"at floor (< {FLOOR})"
+        return "at floor", f"< {FLOOR}"
     for name, base in baselines.items():
         if lo <= base:
-            return f"at chance ({name} baseline {base:.3f})"
-    return ""
+            return "at chance", f"{name} baseline {base:.3f}"
+    return "", ""
 
 
 @dataclass
@@ -324,9 +325,11 @@ class Comparer:
         first = ref.rows.iloc[0]
         baselines = {c[len("baseline_"):]: float(first[c]) for c in sorted(ref.rows.columns)
                      if c.startswith("baseline_") and pd.notna(first[c])}
-        why = cannot_discriminate(e.mean, e.lo, baselines)
-        return f"{why} ({ref.label} Pass@1 {e.mean:.3f} [{e.lo:.3f}, {e.hi:.3f}]): comparisons uninformative" if why \
-            else ""
+        kind, detail = cannot_discriminate(e.mean, e.lo, baselines)
+        if not kind:
+            return ""
+        where = f"{ref.label} Pass@1 {e.mean:.3f} [{e.lo:.3f}, {e.hi:.3f}]"
+        return f"{kind} ({detail}) ({where}): comparisons uninformative"
 
     def all_pairs(self) -> pd.DataFrame:
         """Every pair of methods within one configuration: Δ Pass@1 (a − b), CI, the sign-flip
