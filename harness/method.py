@@ -10,7 +10,7 @@ fraction, which is how one cell yields a learning curve.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -175,16 +175,22 @@ class LearnContext:
                              context_ids=None if context_ids is None else [context_ids])[0]
 
     # ---- aux calls (tokens only) ----
-    def aux(self, prompts: list[list[Message]], params: SamplingParams | None = None,
-            tag: str = "", problem_id: str = "", backend: Backend | None = None) -> list[str]:
+    def aux(self, prompts: list[list[Message]], params: SamplingParams | Sequence[SamplingParams] | None = None,
+            tag: str | Sequence[str] = "", problem_id: str = "", backend: Backend | None = None) -> list[str]:
         """Unscored generations (reflections, proposals, summaries): recorded, never counted.
-        They go to `backend`, else the configured aux model, else the policy backend."""
+        They go to `backend`, else the configured aux model, else the policy backend. `params` and
+        `tag` are one value for every prompt or one per prompt: prompts of different kinds can
+        share one engine call."""
         p = params or SamplingParams(temperature=0.7, top_p=0.95, max_tokens=256)
+        tags = [tag] * len(prompts) if isinstance(tag, str) else list(tag)
+        if len(tags) != len(prompts):
+            raise ValueError(f"{len(tags)} tags for {len(prompts)} prompts")
         if self.progress is not None:
             self.progress(len(prompts), "learn")
         step, idx, texts = self._next_step(), 0, []
-        for s in sample(backend or self.aux_backend or self.backend, self.task, [(None, m) for m in prompts], p):
-            self.records += s.records(phase="learn", checkpoint=-1, step=step, tag=tag, first_idx=idx,
+        sampled = sample(backend or self.aux_backend or self.backend, self.task, [(None, m) for m in prompts], p)
+        for s, s_tag in zip(sampled, tags, strict=True):
+            self.records += s.records(phase="learn", checkpoint=-1, step=step, tag=s_tag, first_idx=idx,
                                       problem_id=problem_id)
             for g in s.generations:
                 self.meter.add_tokens("aux", g.prompt_tokens + g.completion_tokens)

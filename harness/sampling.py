@@ -36,11 +36,15 @@ class Sampled:
 
 
 def sample(backend: Backend, task: Task, prompts: Sequence[tuple[Problem | None, Sequence[Message]]],
-           params: SamplingParams) -> list[Sampled]:
+           params: SamplingParams | Sequence[SamplingParams]) -> list[Sampled]:
     """Generate `params.n` samples per prompt in one backend call; verify those whose prompt
-    belongs to a problem (policy attempts), leave the others unscored (aux calls)."""
-    requests = [GenerationRequest(tuple(msgs), params, oracle_answer=p.answer if p is not None else None)
-                for p, msgs in prompts]
+    belongs to a problem (policy attempts), leave the others unscored (aux calls). `params` is one
+    setting for every prompt or one per prompt (one engine call either way)."""
+    per_prompt = [params] * len(prompts) if isinstance(params, SamplingParams) else list(params)
+    if len(per_prompt) != len(prompts):
+        raise ValueError(f"{len(per_prompt)} sampling settings for {len(prompts)} prompts")
+    requests = [GenerationRequest(tuple(msgs), p_params, oracle_answer=p.answer if p is not None else None)
+                for (p, msgs), p_params in zip(prompts, per_prompt, strict=True)]
     out = []
     for (problem, _), request, gens in zip(prompts, requests, backend.generate(requests), strict=True):
         verdicts = [None if problem is None else task.verify(problem, g.text, truncated=g.finish_reason == "length")

@@ -27,9 +27,10 @@ Follows reference/baselines_papers.md §(c) and the official `memrl/service/memo
 - Q update (paper Eq. 8, γ = 0): Q ← Q + α(r − Q) for every memory injected into the episode,
   r = `success_reward` or `failure_reward`.
 - Evaluation: memories frozen, ε = 0, no updates.
-Attempts are generated `rollout_batch` at a time; a batch sees the memory as it was before it (the
-official runner buffers writes and Q updates the same way, every 25 tasks). Memory ids (`m<n>`)
-appear in every record's `context_ids` and in `memories.jsonl` in the cell directory.
+Attempts are generated `rollout_batch` at a time (default 25), never across an epoch's end; a batch
+sees the memory as it was before it (the official BCB runner buffers writes and Q updates the same
+way: every 25 tasks and at the end of the epoch). A batch's scripts and reflections share one aux
+call. Memory ids (`m<n>`) appear in every record's `context_ids` and in `memories.jsonl`.
 """
 
 from __future__ import annotations
@@ -223,7 +224,9 @@ class MemRL(MethodBase):
     reflect_temperature: float = knob(0.3, "aux temperature for failure reflections (official code)", ge=0)
     aux_max_tokens: int = knob(160, "cap on a script / reflection", ge=1)
     max_memory_chars: int = knob(1200, "per-memory cut when injected", ge=1)
-    rollout_batch: int = knob(8, "attempts per backend call; writes and Q updates flush after each batch", ge=1)
+    rollout_batch: int = knob(
+        25, "attempts per backend call; writes and Q updates flush after each batch and at the end of an epoch "
+            "(official BCB runner: every 25 tasks)", ge=1)
 
     def learn(self, train: list[Problem], ctx: LearnContext) -> MemRLState:
         task, backend = ctx.task, ctx.backend
@@ -256,17 +259,18 @@ class MemRL(MethodBase):
         return state
 
     def _write_memories(self, state: MemRLState, attempts: list, ctx: LearnContext) -> None:
-        for passed, template, temperature, tag in ((True, SCRIPT_PROMPT, self.build_temperature, "script"),
-                                                   (False, REFLECTION_PROMPT, self.reflect_temperature, "reflection")):
-            chosen = [a for a in attempts if a.verdict.passed == passed]
-            if not chosen:
-                continue
-            prompts = [[{"role": "user", "content": template.format(
-                question=a.problem.question, attempt=a.generation.text[:self.max_memory_chars],
-                feedback=a.verdict.feedback)}] for a in chosen]
-            texts = ctx.aux(prompts, SamplingParams(temperature=temperature, top_p=0.95,
-                                                    max_tokens=self.aux_max_tokens), tag=tag)
-            for a, text in zip(chosen, texts, strict=True):
-                body = (f"SCRIPT:\n{text}\n\nTRAJECTORY:\n{a.generation.text}" if passed else
-                        f"TASK REFLECTION:\nWhat went wrong:\n{text}\n\nFailed approach:\n{a.generation.text}")
-                state.add(a.problem.question, body, passed, self.q_init_success if passed else self.q_init_failure)
+        """One aux call for the batch: a script per passed attempt, a reflection per failed one."""
+        if not attempts:
+            return
+        script = SamplingParams(temperature=self.build_temperature, top_p=0.95, max_tokens=self.aux_max_tokens)
+        reflect = SamplingParams(temperature=self.reflect_temperature, top_p=0.95, max_tokens=self.aux_max_tokens)
+        prompts = [[{"role": "user", "content": (SCRIPT_PROMPT if a.verdict.passed else REFLECTION_PROMPT).format(
+            question=a.problem.question, attempt=a.generation.text[:self.max_memory_chars],
+            feedback=a.verdict.feedback)}] for a in attempts]
+        texts = ctx.aux(prompts, [script if a.verdict.passed else reflect for a in attempts],
+                        tag=["script" if a.verdict.passed else "reflection" for a in attempts])
+        for a, text in zip(attempts, texts, strict=True):
+            body = (f"SCRIPT:\n{text}\n\nTRAJECTORY:\n{a.generation.text}" if a.verdict.passed else
+                    f"TASK REFLECTION:\nWhat went wrong:\n{text}\n\nFailed approach:\n{a.generation.text}")
+            state.add(a.problem.question, body, a.verdict.passed,
+                      self.q_init_success if a.verdict.passed else self.q_init_failure)

@@ -148,6 +148,11 @@ def test_learning_counts_attempts_and_writes_memories_with_aux_calls(run_one):
     assert set(aux.tag) <= {"script", "reflection"}
     assert (aux.tag == "script").sum() == policy.passed.sum()
     assert summary[summary.final].iloc[0].context_tokens_added > 0
+    # train_size 5 < rollout_batch 25: a batch is one epoch (5, 5, 5, then the budget's last 2);
+    # each batch's scripts and reflections share one aux call, sampled at their own temperatures
+    assert policy.groupby("step").size().tolist() == [5, 5, 5, 2]
+    assert aux.groupby("step").size().tolist() == [5, 5, 5, 2]
+    assert set(aux[aux.tag == "script"].temperature) <= {0.0} and set(aux[aux.tag == "reflection"].temperature) <= {0.3}
 
 
 def test_q_init_follows_the_outcome_and_injected_memories_keep_changing(run_one, tmp_path):

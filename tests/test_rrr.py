@@ -102,7 +102,7 @@ def test_rrr_cell_counts_first_attempts_and_retries_and_reports_a_second_attempt
     outcome, attempts, summary = run_one(
         "method=rrr", "budget=28", "method.failure_samples=2", "method.group_size=2", "method.prompts_per_step=2",
         "method.reflection_max_tokens=6", "task.max_tokens=6", "task.test_size=3", "eval.n_samples=2",
-        backend=tiny_hf())
+        "method.second_attempt=true", "method.eval_before_training=true", backend=tiny_hf())
     assert outcome.status == "ok", outcome.error
     learn = attempts[attempts.phase == "learn"]
     policy, aux = learn[learn.role == "policy"], learn[learn.role == "aux"]
@@ -117,6 +117,21 @@ def test_rrr_cell_counts_first_attempts_and_retries_and_reports_a_second_attempt
         failed_first[ev.checkpoint == ev.checkpoint.min()].sum()
     assert summary.checkpoint.tolist() == [10, 26]  # untrained (vanilla) after the failure set, then trained
     assert (summary["pass@1_attempt2"] >= summary["pass@1"]).all()
+
+
+def test_rrr_by_default_evaluates_first_attempts_only_like_every_method(run_one, tiny_hf):
+    """A sweep's rrr cell evaluates the workload zero_shot does: the same problems and sample count,
+    first attempts only, once after training (no reflection, no retry, no vanilla evaluation)."""
+    common = ("budget=28", "task.max_tokens=6", "task.test_size=3", "eval.n_samples=2")
+    outcome, attempts, summary = run_one("method=rrr", "method.failure_samples=2", "method.group_size=2",
+                                         "method.prompts_per_step=2", "method.reflection_max_tokens=6", *common,
+                                         backend=tiny_hf())
+    assert outcome.status == "ok", outcome.error
+    _, reference, _ = run_one("method=zero_shot", *common, backend=tiny_hf())
+    ev, ref = attempts[attempts.phase == "eval"], reference[reference.phase == "eval"]
+    assert sorted(ev.tag.unique()) == sorted(ref.tag.unique())
+    assert sorted(zip(ev.problem_id, ev.sample_idx)) == sorted(zip(ref.problem_id, ref.sample_idx))
+    assert summary.checkpoint.tolist() == [26] and "pass@1_attempt2" not in summary
 
 
 def test_rrr_budget_must_cover_the_failure_set_and_one_step():
