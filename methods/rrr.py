@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from harness.knobs import knob
-from harness.method import Learned, LearnContext, PromptOnly
+from harness.method import LearnContext, Learned, PromptOnly
 from harness.registry import register_method
 from harness.types import Backend, Message, Problem, SamplingParams, Task, TrainableBackend, Verdict
 from methods.common.policy_training import (

@@ -4,6 +4,7 @@ reloads to the same scores."""
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -173,8 +174,10 @@ def test_checkpoint_weights_name_every_weight_as_the_checkpoint_does_and_merge_t
     assert set(synced) == {k for k in plain if k != "lm_head.weight"}
     q = "model.layers.0.self_attn.q_proj.weight"
     assert not torch.allclose(synced[q], plain[q])  # the adapter's delta is in the copy
-    assert all(torch.allclose(p.data, plain[k.removeprefix("base_model.model.").replace(".base_layer", "")],
-                              atol=1e-6) for k, p in peft.named_parameters() if "lora_" not in k)  # unmerged after
+    assert all(torch.equal(p.data, plain[k.removeprefix("base_model.model.").replace(".base_layer", "")])
+               for k, p in peft.named_parameters() if "lora_" not in k)  # the trainer's weights untouched
+    merged = copy.deepcopy(peft).merge_and_unload().state_dict()  # PEFT's own merge
+    assert all(torch.allclose(synced[k], merged[k], atol=1e-6) for k in synced)
 
 
 def test_a_model_override_reaches_the_trainer_of_a_training_cell_and_every_cell_without_vllm(monkeypatch):

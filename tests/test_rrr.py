@@ -130,7 +130,8 @@ def test_rrr_by_default_evaluates_first_attempts_only_like_every_method(run_one,
     _, reference, _ = run_one("method=zero_shot", *common, backend=tiny_hf())
     ev, ref = attempts[attempts.phase == "eval"], reference[reference.phase == "eval"]
     assert sorted(ev.tag.unique()) == sorted(ref.tag.unique())
-    assert sorted(zip(ev.problem_id, ev.sample_idx)) == sorted(zip(ref.problem_id, ref.sample_idx))
+    assert sorted(zip(ev.problem_id, ev.sample_idx, strict=True)) == sorted(
+        zip(ref.problem_id, ref.sample_idx, strict=True))
     assert summary.checkpoint.tolist() == [26] and "pass@1_attempt2" not in summary
 
 

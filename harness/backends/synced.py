@@ -6,8 +6,8 @@ runs on the sweep's generating engine (vLLM), the same engine and dtype as every
 the sweep. Before each generation the trainer's current weights go into the engine if they changed
 since the last sync (so once per optimizer step), as TRL's vLLM colocate mode does
 (`trl/generation/vllm_generation.py`, `VLLMGeneration._iter_named_params` and `sync_weights`):
-a LoRA adapter is merged for the copy and unmerged after it, PEFT's names are mapped back to the
-checkpoint's, and the engine's prefix cache is reset. No engine restart, no adapter files and no
+a LoRA adapter is merged into the copy, PEFT's names are mapped back to the checkpoint's, and the
+engine's prefix cache is reset. No engine restart, no adapter files and no
 vLLM LoRA kernels (8x slower on CPU). `restore` puts the base weights back (the engine reloads them
 from disk) before the next cell, so no cell sees another cell's training.
 """
@@ -33,23 +33,30 @@ class WeightLoadingEngine(Protocol):
 
 def checkpoint_weights(model: Any) -> Iterator[tuple[str, Any]]:
     """The model's weights under the checkpoint's (HF) names, a LoRA adapter merged in (TRL's
-    `_iter_named_params`, without the distributed gathers)."""
+    `_iter_named_params`, without the distributed gathers). The merged weight is computed as a new
+    tensor, W + ΔW from PEFT's `get_delta_weight`, rather than by PEFT's in-place merge, copy and
+    unmerge: one pass over each adapted weight instead of three, and the trainer's weights are never
+    touched (so the engine may keep a yielded tensor: vLLM's layer-wise reload buffers a layer's)."""
     peft_prefix = getattr(model, "prefix", None) if hasattr(model, "peft_config") else None
     if peft_prefix is None:
         for name, param in model.named_parameters():
             yield name, param.data
         return
-    model.merge_adapter()
-    try:
+    import torch
+
+    adapters = list(model.active_adapters)
+    adapted = {f"{name}.base_layer.weight": module for name, module in model.named_modules()
+               if hasattr(module, "get_delta_weight") and any(a in getattr(module, "lora_A", {}) for a in adapters)}
+    with torch.no_grad():
         for peft_name, param in model.named_parameters():
             name = peft_name.removeprefix("base_model.model.").replace(".base_layer", "")
             if peft_prefix in name or "original_module" in name:
-                continue  # the adapter itself: merged into the base weights already
-            # a copy: the engine may keep a tensor past this iteration (vLLM's layer-wise reload
-            # buffers a layer's tensors), and the unmerge below would change a view under it
-            yield name.replace("modules_to_save.default.", ""), param.data.clone()
-    finally:
-        model.unmerge_adapter()
+                continue  # the adapter itself: merged into the base weights below
+            weight = param.data
+            if peft_name in adapted:
+                module = adapted[peft_name]
+                weight = weight + sum(module.get_delta_weight(a) for a in adapters if a in module.lora_A)
+            yield name.replace("modules_to_save.default.", ""), weight
 
 
 def weights_fingerprint(model: Any) -> tuple[int, tuple[float, ...]]:
