@@ -20,6 +20,7 @@ import socket
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -48,6 +49,13 @@ from harness.types import content_hash
 _warned: set[str] = set()
 
 
+def warn_once(message: str) -> None:
+    """A `sibench: warning:` line on stderr, once per process."""
+    if message not in _warned:
+        _warned.add(message)
+        print(f"sibench: warning: {message}", file=sys.stderr)
+
+
 def compose_cell(overrides: list[str]) -> dict[str, Any]:
     """One cell's resolved config. A model with a `twin` (the same weights on a trainable backend)
     gives a weight-training cell its trainer (`model.trainer`: it trains there and generates on the
@@ -65,10 +73,8 @@ def compose_cell(overrides: list[str]) -> dict[str, Any]:
             if trains and model["backend"] not in TRAINABLE_BACKENDS:
                 cfg[key] = {**model, "trainer": twin_config(overrides, key, model["twin"])[key]}
             continue
-        if model["twin"] not in _warned:
-            _warned.add(model["twin"])
-            print(f"sibench: warning: {model['backend']} is not installed here (make setup installs it); "
-                  f"{model['label']} runs on its twin {model['twin']}", file=sys.stderr)
+        warn_once(f"{model['backend']} is not installed here (make setup installs it); "
+                  f"{model['label']} runs on its twin {model['twin']}")
         cfg = {**twin_config(overrides, key, model["twin"]), **{k: cfg[k] for k in ("model", "aux_model")
                                                                  if k != key and k in cfg}}
     return cfg
@@ -103,7 +109,11 @@ def plan(overrides: list[str]) -> tuple[Path, list[CellSpec], dict[str, Any]]:
         try:
             t = cfg["task"]
             method = METHODS.get(cfg["method"]["name"])(**params_of(cfg["method"]))
-            method.check_cell(budget=int(cfg["budget"]), train_size=int(t["train_size"]), model=cfg["model"])
+            with warnings.catch_warnings(record=True) as caught:  # a cell that runs but cannot learn
+                warnings.simplefilter("always")
+                method.check_cell(budget=int(cfg["budget"]), train_size=int(t["train_size"]), model=cfg["model"])
+            for w in caught:
+                warn_once(f"{cfg['task']['name']}/{cfg['method']['name']} budget={cfg['budget']}: {w.message}")
             for key in ("model", "aux_model"):
                 if cfg.get(key):
                     check_reservation(cfg[key], key)

@@ -45,6 +45,7 @@ import json
 import math
 import random
 import re
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
@@ -265,12 +266,17 @@ class CORE(MethodBase):
     rollout_batch: int = knob(8, "problems attempted per backend call; 1 = the paper's sequential loop", ge=1)
 
     def check_cell(self, budget: int, train_size: int, model: dict | None = None) -> None:
-        """Plan-time check: the baseline estimate alone must fit in the budget."""
+        """Plan-time check: the baseline estimate alone must fit in the budget; a budget it fills
+        exactly runs, with a warning, but never reflects (the cell scores the seed prompt)."""
         need = self.baseline_samples * train_size
         if need > budget:
             raise ValueError(f"budget={budget} is below CORE's baseline estimate baseline_samples × train_size = "
                              f"{self.baseline_samples} × {train_size} = {need}; "
                              f"raise budget or lower method.baseline_samples")
+        if need == budget:
+            warnings.warn(f"CORE's baseline estimate (baseline_samples × train_size = {self.baseline_samples} × "
+                          f"{train_size}) uses the whole budget: no rollout is left to reflect on, so this cell "
+                          f"learns nothing; raise budget or lower method.baseline_samples", stacklevel=2)
 
     # ---- the learning loop ----
     def learn(self, train: list[Problem], ctx: LearnContext) -> CoreState:

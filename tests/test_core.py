@@ -232,6 +232,17 @@ def test_budget_below_the_baseline_estimate_is_refused_at_plan_time():
         plan(["method=core", "model=mock", "method.reflection=both"])
 
 
+def test_a_budget_the_baseline_fills_exactly_is_planned_with_a_warning(capsys, monkeypatch):
+    from harness import sweep
+
+    monkeypatch.setattr(sweep, "_warned", set())
+    sweep.plan(["method=core", "model=mock", "budget=100", "task.train_size=10"])
+    assert "math/core budget=100: CORE's baseline estimate (baseline_samples × train_size = 10 × 10) uses the " \
+           "whole budget" in capsys.readouterr().err
+    sweep.plan(["method=core", "model=mock", "budget=101", "task.train_size=10"])
+    assert "warning" not in capsys.readouterr().err
+
+
 def test_learning_admits_a_helpful_insight_whose_utility_rises(run_one, tmp_path):
     backend = MockBackend(base_accuracy=0.3, boosts={"MAGIC": 0.7},
                           aux_reply="- Apply the MAGIC rule to every step\n- Think about the weather outside {i}")
