@@ -17,6 +17,9 @@ Silenced, and why nothing is lost:
   in-process vLLM engine's own one-rank group, not a distributed trainer.
 - "Triton is installed, but doesn't include CPU backend": vLLM's CPU build runs without Triton.
 - vLLM's FutureWarning about `torch.distributed.reduce_op` (its code, not ours).
+- Hugging Face progress bars (`HF_HUB_DISABLE_PROGRESS_BARS`): transformers' per-tensor "Loading
+  weights" bar for the embedder and the trainer, which load from local files in under a second;
+  nothing is downloaded at run time.
 Errors, our own warnings and every other library warning still print.
 """
 
@@ -26,7 +29,7 @@ import logging
 import os
 import warnings
 
-QUIET_ENV = {"VLLM_LOGGING_LEVEL": "ERROR", "TORCH_CPP_LOG_LEVEL": "ERROR"}
+QUIET_ENV = {"VLLM_LOGGING_LEVEL": "ERROR", "TORCH_CPP_LOG_LEVEL": "ERROR", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
 QUIET_LOG_MESSAGES = {  # logger -> the start of the message dropped
     "transformers.training_args": "torch.distributed process group is initialized",
     # logged at vLLM's import, before its own logging (and VLLM_LOGGING_LEVEL) is set up

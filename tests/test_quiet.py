@@ -33,3 +33,16 @@ def test_only_the_named_warnings_are_dropped(caplog):
         log.warning("torch.distributed process group is initialized, but parallel_mode != ParallelMode.DISTRIBUTED.")
         log.warning("something else")
     assert [r.getMessage() for r in caplog.records] == ["something else"]
+
+
+def test_transformers_loading_bars_are_off_unless_the_user_turns_them_on():
+    import subprocess
+    import sys
+
+    probe = ("from harness.quiet import quiet_libraries; quiet_libraries(); "
+             "from transformers.utils import logging; print(logging.is_progress_bar_enabled())")
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_PROGRESS_BARS"}
+    for setting, shown in ((None, "False"), ("0", "True")):
+        run_env = env if setting is None else {**env, "HF_HUB_DISABLE_PROGRESS_BARS": setting}
+        out = subprocess.run([sys.executable, "-c", probe], env=run_env, capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == shown
