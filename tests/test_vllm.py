@@ -17,7 +17,7 @@ def engines():
     from harness.backends import make_backend
     from harness.config import compose, to_dict
 
-    # fast start; on a GPU a share that leaves room for the hot-swap test's engine (0.3) and the hf model
+    # fast start; on a GPU a share that leaves room for another module's engine (0.3) and the hf model
     vllm = make_backend(to_dict(compose(["model=smollm2_135m", "model.enforce_eager=true",
                                          "model.gpu_memory_utilization=0.4"]))["model"])
     hf = make_backend(to_dict(compose(["model=smollm2_135m_hf"]))["model"])
