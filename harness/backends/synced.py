@@ -7,9 +7,9 @@ the sweep. Before each generation the trainer's current weights go into the engi
 since the last sync (so once per optimizer step), as TRL's vLLM colocate mode does
 (`trl/generation/vllm_generation.py`, `VLLMGeneration._iter_named_params` and `sync_weights`):
 a LoRA adapter is merged into the copy, PEFT's names are mapped back to the checkpoint's, and the
-engine's prefix cache is reset. No engine restart, no adapter files and no
-vLLM LoRA kernels (8x slower on CPU). `restore` puts the base weights back (the engine reloads them
-from disk) before the next cell, so no cell sees another cell's training.
+engine's prefix cache is reset. No engine restart, no adapter files and no vLLM LoRA kernels (8x
+slower on CPU). `restore` puts the base weights back (the engine reloads them from disk) before the
+next cell, so no cell sees another cell's training.
 """
 
 from __future__ import annotations
