@@ -11,7 +11,7 @@ fraction, which is how one cell yields a learning curve.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from harness.budget import AttemptRecord, BudgetMeter
@@ -144,8 +144,7 @@ class LearnContext:
         self.meter.reserve(n * len(items))
         p = params or self.sampling
         self._call_counter += 1
-        p = SamplingParams(n=n, temperature=p.temperature, top_p=p.top_p, max_tokens=p.max_tokens,
-                           stop=p.stop, seed=p.seed * 1_000_003 + self.seed * 7919 + self._call_counter)
+        p = replace(p, n=n, seed=p.seed * 1_000_003 + self.seed * 7919 + self._call_counter)
         try:
             sampled = sample(backend or self.backend, self.task, items, p)
         except BaseException:

@@ -53,6 +53,7 @@ class SamplingParams:
     max_tokens: int = 128
     stop: tuple[str, ...] = ()
     seed: int = 0
+    logprobs: bool = False  # also return each sampled token's log-prob (after temperature and top_p)
 
 
 SEED_SPREAD = 0x9E3779B1  # odd, so invertible mod 2**31: distinct seeds stay distinct, neighbours land far apart
@@ -89,6 +90,9 @@ class Generation:
     latency_s: float
     token_ids: tuple[int, ...] = ()
     cached: bool = False
+    # log-prob of each of token_ids under the sampling distribution, where `params.logprobs` asked
+    # and the backend can tell (vLLM); empty otherwise
+    token_logprobs: tuple[float, ...] = ()
 
 
 @runtime_checkable

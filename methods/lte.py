@@ -74,7 +74,7 @@ def mix_group(group: list[Attempt], extras: list[Attempt], rng: random.Random) -
 
 def mixed_policy_loss(logps: Any, behaviour_logps: Any, off_policy: Any, advantages: Any, mask: Any,
                       epsilon_low: float, epsilon_high: float, gamma: float, entropies: Any = None,
-                      entropy_coef: float = 0.0) -> Any:
+                      entropy_coef: float = 0.0, sampler_weight: Any = None) -> Any:
     """Token-level mixed-policy GRPO loss (LTE §3, LUFFY-style regularised importance sampling).
 
     logps: log π_θ(o_t | q, o_<t) on the hint-free prompt, (B, T), with gradient.
@@ -82,6 +82,9 @@ def mixed_policy_loss(logps: Any, behaviour_logps: Any, off_policy: Any, advanta
     On-policy rows: PPO clip with π_old = the detached current policy (one update per batch).
     entropies, entropy_coef: LTE† (the paper's "+entropy" rows) subtracts entropy_coef × the
     token-mean policy entropy over the same mask (an entropy bonus); 0 = plain LTE.
+    sampler_weight: TRL's importance-sampling ratio π_trainer / π_sampler, (B, 1) or (B, T), where the
+    sampler correction is on (policy_training.sampler_correction); it multiplies the per-token loss
+    as TRL's own loss does. Off-policy rows carry no sampler log-probs, so their weight is 1.
     """
     import torch
 
@@ -93,6 +96,8 @@ def mixed_policy_loss(logps: Any, behaviour_logps: Any, off_policy: Any, advanta
     per_token = torch.where(off_policy.unsqueeze(1), off_loss, on_loss)
     if entropy_coef:
         per_token = per_token - entropy_coef * entropies
+    if sampler_weight is not None:
+        per_token = per_token * sampler_weight
     return (per_token * mask).sum() / mask.sum().clamp(min=1.0)
 
 
@@ -131,7 +136,7 @@ def make_trainer_class(gamma: float, entropy_coef: float = 0.0) -> Any:
                 model, input_ids, attention_mask, completion_ids.size(1), compute_entropy=entropy_coef > 0)
             return mixed_policy_loss(logps, inputs["behaviour_logps"], inputs["off_policy"], inputs["advantages"],
                                      inputs["completion_mask"], self.epsilon_low, self.epsilon_high, gamma,
-                                     entropies, entropy_coef)
+                                     entropies, entropy_coef, inputs.get("importance_sampling_ratio"))
 
         def behaviour_logps(self, prompt_ids: list[int], completion: list[int]) -> list[float]:
             """log π_old(o | hinted prompt) per token, computed exactly as the loss computes log π_θ."""
@@ -191,7 +196,10 @@ class LTE(PolicyGradientKnobs):
                     c_ids = completion_ids(tok, a.generation.token_ids, a.generation.finish_reason)
                     off = swapped and self.hint  # unhinted extras are on-policy samples
                     rows.append((off, trainer.behaviour_logps(hinted_ids, c_ids) if off else []))
-                    batch.add(p_ids, c_ids, a.verdict.reward)  # always hint-free: the numerator's context
+                    # always hint-free: the numerator's context; a hinted row's sampler log-probs belong to
+                    # another prompt, and its own ratio (mixed_policy_loss) already corrects it
+                    batch.add(p_ids, c_ids, a.verdict.reward,
+                              sampled_logprobs=() if off else a.generation.token_logprobs)
             trainer.pending_rows = tuple(rows)
             return batch.as_trl()
 

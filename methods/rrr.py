@@ -20,6 +20,9 @@ vanilla rows). Both are off by default and on in `conf/paper/rrr.yaml`: a sweep 
 attempts, its zero_shot cell is already the vanilla first attempt (same engine, prompt and eval
 seed), and the second attempt asks the verifier about test problems, which no other method does.
 The paper's prompt wording is not available; ours is in REFLECT_PROMPT / RETRY_PROMPT.
+Where the sampler correction is on (policy_training `sampler_correction`), RRR's rows stay
+uncorrected: the reflection is re-tokenized from its text inside the multi-turn completion, so the
+sampler's per-token log-probs do not line up with the trained tokens.
 """
 
 from __future__ import annotations

@@ -239,3 +239,72 @@ def test_on_cpu_only_the_completion_tokens_go_through_the_lm_head_with_the_same_
     assert projected == [2 * 11, 2 * 3]  # every shifted position, then the scored ones
     torch.testing.assert_close(only, every)
     torch.testing.assert_close(only_grad, every_grad)
+
+
+class MisreportingEngine(WeightLoadingEngine):
+    """An engine that reports every sampled token at log-prob −50 when asked for log-probs: the
+    trainer's probability of each rollout is then far above the sampler's (ratio > TRL's cap of 3)."""
+
+    def __init__(self, hf):
+        super().__init__(hf)
+        self.asked = 0
+
+    def generate(self, requests):
+        from dataclasses import replace
+
+        out = super().generate(requests)
+        self.asked += sum(r.params.logprobs for r in requests)
+        return [[replace(g, token_logprobs=(-50.0,) * len(g.token_ids)) if r.params.logprobs else g for g in gens]
+                for r, gens in zip(requests, out, strict=True)]
+
+
+@pytest.mark.parametrize("correction", [True, False])
+def test_sampler_correction_weights_each_rollout_by_the_trainers_over_the_samplers_probability(
+        tmp_path, tiny_hf, cell_config, monkeypatch, correction):
+    """TRL's importance-sampling correction (sequence_mask, cap 3) on rollouts from the synced
+    engine: with the sampler misreporting every rollout as ~e^-50 likely, every ratio exceeds the cap,
+    every rollout is masked and the weights do not move; without the correction they do."""
+    import json
+
+    from harness import cell as cell_mod
+    from harness.cell import CellSpec, run_cell
+
+    trainer, engine = tiny_hf(seed=3), MisreportingEngine(tiny_hf(seed=3))
+    monkeypatch.setattr(cell_mod, "make_backend", lambda cfg: trainer if cfg["backend"] == "hf" else None)
+    cfg = cell_config("method=grpo", "budget=16", "task.max_tokens=6", "task.test_size=2", "eval.n_samples=1",
+                      f"method.sampler_correction={str(correction).lower()}", "method.learning_rate=0.05")
+    cfg["model"]["trainer"] = {"backend": "hf"}
+    spec = CellSpec(cfg, tmp_path / "sweep")
+    outcome = run_cell(spec, lambda model_cfg: engine)
+    assert outcome.status == "ok", outcome.error
+    log = [json.loads(line) for line in (spec.out_dir / "train_log.jsonl").read_text().splitlines()]
+    ratios = [row["sampling/importance_sampling_ratio/max"] for row in log
+              if "sampling/importance_sampling_ratio/max" in row]
+    moved = any(not torch.equal(v, engine.disk[k]) for k, v in trainer.model.state_dict().items())
+    if correction:
+        assert engine.asked > 0 and len(ratios) == 2 and max(ratios) == 0.0  # both steps: every rollout masked
+        assert not moved
+    else:
+        assert engine.asked == 0 and not ratios and moved
+
+
+def test_sampler_correction_is_on_where_the_numerics_differ(tiny_hf):
+    from types import SimpleNamespace
+
+    from harness.backends.synced import SyncedPolicy
+    from methods.common.policy_training import sampler_correction
+
+    def resolved(backend, setting):
+        trainer = SimpleNamespace(use_vllm=False, vllm_importance_sampling_correction=False)
+        with sampler_correction(trainer, backend, setting) as on:
+            assert trainer.use_vllm == on and getattr(backend, "sampler_logprobs", False) == on
+        assert not trainer.use_vllm and not getattr(backend, "sampler_logprobs", False)  # undone on exit
+        return on
+
+    hf = tiny_hf()
+    fp32, bf16 = WeightLoadingEngine(hf), WeightLoadingEngine(hf)
+    bf16.engine = "engine-under-test/bfloat16"
+    assert not resolved(SyncedPolicy(fp32, hf), None)  # float32 on both sides, on the CPU
+    assert resolved(SyncedPolicy(bf16, hf), None)
+    assert resolved(SyncedPolicy(fp32, hf), True) and not resolved(SyncedPolicy(bf16, hf), False)
+    assert not resolved(hf, True)  # the trainer samples itself: on-policy, nothing to correct

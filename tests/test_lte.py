@@ -82,7 +82,10 @@ def test_off_policy_ratio_puts_the_hint_free_context_over_the_hinted_one(tiny_hf
     assert loss.item() != pytest.approx((-(wrong_way / (wrong_way + 0.1)) * 1.5).mean().item(), rel=1e-2)
 
 
-def test_without_off_policy_rows_the_loss_is_trls(tiny_hf):
+@pytest.mark.parametrize("sampler_ratio", [None, [[0.5], [2.0]]])
+def test_without_off_policy_rows_the_loss_is_trls(tiny_hf, sampler_ratio):
+    """Also with the sampler correction on (policy_training.sampler_correction): TRL weights its loss
+    by the importance-sampling ratio, and so must LTE's."""
     from trl import GRPOTrainer
 
     from methods.common.policy_training import chat_ids
@@ -100,6 +103,9 @@ def test_without_off_policy_rows_the_loss_is_trls(tiny_hf):
               "completion_ids": ids, "completion_mask": cmask, "advantages": torch.tensor([0.7, -0.7]),
               "num_items_in_batch": cmask.sum().float(), "off_policy": torch.tensor([False, False]),
               "behaviour_logps": torch.zeros(2, width)}
+    if sampler_ratio is not None:
+        trainer.use_vllm = trainer.vllm_importance_sampling_correction = True
+        inputs["importance_sampling_ratio"] = torch.tensor(sampler_ratio)
     backend.model.train()
     ours = trainer._compute_loss(backend.model, inputs)
     ours.backward()

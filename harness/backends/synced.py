@@ -15,7 +15,7 @@ next cell, so no cell sees another cell's training.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Protocol
 
 from harness.types import Generation, GenerationRequest, Message, TrainableBackend
@@ -75,6 +75,7 @@ class SyncedPolicy:
     generator: WeightLoadingEngine
     trainer: TrainableBackend
     syncs: int = 0  # weight copies into the engine so far (tests and logs)
+    sampler_logprobs: bool = False  # ask the engine for each sampled token's log-prob (the IS correction)
     _synced: tuple[int, tuple[float, ...]] | None = field(default=None, repr=False)
 
     @property
@@ -98,7 +99,16 @@ class SyncedPolicy:
 
     def generate(self, requests: list[GenerationRequest]) -> list[list[Generation]]:
         self.sync()
+        if self.sampler_logprobs:
+            requests = [replace(r, params=replace(r.params, logprobs=True)) for r in requests]
         return self.generator.generate(requests)
+
+    def numerics_match(self) -> bool:
+        """Whether the engine samples from the distribution the trainer scores, up to float noise:
+        both in float32 (vLLM and transformers then give the same greedy text, README 'Engine parity')."""
+        import torch
+
+        return self.engine.endswith("/float32") and next(self.trainer.model.parameters()).dtype == torch.float32
 
     def sync(self) -> None:
         """Copy the trainer's weights into the engine if they changed since the last copy. Before

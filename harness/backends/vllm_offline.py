@@ -52,6 +52,15 @@ def engine_env(kv_cache_gib: float, on_cpu: bool, in_process: bool = False) -> d
     return env
 
 
+def sampled_logprobs(completion: Any) -> tuple[float, ...]:
+    """Each sampled token's log-prob from a vLLM completion that asked for `logprobs=0` (vLLM then
+    returns, per position, a dict holding at least the sampled token); () where none were asked."""
+    if not completion.logprobs:
+        return ()
+    return tuple(float(position[token].logprob)
+                 for position, token in zip(completion.logprobs, completion.token_ids, strict=True))
+
+
 @register_backend("vllm")
 @dataclass
 class VLLMBackend:
@@ -94,7 +103,9 @@ class VLLMBackend:
         with visible_slice(None if on_cpu else self.gpus):  # its engine process inherits these GPUs
             self.llm = LLM(model=source, dtype=dtype, tensor_parallel_size=self.tensor_parallel_size,
                            max_model_len=self.max_model_len, enforce_eager=self.eager(on_cpu), seed=self.seed,
-                           use_tqdm_on_load=False, **extra)
+                           # log-probs, where asked, of the distribution sampled from (after temperature and
+                           # top_p), as TRL's importance-sampling correction needs
+                           logprobs_mode="processed_logprobs", use_tqdm_on_load=False, **extra)
         self.tokenizer = self.llm.get_tokenizer()
 
     def count_tokens(self, messages: list[Message]) -> int:
@@ -138,13 +149,15 @@ class VLLMBackend:
             return []
         params = [VSP(n=r.params.n, temperature=r.params.temperature, top_p=r.params.top_p,
                       max_tokens=r.params.max_tokens, stop=list(r.params.stop) or None,
-                      seed=spread_seed(r.params.seed)) for r in requests]
+                      seed=spread_seed(r.params.seed), logprobs=0 if r.params.logprobs else None)
+                  for r in requests]
         start = time.perf_counter()
         outs = self.llm.chat([list(r.messages) for r in requests], params, use_tqdm=False)
         latency = (time.perf_counter() - start) / sum(r.params.n for r in requests)
         return [[Generation(text=c.text, prompt_tokens=len(o.prompt_token_ids or ()),
                             completion_tokens=len(c.token_ids),
                             finish_reason=c.finish_reason or "stop", latency_s=latency,
-                            token_ids=tuple(c.token_ids)) for c in o.outputs]
+                            token_ids=tuple(c.token_ids), token_logprobs=sampled_logprobs(c))
+                 for c in o.outputs]
                 for o in outs]
 

@@ -30,7 +30,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -79,6 +79,13 @@ class PolicyGradientKnobs(MethodBase):
                                         ge=1)
     gradient_checkpointing: bool | None = knob(None, "recompute activations in the backward pass (less memory, "
                                                      "~1.3x slower steps); null = on a GPU only")
+    sampler_correction: bool | None = knob(
+        None, "TRL's importance-sampling correction (vllm_importance_sampling_correction; mode and cap from TRL's "
+              "defaults or trl_args) for rollouts sampled on the engine the weights are synced into: each "
+              "rollout's loss is weighted by π_trainer / π_sampler. null = on where the two engines' numerics "
+              "differ (a GPU, where the trainer autocasts to bf16/fp16, or either side below float32); off when "
+              "both run float32 on the CPU, where the sampled tokens' log-probs agree to float noise (README, "
+              "'Engine parity') and the correction would cost a forward pass per step")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -170,20 +177,26 @@ class RolloutBatch:
     completion_ids: list[list[int]] = field(default_factory=list)
     rewards: list[float] = field(default_factory=list)
     env_mask: list[list[int]] = field(default_factory=list)
+    logprobs: list[list[float | None]] = field(default_factory=list)
 
     def add(self, prompt_ids: list[int], completion_ids: list[int], reward: float,
-            env_mask: list[int] | None = None) -> None:
+            env_mask: list[int] | None = None, sampled_logprobs: Sequence[float] = ()) -> None:
+        """`sampled_logprobs`: the sampler's log-prob of each leading completion token it sampled
+        (Generation.token_logprobs); the other tokens (an appended EOS, text the method wrote) get
+        None, which TRL's importance-sampling correction leaves uncorrected."""
+        if len(sampled_logprobs) > len(completion_ids):
+            raise ValueError(f"{len(sampled_logprobs)} sampled log-probs for {len(completion_ids)} completion tokens")
         self.prompt_ids.append(prompt_ids)
         self.completion_ids.append(completion_ids)
         self.rewards.append(reward)
+        self.logprobs.append(list(sampled_logprobs) + [None] * (len(completion_ids) - len(sampled_logprobs)))
         if env_mask is not None:
             self.env_mask.append(env_mask)
 
     def as_trl(self) -> dict[str, list]:
         out: dict[str, list] = {"prompt_ids": self.prompt_ids, "completion_ids": self.completion_ids,
-                                # sampling log-probs: TRL reads them only when vLLM generated
-                                "logprobs": [[0.0] * len(c) for c in self.completion_ids],
-                                "harness_reward": self.rewards}
+                                # the sampler's log-probs: read only by the importance-sampling correction
+                                "logprobs": self.logprobs, "harness_reward": self.rewards}
         if self.env_mask:
             if len(self.env_mask) != len(self.completion_ids):
                 raise ValueError("env_mask must be given for every completion of a batch or for none")
@@ -294,6 +307,42 @@ def score_completion_tokens_only() -> Iterator[None]:
         trl_utils._use_triton = original
 
 
+class _SyncedOnGenerate:
+    """Stands in for TRL's vLLM client: TRL syncs weights before each rollout function when it
+    believes vLLM generates; ours are synced by SyncedPolicy.generate, only when they changed."""
+
+    def sync_weights(self) -> None:
+        pass
+
+
+@contextmanager
+def sampler_correction(trainer: Any, backend: TrainableBackend, setting: bool | None) -> Iterator[bool]:
+    """Turn on TRL's importance-sampling correction for rollouts sampled on another engine (see the
+    `sampler_correction` knob). TRL applies it only in its own vLLM modes (`use_vllm`), which would
+    also start its own engine, so it is switched on here, after construction: the engine asks for
+    each sampled token's log-prob (SyncedPolicy.sampler_logprobs), the rollout functions pass them
+    on (RolloutBatch), and TRL weights each rollout's loss by exp(Σ log π_trainer − log π_sampler),
+    masked beyond its cap (TRL 1.16 grpo_trainer.py: `_generate_and_score_completions`,
+    `_compute_loss`). Yields whether it is on; undone on exit."""
+    from harness.backends.synced import SyncedPolicy
+    from harness.devices import cuda_available
+
+    on = isinstance(backend, SyncedPolicy) and (
+        setting if setting is not None else cuda_available() or not backend.numerics_match())
+    if not on:
+        yield False
+        return
+    assert isinstance(backend, SyncedPolicy)
+    trainer.use_vllm, trainer.vllm_importance_sampling_correction = True, True
+    trainer.vllm_generation, trainer._last_loaded_step = _SyncedOnGenerate(), -1
+    backend.sampler_logprobs = True
+    try:
+        yield True
+    finally:
+        backend.sampler_logprobs = False
+        trainer.use_vllm = trainer.vllm_importance_sampling_correction = False
+
+
 def run_trainer(knobs: PolicyGradientKnobs, learned: Learned, prompts: list[list[Message]], backend: TrainableBackend,
                 ctx: LearnContext, make_rollout: Callable[[TrainableBackend], RolloutFunc],
                 trainer_cls: Any = None) -> None:
@@ -327,7 +376,8 @@ def run_trainer(knobs: PolicyGradientKnobs, learned: Learned, prompts: list[list
         from transformers import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)  # its per-step dicts buried the sweep's progress; train_log has them
-        trainer.train()
+        with sampler_correction(trainer, backend, knobs.sampler_correction):
+            trainer.train()
     from harness.records import write_text
 
     write_text("".join(line + "\n" for line in callback.lines), ctx.cell_dir / "train_log.jsonl")
@@ -375,7 +425,7 @@ def plain_rollout_func(knobs: PolicyGradientKnobs, task: Task, problems: dict[st
             p_ids = chat_ids(tok, messages)
             for a in group:
                 batch.add(p_ids, completion_ids(tok, a.generation.token_ids, a.generation.finish_reason),
-                          a.verdict.reward)
+                          a.verdict.reward, sampled_logprobs=a.generation.token_logprobs)
         return batch.as_trl()
 
     return rollout
