@@ -21,7 +21,7 @@ A stopper therefore ends the run when fewer than that worst iteration's rollouts
 own `total_metric_calls` equals the meter's rollout count and never exceeds B, at the price of
 leaving a worst iteration's rollouts minus one unused at most (reported as rollouts_used < budget).
 The component evolved is the task's system instruction; the best candidate and every
-candidate's validation score are written to `gepa_result.json`.
+candidate's validation score are written to `gepa_result.json`, gepa's iteration log to `gepa_log.txt`.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from harness.budget import BudgetMeter
@@ -74,6 +75,18 @@ class HarnessAdapter:
         records = [{"Inputs": t["question"], "Generated Outputs": t["output"], "Feedback": t["feedback"]}
                    for t in eval_batch.trajectories or []]
         return {c: records for c in components_to_update}
+
+
+@dataclass
+class CellLog:
+    """gepa's logger (`LoggerProtocol`): its per-iteration lines (scores, every proposed instruction
+    in full) go to `gepa_log.txt` in the cell directory, not into the sweep's progress."""
+
+    path: Path
+
+    def log(self, message: str) -> None:
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(f"{message}\n")
 
 
 @register_method("gepa")
@@ -129,7 +142,7 @@ class GEPA(MethodBase):
             reflection_minibatch_size=self.reflection_minibatch_size, use_merge=self.use_merge,
             max_merge_invocations=self.max_merge_invocations,
             max_metric_calls=ctx.meter.budget, stop_callbacks=stoppers, seed=ctx.seed, raise_on_exception=True,
-            display_progress_bar=False)
+            display_progress_bar=False, logger=CellLog(ctx.cell_dir / "gepa_log.txt"))
         if result.total_metric_calls != ctx.meter.rollouts_used:
             raise AssertionError(f"gepa counted {result.total_metric_calls} metric calls, "
                                  f"the meter {ctx.meter.rollouts_used}")

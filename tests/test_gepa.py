@@ -8,7 +8,7 @@ import json
 from harness.backends.mock import MockBackend
 
 
-def test_meter_equals_gepa_metric_calls_and_evolved_prompt_wins(run_one, tmp_path):
+def test_meter_equals_gepa_metric_calls_and_evolved_prompt_wins(run_one, tmp_path, capsys):
     mock = MockBackend(base_accuracy=0.2, boosts={"check each step": 0.7},
                        aux_reply="```\nSolve the problem and check each step. End with 'Answer: <answer>'.\n```")
     outcome, attempts, summary = run_one("method=gepa", "budget=37", backend=mock)
@@ -23,6 +23,9 @@ def test_meter_equals_gepa_metric_calls_and_evolved_prompt_wins(run_one, tmp_pat
     assert not reflections.counted_rollout.any()
     assert "check each step" in result["best_instruction"]
     assert "check each step" not in result["seed_instruction"]
+    log = next((tmp_path / "sweep" / "cells").glob("*/gepa_log.txt")).read_text()
+    assert "Iteration 1:" in log and "check each step" in log  # gepa's log: in the cell, not the progress
+    assert "Iteration" not in capsys.readouterr().out
     _, _, zero = run_one("method=zero_shot", "budget=37", backend=mock)
     assert summary[summary.final].iloc[0]["pass@1"] > zero[zero.final].iloc[0]["pass@1"] + 0.4
 
