@@ -20,6 +20,8 @@ Silenced, and why nothing is lost:
 - Hugging Face progress bars (`HF_HUB_DISABLE_PROGRESS_BARS`): transformers' per-tensor "Loading
   weights" bar for the embedder and the trainer, which load from local files in under a second;
   nothing is downloaded at run time.
+- W&B's three-line suggestion to install Weave (`WANDB_DISABLE_WEAVE`), printed because dspy/gepa
+  import `openai`: Weave traces LLM API calls; the harness logs its own rows and summaries.
 Errors, our own warnings and every other library warning still print.
 """
 
@@ -29,7 +31,8 @@ import logging
 import os
 import warnings
 
-QUIET_ENV = {"VLLM_LOGGING_LEVEL": "ERROR", "TORCH_CPP_LOG_LEVEL": "ERROR", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+QUIET_ENV = {"VLLM_LOGGING_LEVEL": "ERROR", "TORCH_CPP_LOG_LEVEL": "ERROR", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+             "WANDB_DISABLE_WEAVE": "true"}
 QUIET_LOG_MESSAGES = {  # logger -> the start of the message dropped
     "transformers.training_args": "torch.distributed process group is initialized",
     # logged at vLLM's import, before its own logging (and VLLM_LOGGING_LEVEL) is set up

@@ -11,10 +11,12 @@ from harness.quiet import quiet_libraries
 
 def test_library_log_levels_are_defaults_a_user_overrides(monkeypatch):
     monkeypatch.delenv("TORCH_CPP_LOG_LEVEL", raising=False)
+    monkeypatch.delenv("WANDB_DISABLE_WEAVE", raising=False)
     monkeypatch.setenv("VLLM_LOGGING_LEVEL", "INFO")
     quiet_libraries()
     assert os.environ["VLLM_LOGGING_LEVEL"] == "INFO"  # the user's setting stands
     assert os.environ["TORCH_CPP_LOG_LEVEL"] == "ERROR"  # vLLM's NUMA-binding warning on CPU
+    assert os.environ["WANDB_DISABLE_WEAVE"] == "true"  # W&B's suggestion to install Weave
 
 
 def test_only_the_named_warnings_are_dropped(caplog):
