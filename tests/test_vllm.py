@@ -42,6 +42,10 @@ def test_vllm_greedy_text_matches_transformers_in_fp32(engines):
     assert same >= 15, [(a[0].text, b[0].text) for a, b in zip(ours, theirs, strict=True) if a[0].text != b[0].text]
     assert all(a[0].prompt_tokens == b[0].prompt_tokens for a, b in zip(ours, theirs, strict=True))
     assert all(a[0].completion_tokens == len(a[0].token_ids) > 0 for a in ours)
+    # the same token ids too: vLLM kept the EOS it stopped on (one more completion token than
+    # transformers counted, and a doubled EOS in every synced training sequence)
+    assert all(a[0].token_ids == b[0].token_ids for a, b in zip(ours, theirs, strict=True) if a[0].text == b[0].text)
+    assert all(a[0].token_ids[-1] != vllm.tokenizer.eos_token_id for a in ours)
     assert vllm.count_tokens(list(requests[0].messages)) == hf.count_tokens(list(requests[0].messages)) > 50
 
 
@@ -108,13 +112,14 @@ def test_sampled_token_logprobs_are_the_trainers_in_fp32(engines):
     sampler correction being off there (policy_training `sampler_correction`). Printed for the README."""
     import torch
 
+    from methods.common.policy_training import chat_ids
+
     vllm, hf = engines
     params = SamplingParams(n=2, temperature=0.7, top_p=1.0, max_tokens=48, seed=3, logprobs=True)
     requests = [GenerationRequest(m, params) for m in _math_prompts(4)]
     diffs = []
     for request, gens in zip(requests, vllm.generate(requests), strict=True):
-        prompt = hf.tokenizer.apply_chat_template(list(request.messages), add_generation_prompt=True, tokenize=True)
-        prompt = list(prompt["input_ids"] if isinstance(prompt, dict) else prompt)
+        prompt = chat_ids(hf.tokenizer, list(request.messages))  # as the trainer tokenizes a prompt
         for g in gens:
             assert len(g.token_logprobs) == len(g.token_ids) > 0
             ids = torch.tensor([prompt + list(g.token_ids)])

@@ -154,10 +154,18 @@ class VLLMBackend:
         start = time.perf_counter()
         outs = self.llm.chat([list(r.messages) for r in requests], params, use_tqdm=False)
         latency = (time.perf_counter() - start) / sum(r.params.n for r in requests)
-        return [[Generation(text=c.text, prompt_tokens=len(o.prompt_token_ids or ()),
-                            completion_tokens=len(c.token_ids),
-                            finish_reason=c.finish_reason or "stop", latency_s=latency,
-                            token_ids=tuple(c.token_ids), token_logprobs=sampled_logprobs(c))
-                 for c in o.outputs]
-                for o in outs]
+        out = []
+        for o in outs:
+            gens = []
+            for c in o.outputs:
+                # vLLM keeps the EOS it stopped on in token_ids; transformers' generations and the
+                # trainer (which appends EOS itself, policy_training.completion_ids) do not
+                ended_on_eos = c.finish_reason == "stop" and c.stop_reason is None and len(c.token_ids) > 0
+                keep = len(c.token_ids) - ended_on_eos
+                gens.append(Generation(text=c.text, prompt_tokens=len(o.prompt_token_ids or ()),
+                                       completion_tokens=keep, finish_reason=c.finish_reason or "stop",
+                                       latency_s=latency, token_ids=tuple(c.token_ids)[:keep],
+                                       token_logprobs=sampled_logprobs(c)[:keep]))
+            out.append(gens)
+        return out
 
