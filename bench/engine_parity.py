@@ -97,16 +97,16 @@ def main() -> int:
           "same weights and prompts\n")
     print("| engine | Pass@1 [95% CI] | eval s per seed |\n|---|---|---|")
     for e, r in results.items():
-        est = estimate(vals[e])
+        est = estimate(vals[e], seeds_vary=False, bounded=True)  # eval seeds: no training to replicate
         secs = ", ".join(f"{s:.0f}" for s in r["eval_s"].values())
         print(f"| {r['engine']} | {est.mean:.4f} [{est.lo:.4f}, {est.hi:.4f}] | {secs} |")
-    d = paired(vals["vllm"], vals["transformers"])
-    print(f"\nΔ vLLM − transformers: {d.mean:+.4f} [{d.lo:+.4f}, {d.hi:+.4f}], sign-flip p = {d.p_value:.3f} "
+    d = paired(vals["vllm"], vals["transformers"], seeds_vary=False)
+    print(f"\nΔ vLLM − transformers: {d.mean:+.4f} [{d.lo:+.4f}, {d.hi:+.4f}], paired t p = {d.p_value:.3f} "
           f"({d.n_seeds} seeds x {d.n_problems} problems)")
     if len(seeds) > 1:  # the same engine against itself: what two draws of random numbers give
         for e in ENGINES:
             a, b = (one_seed(vals[e], s) for s in seeds[:2])
-            noise = paired(a, b)
+            noise = paired(a, b, seeds_vary=False)
             print(f"Δ seed {seeds[0]} − seed {seeds[1]} on {e}: {noise.mean:+.4f} [{noise.lo:+.4f}, {noise.hi:+.4f}]")
     theirs = results["transformers"]["greedy"]
     greedy = [text == theirs.get(pid) for pid, text in results["vllm"]["greedy"].items()]

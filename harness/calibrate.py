@@ -10,9 +10,9 @@ task.train_size=1 task.test_size=40 eval.n_samples=4 logger=none checkpoints=[]`
 sweep directory.
 
 Verdict: `informative` when Pass@1 lies in 20-60% (DESIGN §5) and its CI's lower end is above
-the baseline; otherwise `at floor` (Pass@1 under 5%) or `at chance` (the CI reaches the baseline),
-the rule `make table` flags rows by (`harness.compare.cannot_discriminate`), else `low` (< 20%)
-or `ceiling` (> 60%).
+the baseline; otherwise `at floor` (the CI reaches 5%) or `at chance` (the CI reaches the
+baseline), the one rule `make table` flags rows by (`harness.compare.at_baseline`), else `low`
+(< 20%) or `ceiling` (> 60%).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.compare import FLOOR, cannot_discriminate
+from harness.compare import FLOOR, at_baseline
 from harness.config import UserError
 from harness.paper import merge_overrides
 from harness.registry import METHODS, TASKS
@@ -55,8 +55,8 @@ def default_overrides(overrides: list[str]) -> list[str]:
 
 
 def verdict(p: float, lo: float, baselines: dict[str, float]) -> str:
-    """The table's flag (`cannot_discriminate`: floor, at chance) first, then the DESIGN §5 band."""
-    kind, _ = cannot_discriminate(p, lo, baselines)
+    """The table's flag (`at_baseline`: floor, at chance) first, then the DESIGN §5 band."""
+    kind, _ = at_baseline(lo, baselines)
     if kind:
         return kind
     if p < BAND[0]:

@@ -306,8 +306,7 @@ def _learn_and_evaluate(spec: CellSpec, cfg: dict[str, Any], meter: BudgetMeter,
         rows = evaluate(task, learned, test, eval_cfg, checkpoint, progress=on_progress, step=len(summary))
         seconds["eval_s"] += time.perf_counter() - t_eval
         eval_rows.extend(rows)
-        metrics = summarize_attempts(pd.DataFrame([r.as_row() for r in rows]),
-                                     n_bootstrap=eval_cfg.n_bootstrap, seed=cfg["seed"])
+        metrics = summarize_attempts(pd.DataFrame([r.as_row() for r in rows]))
         row = {**cell_fields, "checkpoint": checkpoint, "rollouts_used": meter.rollouts_used,
                **metrics, "learn_policy_tokens": meter.policy_tokens,
                "learn_aux_tokens": meter.aux_tokens,

@@ -6,42 +6,34 @@
   `task.difficulty=easy,hard` gives two rows, never one blended row.
 - `per_problem`: each cell's final-evaluation Pass@1 per (seed, test problem), read from
   attempts.parquet, the source of truth.
-- `cluster_bootstrap`: the CI of a mean over seeds and problems. Each resample draws seeds with
-  replacement and, independently, problems with replacement, and averages the drawn
-  seed x problem block (a two-way bootstrap: seed-to-seed and problem-to-problem variation
-  both widen the interval). With one seed it is the ordinary bootstrap over problems.
-- `paired`: the difference between two methods on the same problems and seeds, bootstrapped the
-  same way on the per-(seed, problem) differences. Its p-value is a two-sided paired sign-flip
-  permutation test (`sign_flip_p`) over the (seed, problem) differences: under "no difference"
-  each difference is as likely negative as positive, so the observed |Σd| is ranked among the
-  |Σ±d| of every sign assignment (exact up to `EXACT_MAX` nonzero differences, else `N_PERM`
-  random ones with the (b + 1)/(N + 1) estimate).
-- `holm`: Holm's step-down adjustment; `Comparer.all_pairs` applies it to the pairs within one
-  configuration, and a difference counts as significant when its adjusted p is below `ALPHA`.
+- `estimate` / `Comparer.versus`: a method's Pass@1, or the paired difference of two methods on the
+  same problems (and the seeds they share; a run-once reference enters every seed as the same
+  numbers, so it counts once), through the one procedure of `harness/stats.py`: mean, t CI, p and
+  the claim it supports (`method` with 2+ training seeds, or where neither side trains; `model`
+  with one training seed) and the minimum detectable effect.
+- `Comparer.all_pairs`: every pair within one configuration, Holm-adjusted over that family; a
+  pair is significant (`*`) when its adjusted p < ALPHA and it supports a method claim.
+- `at_baseline`: the one rule for "at chance" and "at floor", applied to each row's own CI.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
 from harness.records import collect_summaries
+from harness.stats import ALPHA, POWER, Claim, detectable_effect, holm, infer
 
 BASE_COLUMNS = ("task", "model", "method")  # summary columns every table groups by
 NOT_CONFIGURATION = ("seed", "sweep", "results_dir", "code_version_in_id")  # never make rows differ
 NOT_CONFIGURATION_PREFIXES = ("launcher.", "logger.", "model.resources", "aux_model.resources")
-N_BOOT = 2000
-N_PERM = 20000  # random sign assignments when exact enumeration is too large
-EXACT_MAX = 16  # enumerate all 2^m sign assignments up to this many nonzero differences
-ALPHA = 0.05  # family-wise error rate of the Holm-adjusted `*`
 
 
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -114,76 +106,42 @@ def per_problem(sweep_dir: Path, cell_id: str) -> pd.Series:
     return ev.groupby("problem_id")["passed"].mean().astype(float)
 
 
-def cluster_bootstrap(matrix: np.ndarray, n_boot: int = N_BOOT, seed: int = 0) -> np.ndarray:
-    """Bootstrap means of a seeds x problems matrix, resampling seeds and problems together."""
-    m = np.atleast_2d(np.asarray(matrix, dtype=float))
-    rng = np.random.default_rng(seed)
-    s_idx = rng.integers(0, m.shape[0], size=(n_boot, m.shape[0]))
-    p_idx = rng.integers(0, m.shape[1], size=(n_boot, m.shape[1]))
-    return np.nanmean(m[s_idx[:, :, None], p_idx[:, None, :]], axis=(1, 2))
-
-
 @dataclass(frozen=True)
 class Estimate:
     mean: float
     lo: float
     hi: float
-    p_value: float  # paired differences only (NaN for a single method's Pass@1)
+    p_value: float  # of mean = 0 (meaningful for paired differences)
     n_seeds: int
     n_problems: int
     seeds: tuple[int, ...] = field(default=())  # the seeds the values came from (for a Δ: the shared ones)
+    claim: Claim = Claim.METHOD  # what a small p supports: the method, or this trained model only
+    se: float = float("nan")
+    df: float = float("nan")
 
     @property
     def excludes_zero(self) -> bool:
         return self.lo > 0 or self.hi < 0
 
+    def mde(self, alpha: float = ALPHA, power: float = POWER) -> float:
+        return detectable_effect(self.se, self.df, alpha, power)
 
-def estimate(values: pd.Series, n_boot: int = N_BOOT, seed: int = 0) -> Estimate:
-    """Mean and 95% CI of per-(seed, problem) values (a Series indexed by seed, problem_id)."""
+
+def estimate(values: pd.Series, seeds_vary: bool = True, bounded: bool = False) -> Estimate:
+    """Mean, 95% t CI and p (harness/stats.py) of per-(seed, problem) values (a Series indexed by
+    seed, problem_id). `seeds_vary`: the values come from training runs, so seeds are replicates
+    whose spread is estimated; `bounded`: a pass rate, its CI clipped to [0, 1]."""
     matrix = values.unstack("problem_id")
-    boots = cluster_bootstrap(matrix.to_numpy(), n_boot, seed)
-    lo, hi = np.quantile(boots, [0.025, 0.975])
-    return Estimate(float(np.nanmean(matrix.to_numpy())), float(lo), float(hi), float("nan"), matrix.shape[0],
-                    matrix.shape[1], tuple(int(s) for s in matrix.index))
+    inf = infer(matrix.to_numpy(), seeds_vary=seeds_vary)
+    lo, hi = (max(0.0, inf.lo), min(1.0, inf.hi)) if bounded else (inf.lo, inf.hi)
+    return Estimate(inf.mean, lo, hi, inf.p_value, inf.n_seeds, inf.n_problems,
+                    tuple(int(s) for s in matrix.index), inf.claim, inf.se, inf.df)
 
 
-def sign_flip_p(diffs: Sequence[float] | np.ndarray, n_perm: int = N_PERM, seed: int = 0) -> float:
-    """Two-sided paired sign-flip permutation p-value of mean(diffs) = 0. Zero differences do not
-    change |Σd| under any flip, so only the m nonzero ones are flipped: exactly (all 2^m
-    assignments, the observed one included) when m <= EXACT_MAX, else by `n_perm` random ones."""
-    d = np.asarray(diffs, dtype=float)
-    d = d[np.isfinite(d) & (d != 0)]
-    if d.size == 0:
-        return 1.0
-    observed = abs(d.sum())
-    tol = 1e-9 * max(1.0, observed)  # sums equal in exact arithmetic tie with the observed one
-    if d.size <= EXACT_MAX:
-        signs = 1.0 - 2.0 * ((np.arange(2 ** d.size)[:, None] >> np.arange(d.size)) & 1)
-        return float(np.mean(np.abs(signs @ d) >= observed - tol))
-    rng = np.random.default_rng(seed)
-    hits = 0
-    for start in range(0, n_perm, 2000):  # in blocks: n_perm x m signs at once can be large
-        signs = rng.choice((1.0, -1.0), size=(min(2000, n_perm - start), d.size))
-        hits += int(np.sum(np.abs(signs @ d) >= observed - tol))
-    return (hits + 1) / (n_perm + 1)
-
-
-def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
-    """Holm's step-down adjustment: the i-th smallest of m p-values becomes
-    max over j <= i of min(1, (m - j + 1) p_(j)), returned in the input order."""
-    p = np.asarray(p_values, dtype=float)
-    order = np.argsort(p, kind="stable")
-    scaled = np.minimum(1.0, (len(p) - np.arange(len(p))) * p[order])
-    out = np.empty_like(p)
-    out[order] = np.maximum.accumulate(scaled)
-    return out
-
-
-def paired(a: pd.Series, b: pd.Series, n_boot: int = N_BOOT, seed: int = 0) -> Estimate:
-    """a − b on the (seed, problem) pairs both have: bootstrap CI, sign-flip permutation p-value."""
+def paired(a: pd.Series, b: pd.Series, seeds_vary: bool = True) -> Estimate:
+    """a − b on the (seed, problem) pairs both have."""
     both = pd.concat([a.rename("a"), b.rename("b")], axis=1, join="inner")
-    diffs = both["a"] - both["b"]
-    return replace(estimate(diffs, n_boot, seed), p_value=sign_flip_p(diffs.to_numpy(), seed=seed))
+    return estimate(both["a"] - both["b"], seeds_vary)
 
 
 def method_values(sweep_dir: Path, rows: pd.DataFrame) -> pd.Series:
@@ -204,19 +162,19 @@ def comparison_key(columns: Iterable[str]) -> list[str]:
     return [c for c in columns if c != "method" and not c.startswith("method.")]
 
 
-FLOOR = 0.05  # a reference Pass@1 under this leaves no room to tell methods apart
+FLOOR = 0.05  # a Pass@1 that cannot be told apart from this leaves no room to tell methods apart
 
 
-def cannot_discriminate(mean: float, lo: float, baselines: dict[str, float]) -> tuple[str, str]:
-    """(kind, detail) of why a reference Pass@1 (`mean`, CI lower end `lo`) leaves no room to tell
-    methods apart, or ("", ""): `at floor` (under FLOOR), or `at chance` (a CI that reaches a
-    chance / majority-answer baseline, or lies below it). The table's flag and `make calibrate`'s
-    verdict both use this one rule."""
-    if mean < FLOOR:
-        return "at floor", f"< {FLOOR}"
+def at_baseline(lo: float, baselines: dict[str, float]) -> tuple[str, str]:
+    """(kind, detail) where a Pass@1 whose 95% CI starts at `lo` cannot be told apart from a
+    baseline (its CI reaches it, or lies below it), or ("", ""). One rule for both baselines:
+    `at floor` (FLOOR, a model that almost never passes) and `at chance` (a task's chance /
+    majority-answer baseline). The table's row flags and `make calibrate`'s verdict use it."""
+    if lo <= FLOOR:
+        return "at floor", f"CI reaches {FLOOR}"
     for name, base in baselines.items():
         if lo <= base:
-            return "at chance", f"{name} baseline {base:.3f}"
+            return "at chance", f"CI reaches the {name} baseline {base:.3f}"
     return "", ""
 
 
@@ -245,7 +203,14 @@ class Unit:
 
     @property
     def single_seed_flag(self) -> str:
-        return "1 seed: CI has no training variance" if self.learns and len(self.seeds) == 1 else ""
+        return "1 seed: a claim about this trained model, not the method" if self.learns and len(self.seeds) == 1 \
+            else ""
+
+    @property
+    def baselines(self) -> dict[str, float]:
+        first = self.rows.iloc[0]
+        return {c[len("baseline_"):]: float(first[c]) for c in sorted(self.rows.columns)
+                if c.startswith("baseline_") and pd.notna(first[c])}
 
 
 def units(cells: SweepCells) -> list[Unit]:
@@ -277,8 +242,8 @@ def _config_id(unit: Unit) -> tuple[str, ...]:
 
 class Comparer:
     """Paired differences between units of one sweep, reading each cell's attempts once.
-    `reference` (the no-learning method, or one the user names) decides which configurations
-    cannot discriminate (`chance_flag`)."""
+    `reference` is the method the table's Δ column pairs against (the no-learning method, or one
+    the user names)."""
 
     def __init__(self, sweep_dir: Path, cells: SweepCells, reference: str | None = None):
         self.sweep_dir = sweep_dir
@@ -286,7 +251,6 @@ class Comparer:
         self.reference = reference
         self._values: dict[tuple[str, ...], pd.Series] = {}
         self._pairs: pd.DataFrame | None = None
-        self._flags: dict[tuple[str, ...], str] = {}
 
     def values(self, unit: Unit) -> pd.Series:
         ids = tuple(sorted(unit.rows["cell_id"]))
@@ -294,11 +258,15 @@ class Comparer:
             self._values[ids] = method_values(self.sweep_dir, unit.rows)
         return self._values[ids]
 
+    def pass1(self, unit: Unit) -> Estimate:
+        return estimate(self.values(unit), seeds_vary=unit.learns, bounded=True)
+
     def reference_for(self, unit: Unit, method: str) -> Unit | None:
         return next((u for u in self.units if u.method == method and _same_config(u, unit)), None)
 
     def _paired_values(self, unit: Unit, seeds: list[int]) -> pd.Series:
-        """A unit's values on `seeds`: a run-once unit's one result stands for every seed."""
+        """A unit's values on `seeds`: a run-once unit's one result stands for every seed (the
+        same numbers in each, so the procedure counts it once: harness/stats.py)."""
         values = self.values(unit)
         if not unit.run_once:
             return values
@@ -307,34 +275,27 @@ class Comparer:
 
     def versus(self, unit: Unit, other: Unit) -> Estimate:
         seeds = sorted(set(unit.seeds) | set(other.seeds))
-        return paired(self._paired_values(unit, seeds), self._paired_values(other, seeds))
+        return paired(self._paired_values(unit, seeds), self._paired_values(other, seeds),
+                      seeds_vary=unit.learns or other.learns)
 
     def chance_flag(self, unit: Unit) -> str:
-        """Why `unit`'s configuration cannot tell methods apart, or "": the reference's Pass@1 CI
-        overlaps a chance / majority-answer baseline of the task, or its Pass@1 is under FLOOR."""
-        config = _config_id(unit)
-        if config not in self._flags:
-            self._flags[config] = self._chance_flag(unit)
-        return self._flags[config]
+        """`at chance` / `at floor` where this row's own Pass@1 cannot be told apart from the
+        task's chance / majority baseline or from FLOOR, with the rule (`at_baseline`), or ""."""
+        e = self.pass1(unit)
+        kind, detail = at_baseline(e.lo, unit.baselines)
+        return f"{kind} ({detail})" if kind else ""
 
-    def _chance_flag(self, unit: Unit) -> str:
-        ref = self.reference_for(unit, self.reference) if self.reference else None
-        if ref is None:
-            return ""
-        e = estimate(self.values(ref))
-        first = ref.rows.iloc[0]
-        baselines = {c[len("baseline_"):]: float(first[c]) for c in sorted(ref.rows.columns)
-                     if c.startswith("baseline_") and pd.notna(first[c])}
-        kind, detail = cannot_discriminate(e.mean, e.lo, baselines)
-        if not kind:
-            return ""
-        where = f"{ref.label} Pass@1 {e.mean:.3f} [{e.lo:.3f}, {e.hi:.3f}]"
-        return f"{kind} ({detail}) ({where}): comparisons uninformative"
+    def uninformative(self, a: Unit, b: Unit) -> str:
+        """A pair is uninformative only where both rows sit at a baseline: a method whose own CI is
+        clearly above it can still show that it beats a reference that is at chance."""
+        fa, fb = self.chance_flag(a), self.chance_flag(b)
+        return f"both at a baseline ({a.label}: {fa}; {b.label}: {fb}): comparison uninformative" if fa and fb else ""
 
     def all_pairs(self) -> pd.DataFrame:
-        """Every pair of methods within one configuration: Δ Pass@1 (a − b), CI, the sign-flip
-        p-value and its Holm adjustment over the pairs of that configuration, and the flags of
-        either side (one seed of a learning method; a configuration at chance)."""
+        """Every pair of methods within one configuration: Δ Pass@1 (a − b), its CI and p from the
+        one procedure, the claim it supports, the minimum detectable effect (80% power at the
+        Bonferroni level α/m, the level of Holm's first step), Holm's adjustment over the pairs of
+        that configuration, and the flags (one seed of a learning method; both rows at a baseline)."""
         if self._pairs is not None:
             return self._pairs
         out: list[dict[str, Any]] = []
@@ -342,25 +303,31 @@ class Comparer:
             if a.label == b.label or not _same_config(a, b):
                 continue
             e = self.versus(a, b)
-            flags = [f for f in (self.chance_flag(a), a.single_seed_flag and f"{a.label}: {a.single_seed_flag}",
+            flags = [f for f in (self.uninformative(a, b), a.single_seed_flag and f"{a.label}: {a.single_seed_flag}",
                                  b.single_seed_flag and f"{b.label}: {b.single_seed_flag}") if f]
             out.append({**a.key, "method_a": a.label, "method_b": b.label, "delta_pass@1": round(e.mean, 4),
-                        "ci_lo": round(e.lo, 4), "ci_hi": round(e.hi, 4), "p_value": e.p_value, "p_holm": 1.0,
-                        "significant": False, "seeds": ",".join(map(str, e.seeds)), "n_seeds": e.n_seeds,
+                        "ci_lo": round(e.lo, 4), "ci_hi": round(e.hi, 4), "se": e.se, "df": e.df,
+                        "p_value": e.p_value, "p_holm": 1.0, "claim": e.claim.value, "significant": False,
+                        "mde": float("nan"), "seeds": ",".join(map(str, e.seeds)), "n_seeds": e.n_seeds,
                         "n_problems": e.n_problems, "flags": "; ".join(flags), "_config": _config_id(a)})
         for config in {row["_config"] for row in out}:
             family = [row for row in out if row["_config"] == config]
-            for row, adjusted in zip(family, holm([row["p_value"] for row in family]), strict=True):
+            raw = [1.0 if pd.isna(row["p_value"]) else row["p_value"] for row in family]
+            for row, adjusted in zip(family, holm(raw), strict=True):
+                mde = detectable_effect(row["se"], row["df"], ALPHA / len(family))
                 row.update(p_value=round(row["p_value"], 4), p_holm=round(float(adjusted), 4),
-                           significant=bool(adjusted < ALPHA))
+                           significant=bool(adjusted < ALPHA and row["claim"] == Claim.METHOD.value),
+                           mde=round(mde, 4), se=round(row["se"], 5), df=round(row["df"], 1))
         pairs = pd.DataFrame(out)
         self._pairs = pairs
         return pairs
 
-    def adjusted_p(self, unit: Unit, other: Unit) -> float:
-        """The Holm-adjusted p-value of the pair (unit, other) within their configuration."""
+    def pair(self, unit: Unit, other: Unit) -> pd.Series | None:
+        """The all_pairs row of (unit, other) within their configuration, either way round."""
         pairs = self.all_pairs()
+        if pairs.empty:
+            return None
         hit = pairs[(pairs["_config"] == _config_id(unit))
                     & (((pairs["method_a"] == unit.label) & (pairs["method_b"] == other.label))
                        | ((pairs["method_a"] == other.label) & (pairs["method_b"] == unit.label)))]
-        return float(hit["p_holm"].iloc[0]) if len(hit) else float("nan")
+        return hit.iloc[0] if len(hit) else None

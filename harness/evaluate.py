@@ -15,8 +15,9 @@ import pandas as pd
 from harness.budget import AttemptRecord
 from harness.knobs import knob
 from harness.method import Learned, SecondAttempt, render
-from harness.metrics import bootstrap_ci, mean_pass_at_k, pass_at_k
+from harness.metrics import mean_pass_at_k, pass_at_k
 from harness.sampling import sample
+from harness.stats import infer
 from harness.types import Message, Problem, SamplingParams, Task
 
 
@@ -37,7 +38,6 @@ class EvalConfig(Sampling):
     n_samples: int = knob(4, "samples per test problem; Pass@k is reported for every k <= n_samples", ge=1)
     greedy: bool = knob(True, "also one greedy (T=0) sample per problem, reported as greedy_pass")
     k: list[int] | None = knob(None, "null = all k in 1..n_samples; a list restricts the k reported in tables")
-    n_bootstrap: int = knob(1000, "bootstrap resamples over problems (and seeds) for the Pass@1 CI", ge=1)
     seed: int = knob(0, "eval sampling seed (the same for every method: a paired comparison)", ge=0)
     batch_problems: int = knob(64, "test problems per backend call (vLLM batches a whole call: 64 × 4 samples "
                                    "keeps its batch full; transformers splits by its own batch_size)", ge=1)
@@ -104,9 +104,9 @@ def second_attempts(task: Task, learned: SecondAttempt, test: list[Problem],
     return rows
 
 
-def summarize_attempts(eval_rows: pd.DataFrame, n_bootstrap: int = 1000,
-                       seed: int = 0) -> dict[str, float]:
-    """Pass@1, Pass@k (all k <= n), bootstrap CI and token figures from one checkpoint's eval rows."""
+def summarize_attempts(eval_rows: pd.DataFrame) -> dict[str, float]:
+    """Pass@1, Pass@k (all k <= n), Pass@1's CI over problems (harness/stats.py, the table's
+    procedure at one seed) and token figures from one checkpoint's eval rows."""
     sampled = eval_rows[eval_rows["tag"] == "sample"]
     per_problem = sampled.groupby("problem_id")["passed"].agg(["size", "sum"])
     counts = [(int(n), int(c)) for n, c in zip(per_problem["size"], per_problem["sum"], strict=True)]
@@ -115,7 +115,9 @@ def summarize_attempts(eval_rows: pd.DataFrame, n_bootstrap: int = 1000,
     for k in range(1, n + 1):
         out[f"pass@{k}"] = mean_pass_at_k(counts, k)
     per_problem_p1 = [pass_at_k(nn, c, 1) for nn, c in counts]
-    out["pass@1_lo"], out["pass@1_hi"] = bootstrap_ci(per_problem_p1, n_boot=n_bootstrap, seed=seed)
+    ci = infer([per_problem_p1], seeds_vary=False) if per_problem_p1 else None
+    out["pass@1_lo"] = max(0.0, ci.lo) if ci else float("nan")
+    out["pass@1_hi"] = min(1.0, ci.hi) if ci else float("nan")
     retries = eval_rows[eval_rows["tag"] == "attempt2"]
     if len(retries):  # success within two attempts, per sampled first attempt
         solved = retries[retries.passed.astype(bool)]

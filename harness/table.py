@@ -3,10 +3,11 @@ of the sweep's latest plan.
 
 Prints markdown and writes `table.md`, `table.csv` and `comparisons.csv` next to the sweep. A row
 is one configuration: every config value that differs between the sweep's cells (the seed aside)
-is a column (harness/compare.py). Pass@1 has a seeds x problems bootstrap CI; `Δ vs <reference>`
-is the paired difference on the same problems and seeds, against the sweep's no-learning method
-(the one whose every cell used 0 rollouts, e.g. zero_shot) unless `--reference` names another.
-Stale and failed cells are listed below.
+is a column (harness/compare.py). Pass@1, `Δ vs <reference>` (the paired difference on the same
+problems and seeds, against the sweep's no-learning method, the one whose every cell used 0
+rollouts, e.g. zero_shot, unless `--reference` names another), their CIs, p-values, the `*` and
+the smallest detectable Δ all come from one procedure (harness/stats.py). Stale and failed cells
+are listed below.
 """
 
 from __future__ import annotations
@@ -18,13 +19,10 @@ from pathlib import Path
 import pandas as pd
 
 from harness.compare import (
-    ALPHA,
     FLOOR,
-    N_BOOT,
     Comparer,
     SweepCells,
     config_columns,
-    estimate,
     final_rows,
     load_cells,
     no_learning_method,
@@ -39,6 +37,7 @@ from harness.records import (
     stale_cells,
     write_text,
 )
+from harness.stats import ALPHA, POWER, SEED_DF_QUANTILE, Claim
 
 
 def sweep_dir_of(sweep: str, results_dir: str = "results") -> Path:
@@ -50,8 +49,9 @@ def sweep_dir_of(sweep: str, results_dir: str = "results") -> Path:
 def build_table(sweep_dir: Path, cells: SweepCells, reference: str | None = None,
                 comparer: Comparer | None = None) -> pd.DataFrame:
     """One row per configuration (every varying config value is a column) and method, averaged
-    over seeds; Pass@1 with a seeds x problems bootstrap CI, the paired Δ vs `reference` on the
-    seeds both share (`*`: Holm-adjusted p < ALPHA), and the row's flags."""
+    over seeds; Pass@1 with its CI, the paired Δ vs `reference` on the seeds both share (`*`: a
+    method claim whose Holm-adjusted p < ALPHA), that p and the claim it supports, and the row's
+    flags (its own Pass@1 at chance or at floor; one seed)."""
     df = final_rows(cells.summary)
     reference = reference or no_learning_method(df)
     comparer = comparer or Comparer(sweep_dir, cells, reference)
@@ -65,21 +65,26 @@ def build_table(sweep_dir: Path, cells: SweepCells, reference: str | None = None
         if unit.rows["budget"].iloc[0] != unit.key["budget"]:
             continue  # a no-learning stand-in at another budget: compared, not tabled twice
         r = unit.rows
-        pass1 = estimate(comparer.values(unit))
+        pass1 = comparer.pass1(unit)
         row = {c: unit.key.get(c, r.iloc[0].get(c)) for c in key_cols if c != "method"}
         row["method"] = unit.label
         row["seeds"] = r["seed"].nunique()
         row["Pass@1 [95% CI]"] = f"{pass1.mean:.3f} [{pass1.lo:.3f}, {pass1.hi:.3f}]"
+        pair_flag = ""
         if has_ref and reference is not None:
             ref = comparer.reference_for(unit, reference)
-            if unit.method == reference or ref is None:
-                row[f"Δ vs {reference}"] = ""
+            pair = comparer.pair(unit, ref) if ref is not None and unit.method != reference else None
+            if ref is None or pair is None:
+                row[f"Δ vs {reference}"] = row["p (Holm)"] = ""
             else:
                 d = comparer.versus(unit, ref)
-                star = " *" if comparer.adjusted_p(unit, ref) < ALPHA else ""
+                star = " *" if pair["significant"] else ""
                 of = f" of {len(unit.seeds)}" if len(d.seeds) < len(unit.seeds) else ""
                 row[f"Δ vs {reference}"] = (f"{d.mean:+.3f} [{d.lo:+.3f}, {d.hi:+.3f}]{star} "
                                             f"(seed{'s' * (len(d.seeds) != 1)} {','.join(map(str, d.seeds))}{of})")
+                row["p (Holm)"] = (f"{pair['p_holm']:.3f}"
+                                   + (" (this model only)" if pair["claim"] == Claim.MODEL.value else ""))
+                pair_flag = comparer.uninformative(unit, ref)
         row[f"Pass@{k}"] = round(float(r[f"pass@{k}"].mean()), 3) if f"pass@{k}" in r else float("nan")
         row["greedy"] = round(float(r["greedy_pass"].mean()), 3)
         if "pass@1_attempt2" in df.columns:  # methods with a reflect-and-retry second attempt
@@ -93,7 +98,7 @@ def build_table(sweep_dir: Path, cells: SweepCells, reference: str | None = None
         if "eval_s" in r:  # cells from before the per-phase split lack it
             row["eval s"] = round(float(r["eval_s"].mean()), 1)
             row["load s"] = round(float(r["load_s"].mean()), 1)
-        flags = [comparer.chance_flag(unit), unit.single_seed_flag,
+        flags = [comparer.chance_flag(unit), pair_flag and "comparison uninformative", unit.single_seed_flag,
                  "package versions differ from the sweep's" if set(r["cell_id"]) & odd_versions else ""]
         row["flags"] = "; ".join(f for f in flags if f)
         rows.append(row)
@@ -152,17 +157,40 @@ def unreadable(sweep_dir: Path) -> list[str]:
 
 
 STATS_NOTE = (
-    "Pass@1 is the mean over seeds and test problems of each problem's pass rate over its samples. "
-    "Its 95% CI is a two-way bootstrap ({n} resamples): seeds and test problems are both drawn with "
-    "replacement and the drawn seed x problem block is averaged (with one seed: the bootstrap over "
-    "problems). Δ is paired: the difference of two methods on the same test problems and the seeds "
-    "named beside it, bootstrapped the same way; a no-learning method runs once and its result stands "
-    "for every seed. The p-value is a two-sided paired sign-flip permutation test over the (seed, "
-    "problem) differences, Holm-adjusted over every pair of methods within the configuration; * marks "
-    "an adjusted p < {alpha}. comparisons.csv has every such pair with both p-values. Flags: a "
-    "learning method with one seed has no run-to-run (training) variance in its CI; a configuration "
-    "whose reference Pass@1 CI reaches a chance / majority baseline (or lies below it), or whose "
-    "reference Pass@1 is under {floor}, cannot tell methods apart.")
+    "The `*` claims: this method's expected Pass@1 on this task's test distribution differs from the "
+    "reference's, over training seeds, with family-wise error {alpha} over the pairs of its configuration "
+    "(Holm). The unit of replication is the training seed; the test problem is the unit within a seed. "
+    "Pass@1 is the mean over seeds and test problems of each problem's pass rate over its samples. Pass@1, "
+    "Δ (paired: the same test problems and the seeds named beside it), their 95% CIs and p-values come "
+    "from one t procedure on the seeds x problems matrix: the variance of the mean is (MS_seed + "
+    "MS_problem) / (seeds x problems) of the crossed seed x problem design, with Satterthwaite degrees of "
+    "freedom (the seed part at its {q:.0%} upper confidence bound), so seed-to-seed and problem-to-problem "
+    "variation both count, a run-once reference (a method that does not learn) counts once, and a `*` "
+    "never sits beside a CI that covers 0. With one training seed the seed variance cannot be estimated: "
+    "the p is the problems-only paired t, a claim about that trained model on these problems, marked "
+    "'(this model only)' and never starred. Its false-positive rate, coverage and power under simulation: "
+    "bench/stats_calibration.py. Flags: a row whose own Pass@1 CI reaches a chance / majority baseline "
+    "or {floor} is `at chance` / `at floor`; a comparison is uninformative only when both of its rows are.")
+
+
+def detectable_note(comparer: Comparer, reference: str | None) -> list[str]:
+    """Per configuration, the smallest Δ vs the reference each method's design (its problems,
+    samples and seeds) detects with 80% power (comparisons.csv `mde`)."""
+    pairs = comparer.all_pairs()
+    if pairs.empty or reference is None:
+        return []
+    lines = []
+    for config, family in pairs.groupby("_config", sort=True):
+        vs = family[(family["method_a"] == reference) | (family["method_b"] == reference)]
+        parts = []
+        for _, r in vs.iterrows():
+            other = r["method_b"] if r["method_a"] == reference else r["method_a"]
+            what = f"{r['n_seeds']} seed{'s' * (r['n_seeds'] != 1)}" + (", this model only"
+                                                                       if r["claim"] == Claim.MODEL.value else "")
+            parts.append(f"{other} {r['mde']:.3f} ({what})")
+        if parts:
+            lines.append(f"- {' '.join(config)}: {', '.join(parts)}")
+    return lines
 
 
 def baselines_note(summary: pd.DataFrame) -> list[str]:
@@ -190,7 +218,11 @@ def report(sweep_dir: Path, name: str, reference: str | None = None, cells: Swee
         text += (f"**Partial**: {len(left)} cell{'s' * (len(left) != 1)} of the latest plan "
                  f"{'are' if len(left) != 1 else 'is'} not finished and not in this table (listed below).\n\n")
     text += (f"{table.to_markdown(index=False)}\n\n"
-             f"{STATS_NOTE.format(n=N_BOOT, alpha=ALPHA, floor=FLOOR)}\n")
+             f"{STATS_NOTE.format(alpha=ALPHA, floor=FLOOR, q=1 - SEED_DF_QUANTILE)}\n")
+    detectable = detectable_note(comparer, reference)
+    if detectable:
+        text += (f"\nSmallest Δ vs {reference} each design detects ({POWER:.0%} power, two-sided, at α/m of its "
+                 f"configuration's m pairs):\n" + "\n".join(detectable) + "\n")
     if cells.varying:
         text += f"\nConfiguration columns (values that differ between this sweep's cells): {', '.join(cells.varying)}\n"
     notes = baselines_note(cells.summary)

@@ -153,6 +153,6 @@ def test_two_attempt_pass_rate_counts_a_sample_solved_by_either_attempt():
         ("b", 0, "sample", False), ("b", 1, "sample", False), ("b", 0, "attempt2", False), ("b", 1, "attempt2", True)]
     frame = pd.DataFrame([{"problem_id": p, "sample_idx": i, "tag": t, "passed": ok, "prompt_tokens": 5,
                            "completion_tokens": 3, "finish_reason": "stop"} for p, i, t, ok in rows])
-    out = summarize_attempts(frame, n_bootstrap=10)
+    out = summarize_attempts(frame)
     assert out["pass@1"] == 0.25 and out["pass@1_attempt2"] == 0.75
     # the table's "≤2 attempts" column: tests/test_table.py

@@ -191,7 +191,6 @@ def test_failing_cell_does_not_stop_the_others(tmp_path, capsys):
     (["checkpoints=0.5"], "checkpoints=0.5: Invalid value assigned: float is not a ListConfig, list or tuple.; "
                           "valid: a list of numbers"),
     (["seed=-1"], "seed=-1; valid: an integer >= 0 and <= 998"),
-    (["eval.n_bootstrap=0"], "eval.n_bootstrap=0; valid: an integer >= 1"),
     (["eval.batch_problems=0"], "eval.batch_problems=0; valid: an integer >= 1"),
     (["task.max_tokens=0"], "task.max_tokens=0; valid: an integer >= 1"),
     (["learn.temperature=abc"], "learn.temperature=abc: Value 'abc' of type 'str' could not be converted to Float; "

@@ -9,36 +9,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from fakes import fake_cell, plan
 
-from harness.compare import cluster_bootstrap, estimate, flatten, load_cells, paired
+from harness.compare import estimate, flatten, load_cells, paired
 from harness.records import write_plan
 from harness.table import build_table, report
-
-
-def fake_cell(sweep, cell_id: str, method: str, seed: int, passes: dict[str, list[bool]], *,
-              task: dict | None = None, budget: int = 10, rollouts: int = 10, extra: dict | None = None) -> None:
-    """A finished cell: config.json, done.json, summary.parquet and eval rows in attempts.parquet."""
-    d = sweep / "cells" / cell_id
-    d.mkdir(parents=True)
-    task = {"name": "math", "difficulty": "easy", "train_size": 10, **(task or {})}
-    config = {"task": task, "method": {"name": method}, "model": {"label": "m", "backend": "mock"},
-              "budget": budget, "seed": seed, "sweep": "s", "eval": {"n_samples": 2}}
-    (d / "config.json").write_text(json.dumps({"cell_id": cell_id, "config": config}))
-    (d / "done.json").write_text("{}")
-    rows = [{"phase": "eval", "tag": "sample", "problem_id": pid, "sample_idx": i, "passed": ok, "checkpoint": 0,
-             "step": 0} for pid, oks in passes.items() for i, ok in enumerate(oks)]
-    pd.DataFrame(rows).to_parquet(d / "attempts.parquet")
-    p1 = float(np.mean([np.mean(v) for v in passes.values()]))
-    pd.DataFrame([{"cell_id": cell_id, "task": "math", "method": method, "model": "m", "budget": budget,
-                   "seed": seed, "checkpoint": rollouts, "rollouts_used": rollouts, "n_test": len(passes),
-                   "n_samples": 2, "pass@1": p1, "pass@2": p1, "report_k": 2, "greedy_pass": p1,
-                   "learn_policy_tokens": 1, "learn_aux_tokens": 0, "context_tokens_added": 0.0,
-                   "eval_prompt_tokens_per_problem": 5.0, "wall_s": 1.0, "status": "ok", "final": True,
-                   "train_size": task["train_size"], **(extra or {})}]).to_parquet(d / "summary.parquet")
-
-
-def plan(sweep, *ids: str) -> None:
-    write_plan(sweep, [(i, i) for i in ids])
 
 
 def test_every_config_value_that_differs_is_a_column_so_cells_are_never_blended(tmp_path):
@@ -82,15 +57,12 @@ def test_only_cells_of_the_latest_plan_are_tabled_and_stale_ones_are_listed(tmp_
     assert "1 stale cells" in text and "old" in text
 
 
-def test_cluster_bootstrap_resamples_seeds_as_well_as_problems():
-    # two seeds that disagree completely: a problem-only bootstrap per seed would give two zero-width
-    # intervals; resampling seeds spreads the mean between them
+def test_pass1_ci_counts_seed_to_seed_variation():
+    # two seeds that disagree completely: within each seed every problem agrees (no problem
+    # variance), so only the seed spread can widen the interval, and with 2 seeds it must be wide
     matrix = np.array([[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]])
-    boots = cluster_bootstrap(matrix, n_boot=4000, seed=1)
-    assert set(np.unique(boots)) == {0.0, 0.5, 1.0}
-    assert np.mean(boots == 0.5) == pytest.approx(0.5, abs=0.03)
     e = estimate(pd.DataFrame(matrix, index=pd.Index([0, 1], name="seed"),
-                              columns=pd.Index(list("abcd"), name="problem_id")).stack())
+                              columns=pd.Index(list("abcd"), name="problem_id")).stack(), bounded=True)
     assert e.mean == 0.5 and e.lo == 0.0 and e.hi == 1.0 and e.n_seeds == 2 and e.n_problems == 4
 
 
@@ -123,14 +95,17 @@ def test_table_shows_delta_vs_zero_shot_and_comparisons_csv_holds_every_pair(tmp
     report(sweep, "s")
     table = pd.read_csv(sweep / "table.csv", keep_default_na=False).set_index("method")
     core_delta = table.loc["core", "Δ vs zero_shot"]
-    assert core_delta.startswith("+0.500") and core_delta.endswith("* (seed 0)")
+    # one training seed: a claim about this trained model (p shown as such), never a `*`
+    assert core_delta.startswith("+0.500") and core_delta.endswith("] (seed 0)")
+    assert table.loc["core", "p (Holm)"].endswith("(this model only)")
     assert table.loc["episodic_rag", "Δ vs zero_shot"].startswith("-0.500")
     assert table.loc["zero_shot", "Δ vs zero_shot"] == ""
     assert table.loc["episodic_rag", "≤2 attempts"] == "0.9" and table.loc["core", "≤2 attempts"] == ""
     pairs = pd.read_csv(sweep / "comparisons.csv")
     assert len(pairs) == 3
     core_rag = pairs[(pairs.method_a == "core") & (pairs.method_b == "episodic_rag")].iloc[0]
-    assert core_rag["delta_pass@1"] == 1.0 and core_rag.significant and core_rag.n_problems == 30
+    assert core_rag["delta_pass@1"] == 1.0 and core_rag.n_problems == 30
+    assert core_rag.claim == "model" and core_rag.p_value < 1e-6 and not core_rag.significant
 
 
 def test_cells_written_before_rows_had_a_step_still_table(tmp_path):
@@ -172,24 +147,27 @@ def test_the_reference_is_the_method_that_used_no_rollouts_unless_named(tmp_path
 
 
 def test_star_follows_the_holm_adjusted_p_and_comparisons_csv_holds_both(tmp_path):
-    """core beats zero_shot and rag on 6 of 6 problems: sign-flip p = 2/2^6 = 0.03125 for each,
-    Holm over the configuration's 3 pairs gives 3 x 0.03125 = 0.09375: no *, although the raw p
-    and the bootstrap CI ([+1, +1]) would both have called it significant."""
+    """core (3 seeds) beats zero_shot by +0.125, +0.15 and +0.10 on 40 problems: a method-level t
+    that is significant alone (p 0.025) but not after Holm over the configuration's 3 pairs (rag
+    does as zero_shot: core vs rag is the same 0.025, so Holm gives 3 x 0.025 = 0.074)."""
     sweep = tmp_path / "s"
-    problems = [f"p{i}" for i in range(6)]
+    problems = [f"p{i}" for i in range(40)]
     fake_cell(sweep, "z", "zero_shot", 0, {p: [False, False] for p in problems}, rollouts=0)
-    fake_cell(sweep, "c", "core", 0, {p: [True, True] for p in problems})
-    fake_cell(sweep, "r", "episodic_rag", 0, {p: [False, False] for p in problems})
-    plan(sweep, "z", "c", "r")
+    for s, wins in ((0, 5), (1, 6), (2, 4)):
+        fake_cell(sweep, f"c{s}", "core", s, {p: [i < wins] * 2 for i, p in enumerate(problems)})
+        fake_cell(sweep, f"r{s}", "episodic_rag", s, {p: [False, False] for p in problems})
+    plan(sweep, "z", "c0", "c1", "c2", "r0", "r1", "r2")
     report(sweep, "s")
     pairs = pd.read_csv(sweep / "comparisons.csv", keep_default_na=False)
     core_z = pairs[(pairs.method_a == "core") & (pairs.method_b == "zero_shot")].iloc[0]
-    assert core_z.p_value == pytest.approx(0.0312, abs=1e-4) and core_z.p_holm == pytest.approx(0.0938, abs=1e-4)
-    assert not core_z.significant and core_z.ci_lo == 1.0
+    assert core_z["delta_pass@1"] == pytest.approx(0.125) and core_z.claim == "method" and core_z.n_seeds == 3
+    assert core_z.p_value == pytest.approx(0.0246, abs=1e-4) and core_z.ci_lo > 0
+    assert core_z.p_holm == pytest.approx(3 * 0.0246, abs=3e-4) and not core_z.significant
     rag_z = pairs[(pairs.method_a == "episodic_rag") & (pairs.method_b == "zero_shot")].iloc[0]
     assert rag_z.p_value == 1.0 and rag_z.p_holm == 1.0
     table = pd.read_csv(sweep / "table.csv", keep_default_na=False).set_index("method")
     assert "*" not in table.loc["core", "Δ vs zero_shot"]
+    assert table.loc["core", "p (Holm)"] == f"{core_z.p_holm:.3f}"
 
 
 def test_each_delta_names_its_seeds_and_a_no_learning_reference_stands_for_every_seed(tmp_path):
@@ -222,33 +200,40 @@ def test_single_seed_rows_of_learning_methods_are_flagged(tmp_path):
     plan(sweep, "z", "c", "g0", "g1")
     text = report(sweep, "s")
     table = pd.read_csv(sweep / "table.csv", keep_default_na=False).set_index("method")
-    assert table.loc["core", "flags"] == "1 seed: CI has no training variance"
+    assert table.loc["core", "flags"] == "1 seed: a claim about this trained model, not the method"
     assert table.loc["gepa", "flags"] == "" and table.loc["zero_shot", "flags"] == ""
     pairs = pd.read_csv(sweep / "comparisons.csv", keep_default_na=False)
     assert "core: 1 seed" in pairs[(pairs.method_a == "core") & (pairs.method_b == "gepa")].iloc[0]["flags"]
-    assert "training variance" in text
+    assert "this trained model" in text
 
 
-@pytest.mark.parametrize("ref_passes, baseline, flag", [
-    ([True, False, False], 0.35, "at chance"),  # Pass@1 1/3 with a wide CI around the 0.35 majority answer
-    ([False] * 59 + [True], None, "at floor"),  # 1 problem in 60: under 5%
-    ([True] * 6 + [False] * 54, 0.5, "at chance"),  # 0.1 [0.03, 0.18]: below a 0.5 coin flip
+@pytest.mark.parametrize("ref_passes, baseline, ref_flag", [
+    ([True, False, False], 0.35, "at floor"),  # Pass@1 1/3 on 3 problems: the CI reaches 0 (floor first)
+    ([False] * 59 + [True], None, "at floor"),  # 1 problem in 60: its CI reaches 5%
+    ([True] * 12 + [False] * 48, 0.5, "at chance"),  # 0.2 [0.10, 0.30]: below a 0.5 coin flip
     ([True] * 30 + [False] * 30, 0.05, ""),  # 0.5 [0.37, 0.63]: clear of a 0.05 baseline
 ])
-def test_configurations_whose_reference_is_at_chance_are_flagged(tmp_path, ref_passes, baseline, flag):
+def test_rows_at_chance_are_flagged_each_on_its_own_ci(tmp_path, ref_passes, baseline, ref_flag):
+    """The flag is the row's own: core (every problem solved, far above any baseline) is never
+    stamped 'at chance' because the reference is, and its comparison is not called uninformative."""
     sweep = tmp_path / "s"
     ref = {f"p{i}": [ok, ok] for i, ok in enumerate(ref_passes)}
     extra = {} if baseline is None else {"baseline_majority_answer": baseline}
     fake_cell(sweep, "z", "zero_shot", 0, ref, rollouts=0, extra=extra)
-    fake_cell(sweep, "c0", "core", 0, {p: [True, True] for p in ref}, extra=extra)
-    fake_cell(sweep, "c1", "core", 1, {p: [True, True] for p in ref}, extra=extra)
-    plan(sweep, "z", "c0", "c1")
+    for s in (0, 1):
+        fake_cell(sweep, f"c{s}", "core", s, {p: [True, True] for p in ref}, extra=extra)
+        fake_cell(sweep, f"g{s}", "gepa", s, ref, extra=extra)  # the reference's twin: as close to the baseline
+    plan(sweep, "z", "c0", "c1", "g0", "g1")
     report(sweep, "s")
     table = pd.read_csv(sweep / "table.csv", keep_default_na=False).set_index("method")
     pairs = pd.read_csv(sweep / "comparisons.csv", keep_default_na=False)
-    for flags in (table.loc["core", "flags"], table.loc["zero_shot", "flags"], pairs.iloc[0]["flags"]):
-        assert flags.startswith(flag) if flag else flags == ""
-        assert ("comparisons uninformative" in flags) == bool(flag)
+    assert table.loc["zero_shot", "flags"].startswith(ref_flag) if ref_flag else table.loc["zero_shot", "flags"] == ""
+    assert table.loc["core", "flags"] == ""
+    core_z = pairs[(pairs.method_a == "core") & (pairs.method_b == "zero_shot")].iloc[0]
+    assert core_z["flags"] == ""
+    gepa_z = pairs[(pairs.method_a == "gepa") & (pairs.method_b == "zero_shot")].iloc[0]
+    assert ("comparison uninformative" in gepa_z["flags"]) == bool(ref_flag)
+    assert ("comparison uninformative" in table.loc["gepa", "flags"]) == bool(ref_flag)
 
 
 def test_rows_sampled_on_different_engines_are_never_paired(tmp_path):
