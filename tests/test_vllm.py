@@ -135,6 +135,51 @@ def test_sampled_token_logprobs_are_the_trainers_in_fp32(engines):
     assert plain.token_logprobs == ()  # only where asked
 
 
+def test_corrected_rollouts_have_importance_ratio_one_in_fp32_at_learn_top_p_below_one(engines):
+    """learn.top_p=0.9 with the sampler correction on: the rollouts' per-rollout ratio
+    exp(Σ log π_trainer − log π_sampler) averages 1 within 1e-3 in fp32. vLLM's sampled-token
+    log-probs are renormalized over the nucleus, so at top_p 0.9 itself every token's ratio is
+    below 1 (printed; the assertion on it shows what the fix guards against)."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    import torch
+
+    from harness.backends import make_backend
+    from harness.backends.synced import SyncedPolicy
+    from harness.config import compose, to_dict
+    from methods.common.policy_training import PolicyGradientKnobs, attach_policy, chat_ids
+
+    vllm, _ = engines
+    trainer = make_backend(to_dict(compose(["model=smollm2_135m_hf"]))["model"])
+    knobs = PolicyGradientKnobs()
+    model = attach_policy(trainer, knobs)
+    policy = SyncedPolicy(vllm, trainer)
+    ctx = SimpleNamespace(sampling=SamplingParams(temperature=0.7, top_p=0.9, max_tokens=48, seed=3))
+
+    def mean_ratio(params: SamplingParams) -> float:
+        params = replace(params, n=4, logprobs=True)
+        ratios = []
+        for messages in _math_prompts(4):
+            prompt = chat_ids(trainer.tokenizer, list(messages))
+            for g in policy.generate([GenerationRequest(messages, params)])[0]:
+                ids = torch.tensor([prompt + list(g.token_ids)])
+                with torch.no_grad():
+                    logits = model(ids).logits[0, len(prompt) - 1:-1] / params.temperature
+                ours = torch.log_softmax(logits.float(), -1).gather(1, ids[0, len(prompt):, None])[:, 0]
+                ratios.append(float(torch.exp((ours - torch.tensor(g.token_logprobs)).sum())))
+        return sum(ratios) / len(ratios)
+
+    policy.sampler_logprobs = True
+    corrected = knobs.sampling(ctx, policy)
+    assert corrected.top_p == 1.0 and knobs.sampling(ctx).top_p == 0.9
+    fixed, nucleus = mean_ratio(corrected), mean_ratio(knobs.sampling(ctx))
+    print(f"\nmean per-rollout importance ratio, fp32, T 0.7: top_p 1.0 (corrected rollouts) {fixed:.5f}, "
+          f"top_p 0.9 {nucleus:.5f}")
+    assert abs(fixed - 1) < 1e-3
+    assert nucleus < 1 - 1e-3
+
+
 def _first_token_counts(backend, messages, params) -> dict[int, int]:
     counts: dict[int, int] = {}
     for g in backend.generate([GenerationRequest(messages, params)])[0]:

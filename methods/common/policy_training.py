@@ -85,7 +85,9 @@ class PolicyGradientKnobs(MethodBase):
               "rollout's loss is weighted by π_trainer / π_sampler. null = on where the two engines' numerics "
               "differ (a GPU, where the trainer autocasts to bf16/fp16, or either side below float32); off when "
               "both run float32 on the CPU, where the sampled tokens' log-probs agree to float noise (README, "
-              "'Engine parity') and the correction would cost a forward pass per step")
+              "'Engine parity') and the correction would cost a forward pass per step. Where it is on, training "
+              "rollouts sample at top_p = 1 (`sampling`: vLLM's sampled-token log-probs are renormalized over the "
+              "top-p nucleus, the trainer's are not)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -111,12 +113,18 @@ class PolicyGradientKnobs(MethodBase):
             raise ValueError(f"model backend {backend!r} cannot train weights; valid: {', '.join(TRAINABLE_BACKENDS)} "
                              f"or a model with a trainable twin (e.g. model=smollm2_135m)")
 
-    def sampling(self, ctx: LearnContext) -> SamplingParams:
-        """Training-rollout sampling: the method's own value where set, else the cell's learn.*."""
+    def sampling(self, ctx: LearnContext, backend: Backend | None = None) -> SamplingParams:
+        """Training-rollout sampling: the method's own value where set, else the cell's learn.*.
+        On a `backend` whose sampled tokens are importance-weighted (`sampler_correction` on), at
+        top_p = 1: vLLM's sampled-token log-probs are renormalized over the top-p nucleus (0.32's
+        `processed_logprobs`; its other modes are before temperature), the trainer's are temperature
+        only, so at top_p < 1 every token's ratio is below 1 and a long rollout's weight shrinks
+        with its length (trl issue 6789). Sampling the whole distribution makes both sides the same."""
         cell = ctx.sampling
+        corrected = bool(getattr(backend, "sampler_logprobs", False))
         return SamplingParams(
             temperature=cell.temperature if self.temperature is None else self.temperature,
-            top_p=cell.top_p if self.top_p is None else self.top_p,
+            top_p=1.0 if corrected else cell.top_p if self.top_p is None else self.top_p,
             max_tokens=self.max_completion_length or cell.max_tokens, seed=cell.seed)
 
 
@@ -410,7 +418,8 @@ def _with(knobs: PolicyGradientKnobs, **changes: Any) -> PolicyGradientKnobs:
 def sample_groups(ctx: LearnContext, knobs: PolicyGradientKnobs, task: Task, items: list[tuple[Problem, list[Message]]],
                   backend: Backend, tag: str, n: int | None = None) -> list[list[Attempt]]:
     """`n` (default G) counted rollouts for each (problem, messages) with the training sampling."""
-    return ctx.rollouts(items, n=n or knobs.group_size, params=knobs.sampling(ctx), tag=tag, backend=backend)
+    return ctx.rollouts(items, n=n or knobs.group_size, params=knobs.sampling(ctx, backend), tag=tag,
+                        backend=backend)
 
 
 def plain_rollout_func(knobs: PolicyGradientKnobs, task: Task, problems: dict[str, Problem],
