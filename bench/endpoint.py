@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 def through_backend(server, task, test, samples: int, concurrency: int) -> tuple[float, int]:
     from harness.backends.openai_api import OpenAIBackend
-    from harness.evaluate import EvalConfig, evaluate
-    from harness.method import PromptOnly
+    from harness.engine.evaluate import EvalConfig, evaluate
+    from harness.engine.method import PromptOnly
 
     backend = OpenAIBackend(model=server.served_name, base_url=server.base_url, max_concurrency=concurrency)
     cfg = EvalConfig(n_samples=samples, max_tokens=task.max_tokens, batch_problems=len(test))
@@ -53,8 +53,8 @@ def saturating(server, task, test, samples: int) -> tuple[float, int]:
 
 
 def main() -> int:
-    from harness.cell import build_task
-    from harness.config import compose, to_dict
+    from harness.config.compose import compose, to_dict
+    from harness.engine.cell import build_task
     from harness.serve import local_server
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -9,7 +9,7 @@ processes on 2 cores run 5-17x slower). Per-(seed, problem) pass rates go to `<o
 an engine whose file exists is not rerun (delete it to redo).
 
 Prints each engine's Pass@1 with its CI, then the paired Δ vLLM − transformers over the
-(seed, problem) pairs with the harness's own estimator (harness/compare.py: cluster bootstrap CI,
+(seed, problem) pairs with the harness's own estimator (harness/report/compare.py: cluster bootstrap CI,
 sign-flip p), beside the same engine's Δ between its two eval seeds: the noise a Δ of zero is
 measured against. Issue 20 measured 0.575 against 0.6075 at 4 samples on 100 problems.
 """
@@ -30,11 +30,11 @@ ENGINES = {"vllm": "smollm2_135m", "transformers": "smollm2_135m_hf"}
 
 def run_engine(engine: str, n: int, samples: int, seeds: list[int]) -> dict:
     from harness.backends import make_backend
-    from harness.cell import build_task
-    from harness.config import compose, to_dict
-    from harness.evaluate import EvalConfig, evaluate
-    from harness.method import PromptOnly
-    from harness.quiet import quiet_libraries
+    from harness.config.compose import compose, to_dict
+    from harness.core.quiet import quiet_libraries
+    from harness.engine.cell import build_task
+    from harness.engine.evaluate import EvalConfig, evaluate
+    from harness.engine.method import PromptOnly
 
     quiet_libraries()
     cfg = to_dict(compose([f"model={ENGINES[engine]}", "task=math"]))
@@ -89,7 +89,7 @@ def main() -> int:
         if not (args.out / f"{engine}.json").exists():
             subprocess.run([sys.executable, __file__, "--one", engine, "--n", str(args.n), "--samples",
                             str(args.samples), "--seeds", args.seeds, "--out", str(args.out)], check=True, cwd=REPO)
-    from harness.compare import estimate, paired
+    from harness.report.compare import estimate, paired
 
     results = {e: json.loads((args.out / f"{e}.json").read_text()) for e in ENGINES}
     vals = {e: values(r) for e, r in results.items()}

@@ -58,10 +58,10 @@ def weights_numel(model_cfg: dict) -> int:
 
 def run_mode(mode: str, n: int, samples: int, overrides: list[str]) -> dict:
     from harness.backends import make_backend
-    from harness.cell import build_task
-    from harness.config import compose, to_dict
-    from harness.evaluate import EvalConfig, evaluate
-    from harness.method import PromptOnly
+    from harness.config.compose import compose, to_dict
+    from harness.engine.cell import build_task
+    from harness.engine.evaluate import EvalConfig, evaluate
+    from harness.engine.method import PromptOnly
 
     model = "smollm2_135m" if mode == "vllm" else "smollm2_135m_hf"
     cfg = to_dict(compose([f"model={model}", "task=math", *overrides]))

@@ -31,7 +31,7 @@ def finished_cells(sweep_dir: Path) -> list[Path]:
     import json
 
     sys.path.insert(0, str(REPO))
-    from harness.cell import CellSpec  # its label, as the plan and progress lines name a cell
+    from harness.engine.cell import CellSpec
 
     latest: dict[str, Path] = {}
     done = sorted((c for c in (sweep_dir / "cells").iterdir() if (c / "done.json").exists()),

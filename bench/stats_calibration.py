@@ -31,7 +31,7 @@ import numpy as np
 from scipy import stats as sps
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from harness.stats import ALPHA, Claim, infer
+from harness.engine.stats import ALPHA, Claim, infer
 
 
 def simulate(rng: np.random.Generator, problems: int, seeds: int, seed_sd: float, ref_per_seed: bool,

@@ -20,9 +20,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from harness.backends import make_backend
-from harness.cell import CellSpec, build_task, run_cell
-from harness.config import compose, to_dict
-from harness.types import GenerationRequest, SamplingParams
+from harness.config.compose import compose, to_dict
+from harness.core.types import GenerationRequest, SamplingParams
+from harness.engine.cell import CellSpec, build_task, run_cell
 
 
 class TimedBackend:

@@ -11,29 +11,20 @@ sweep directory.
 
 Verdict: `informative` when Pass@1 lies in 20-60% (DESIGN §5) and its CI's lower end is above
 the baseline; otherwise `at floor` (the CI reaches 5%) or `at chance` (the CI reaches the
-baseline), the one rule `make table` flags rows by (`harness.compare.at_baseline`), else `low`
+baseline), the one rule `make table` flags rows by (`harness.report.compare.at_baseline`), else `low`
 (< 20%) or `ceiling` (> 60%).
 """
 
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 
-import pandas as pd
-
-from harness.compare import FLOOR, at_baseline
-from harness.config import UserError
-from harness.paper import merge_overrides
-from harness.registry import METHODS, TASKS
-from harness.sweep import exit_process
+from harness.config.paper import merge_overrides
+from harness.core.errors import UserError
+from harness.core.registry import METHODS, TASKS
+from harness.report.calibration import calibration_table, render
+from harness.runner.signals import exit_process
 from harness.sweep import main as sweep_main
-
-BAND = (0.2, 0.6)  # the Pass@1 range a calibrated default aims for (DESIGN §5)
-# task knobs every task has: not settings of a task's generator
-COMMON_TASK_KEYS = {"name", "train_size", "test_size", "test_seed", "feedback", "partial_credit",
-                    "verify_timeout_s"}
 
 
 def generated_tasks() -> list[str]:
@@ -54,67 +45,17 @@ def default_overrides(overrides: list[str]) -> list[str]:
          f"sweep=calibrate-{model.replace(',', '_')}"], overrides)
 
 
-def verdict(p: float, lo: float, baselines: dict[str, float]) -> str:
-    """The table's flag (`at_baseline`: floor, at chance) first, then the DESIGN §5 band."""
-    kind, _ = at_baseline(lo, baselines)
-    if kind:
-        return kind
-    if p < BAND[0]:
-        return "low"
-    if p > BAND[1]:
-        return "ceiling"
-    return "informative"
-
-
-def settings_of(task_cfg: dict) -> str:
-    return " ".join(f"{k}={v}" for k, v in task_cfg.items() if k not in COMMON_TASK_KEYS)
-
-
-def cell_row(cell_dir: Path, summary: pd.Series) -> dict:
-    cfg = json.loads((cell_dir / "config.json").read_text())
-    att = pd.read_parquet(cell_dir / "attempts.parquet", columns=["phase", "tag", "parsed", "finish_reason"])
-    sampled = att[(att["phase"] == "eval") & (att["tag"] == "sample")]
-    baselines = {str(k)[len("baseline_"):]: float(v) for k, v in summary.items()
-                 if str(k).startswith("baseline_") and pd.notna(v)}
-    p, lo, hi = (float(summary[c]) for c in ("pass@1", "pass@1_lo", "pass@1_hi"))
-    return {"task": summary["task"], "settings": settings_of(cfg["config"]["task"]), "n_test": int(summary["n_test"]),
-            "n_samples": int(summary["n_samples"]), "pass@1": p, "pass@1_lo": lo, "pass@1_hi": hi,
-            "greedy": float(summary["greedy_pass"]) if "greedy_pass" in summary and pd.notna(
-                summary["greedy_pass"]) else float("nan"),
-            "baseline": ", ".join(f"{k} {v:.2f}" for k, v in baselines.items()) or "none",
-            "no_answer_line": float(sampled["parsed"].isna().mean()) if len(sampled) else float("nan"),
-            "truncated": float((sampled["finish_reason"] == "length").mean()) if len(sampled) else float("nan"),
-            "verdict": verdict(p, lo, baselines), "cell_id": summary["cell_id"]}
-
-
-def calibration_table(sweep_dir: Path) -> pd.DataFrame:
-    summary = pd.read_parquet(sweep_dir / "summary.parquet")
-    final = summary[summary["final"]] if "final" in summary else summary
-    rows = [cell_row(sweep_dir / "cells" / s["cell_id"], s) for _, s in final.iterrows()]
-    return pd.DataFrame(rows).sort_values(["task", "settings"], ignore_index=True)
-
-
-def render(table: pd.DataFrame, model: str) -> str:
-    shown = pd.DataFrame({
-        "task": table["task"], "settings": table["settings"],
-        "zero-shot Pass@1 [95% CI]": [f"{r['pass@1']:.3f} [{r['pass@1_lo']:.3f}, {r['pass@1_hi']:.3f}]"
-                                      for _, r in table.iterrows()],
-        "greedy": table["greedy"].map(lambda v: f"{v:.3f}"), "baseline": table["baseline"],
-        "no Answer: line": table["no_answer_line"].map(lambda v: f"{v:.0%}"),
-        "hit token cap": table["truncated"].map(lambda v: f"{v:.0%}"), "verdict": table["verdict"]})
-    n = f"{table['n_test'].iloc[0]} test problems x {table['n_samples'].iloc[0]} samples" if len(table) else ""
-    return (f"## calibration: {model}, zero-shot, {n}\n\n{shown.to_markdown(index=False)}\n\n"
-            f"informative: Pass@1 in {BAND[0]:.0%}-{BAND[1]:.0%} and its CI above the baseline; at floor: Pass@1 "
-            f"under {FLOOR:.0%}; at chance: the CI reaches the baseline (methods cannot be told apart there; "
-            f"`make table` flags the same rows).\n")
-
-
 def main(argv: list[str] | None = None) -> int:
-    overrides = default_overrides(list(sys.argv[1:] if argv is None else argv))
+    args = list(sys.argv[1:] if argv is None else argv)
+    if {"-h", "--help"} & set(args):  # the sweep's own --help lists every knob these overrides may set
+        print(f"usage: python -m harness.calibrate [--dry-run] [hydra overrides]\n\n{__doc__}\n"
+              "Every knob an override may set: python -m harness.sweep --help")
+        return 0
+    overrides = default_overrides(args)
     code = sweep_main(overrides)
     if code in (2, 130) or "--dry-run" in overrides:  # refused, interrupted, or only the plan asked for
         return code
-    from harness.table import sweep_dir_of
+    from harness.report.table import sweep_dir_of
 
     values = dict(o.split("=", 1) for o in overrides)
     try:

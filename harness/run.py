@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from harness.config import UserError, expand_grid
-from harness.sweep import asked_for_help, exit_process
+from harness.config.compose import expand_grid
+from harness.core.errors import UserError
+from harness.runner.signals import exit_process
+from harness.sweep import asked_for_help
 from harness.sweep import main as sweep_main
 
 

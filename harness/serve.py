@@ -119,7 +119,8 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from harness.config import UserError, compose, to_dict
+    from harness.config.compose import compose, to_dict
+    from harness.core.errors import UserError
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("overrides", nargs="*", help="config overrides, e.g. model=smollm2_135m")

@@ -22,12 +22,10 @@ import json
 import random
 from dataclasses import asdict, dataclass, field
 
-from harness.budget import BudgetExhausted
-from harness.knobs import knob
-from harness.method import LearnContext, MethodBase
-from harness.records import write_text
-from harness.registry import register_method
-from harness.types import Backend, Message, Problem, Task
+from harness.core.knobs import knob
+from harness.core.registry import register_method
+from harness.core.types import Backend, Message, Problem, Task
+from harness.engine import BudgetExhausted, LearnContext, MethodBase, write_text
 from methods.common.embedder import Embedder, make_embedder
 from methods.common.store import SimilarityStore
 

@@ -32,11 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from harness.budget import BudgetMeter
-from harness.knobs import knob
-from harness.method import LearnContext, MethodBase, PromptOnly
-from harness.registry import register_method
-from harness.types import Problem, SamplingParams, Task
+from harness.core.knobs import knob
+from harness.core.registry import register_method
+from harness.core.types import Problem, SamplingParams, Task
+from harness.engine import BudgetMeter, LearnContext, MethodBase, PromptOnly
 
 COMPONENT = "instruction"
 MERGE_SUBSAMPLE = 5  # val problems a merged candidate is first scored on (gepa MergeProposer default)

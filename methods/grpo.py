@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.method import LearnContext, PromptOnly
-from harness.registry import register_method
-from harness.types import Problem
+from harness.core.registry import register_method
+from harness.core.types import Problem
+from harness.engine import LearnContext, PromptOnly
 from methods.common.policy_training import PolicyGradientKnobs, plain_rollout_func, train_on_task_prompts
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.knobs import knob
-from harness.registry import register_method
+from harness.core.knobs import knob
+from harness.core.registry import register_method
 from methods.lte import LTE
 
 

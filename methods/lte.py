@@ -25,10 +25,10 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from harness.knobs import knob
-from harness.method import Attempt, LearnContext, PromptOnly
-from harness.registry import register_method
-from harness.types import Message, Problem, Task, TrainableBackend
+from harness.core.knobs import knob
+from harness.core.registry import register_method
+from harness.core.types import Message, Problem, Task, TrainableBackend
+from harness.engine import Attempt, LearnContext, PromptOnly
 from methods.common.policy_training import (
     PolicyGradientKnobs,
     RolloutBatch,

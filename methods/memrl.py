@@ -42,12 +42,10 @@ from typing import Literal
 
 import numpy as np
 
-from harness.budget import BudgetExhausted
-from harness.knobs import knob
-from harness.method import LearnContext, MethodBase
-from harness.records import write_text
-from harness.registry import register_method
-from harness.types import Backend, Message, Problem, SamplingParams, Task
+from harness.core.knobs import knob
+from harness.core.registry import register_method
+from harness.core.types import Backend, Message, Problem, SamplingParams, Task
+from harness.engine import BudgetExhausted, LearnContext, MethodBase, write_text
 from methods.common.embedder import Embedder, make_embedder
 from methods.common.store import SimilarityStore, rank_newest_first
 

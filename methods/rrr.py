@@ -30,10 +30,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from harness.knobs import knob
-from harness.method import LearnContext, Learned, PromptOnly
-from harness.registry import register_method
-from harness.types import Backend, Message, Problem, SamplingParams, Task, TrainableBackend, Verdict
+from harness.core.knobs import knob
+from harness.core.registry import register_method
+from harness.core.types import Backend, Message, Problem, SamplingParams, Task, TrainableBackend, Verdict
+from harness.engine import LearnContext, Learned, PromptOnly
 from methods.common.policy_training import (
     PolicyGradientKnobs,
     RolloutBatch,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.method import LearnContext, MethodBase, PromptOnly
-from harness.registry import register_method
-from harness.types import Problem
+from harness.core.registry import register_method
+from harness.core.types import Problem
+from harness.engine import LearnContext, MethodBase, PromptOnly
 
 
 @register_method("zero_shot")

@@ -15,9 +15,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from harness.knobs import knob
-from harness.registry import register_task
-from harness.types import Problem
+from harness.core.knobs import knob
+from harness.core.registry import register_task
+from harness.core.types import Problem
 from tasks.common.reasoning_gym import ReasoningGymTask, rg_scorer
 
 _ALLOWED = re.compile(r"^[0-9+\-*/() ]{1,200}$")

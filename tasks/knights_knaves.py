@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
-from harness.knobs import knob
-from harness.registry import register_task
-from harness.types import Problem
+from harness.core.knobs import knob
+from harness.core.registry import register_task
+from harness.core.types import Problem
 from tasks.common.reasoning_gym import ReasoningGymTask
 
 _FORMAT_HINT = re.compile(r'\s*\(Format your answer like: "[^"]*"\)')

@@ -30,9 +30,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from harness.knobs import knob
-from harness.registry import register_task
-from harness.types import Problem
+from harness.core.knobs import knob
+from harness.core.registry import register_task
+from harness.core.types import Problem
 from tasks.common.base import PromptedTask
 
 ROMAN = ((10, "X"), (9, "IX"), (5, "V"), (4, "IV"), (1, "I"))

@@ -30,9 +30,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from harness.knobs import knob
-from harness.registry import register_task
-from harness.types import Problem
+from harness.core.knobs import knob
+from harness.core.registry import register_task
+from harness.core.types import Problem
 from tasks.common.answer import canonical_number
 from tasks.common.base import PromptedTask
 

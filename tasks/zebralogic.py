@@ -14,9 +14,9 @@ import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from harness.knobs import knob
-from harness.registry import register_task
-from harness.types import Problem
+from harness.core.knobs import knob
+from harness.core.registry import register_task
+from harness.core.types import Problem
 from tasks.common.datasets import DatasetTask, HubSource
 
 MAX_GRID_CHARS = 2_000

@@ -10,12 +10,12 @@ import pytest
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[1]
 
 
 def pytest_collection_modifyitems(config, items):
     try:  # NVML-based: torch's default probe here would kill every vLLM engine forked later
-        from harness.devices import cuda_available
+        from harness.core.devices import cuda_available
 
         has_cuda = cuda_available()
     except ImportError:
@@ -29,7 +29,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def cell_config():
     """Compose a resolved cell config on the mock backend with small sizes; extra overrides win."""
-    from harness.config import compose, to_dict
+    from harness.config.compose import compose, to_dict
 
     def make(*overrides: str) -> dict:
         base = ["model=mock", "logger=none", "task.test_size=20", "task.train_size=5",
@@ -44,7 +44,7 @@ def run_one(tmp_path, cell_config):
     import pandas as pd
 
     from harness.backends import make_backend
-    from harness.cell import CellSpec, run_cell
+    from harness.engine.cell import CellSpec, run_cell
 
     def run(*overrides: str, backend=None):
         cfg = cell_config(*overrides)

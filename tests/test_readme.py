@@ -24,7 +24,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from harness.core.paths import REPO
+
 pytestmark = pytest.mark.skipif(not (REPO / ".venv" / ".installed").exists(),
                                 reason="needs the .venv that `make setup` installs")
 
@@ -49,13 +50,13 @@ def make_vars(command: str) -> tuple[str, dict[str, str]]:
 
 def registered_methods() -> list[str]:
     """The methods a fresh process registers (not test-only ones other test modules add in this one)."""
-    from harness.registry import METHODS
+    from harness.core.registry import METHODS
 
     return [m for m in METHODS.names() if not m.startswith("_test")]
 
 
 def spends_rollouts(method: str) -> bool:
-    from harness.registry import METHODS
+    from harness.core.registry import METHODS
 
     return METHODS.get(method).uses_rollouts
 

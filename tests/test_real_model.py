@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from harness.records import ATTEMPT_COLUMNS
-from harness.types import GenerationRequest, SamplingParams
+from harness.core.paths import REPO
+from harness.core.types import GenerationRequest, SamplingParams
+from harness.engine.records import ATTEMPT_COLUMNS
 
-REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def smollm():
     from harness.backends import make_backend
-    from harness.config import compose, to_dict
+    from harness.config.compose import compose, to_dict
 
     return make_backend(to_dict(compose(["model=smollm2_135m_hf"]))["model"])
 
@@ -57,7 +56,7 @@ def test_zero_shot_cell_on_the_default_model(tmp_path):
 def test_llamacpp_backend_matches_the_contract():
     pytest.importorskip("llama_cpp", reason="optional extra: make setup-llamacpp")
     from harness.backends import make_backend
-    from harness.config import compose, to_dict
+    from harness.config.compose import compose, to_dict
 
     b = make_backend(to_dict(compose(["model=smollm2_135m_llamacpp"]))["model"])
     msgs = ({"role": "user", "content": "What is 3 + 4? Reply with 'Answer: <number>'."},)
@@ -89,7 +88,7 @@ def test_packaged_sentence_embedder_loads_offline_and_ranks_by_meaning(monkeypat
 ])
 def test_method_runs_a_few_real_steps_on_the_default_model(run_one, method, overrides):
     from harness.backends import make_backend
-    from harness.config import compose, to_dict
+    from harness.config.compose import compose, to_dict
 
     backend = make_backend(to_dict(compose(["model=smollm2_135m_hf"]))["model"])  # fresh: training mutates it
     outcome, attempts, summary = run_one(f"method={method}", "task=math", "task.train_size=3", "task.test_size=6",

@@ -1,4 +1,4 @@
-"""LLM backends, one module each, behind the `Backend` protocol (harness/types.py).
+"""LLM backends, one module each, behind the `Backend` protocol (harness/core/types.py).
 
 Each module registers its class with `@register_backend(name)`; `model.backend` in the config picks
 one by that name. Heavy imports (torch, vLLM, openai) happen inside the classes, so a CPU machine
@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.config import params_of
-from harness.registry import BACKENDS
-from harness.types import Backend
+from harness.core.knobs import params_of
+from harness.core.registry import BACKENDS
+from harness.core.types import Backend
 
-# model-config keys the harness itself reads (`trainer`: a weight-training cell's twin, harness/sweep.py)
+# model-config keys the harness itself reads (`trainer`: a weight-training cell's twin, harness/runner/plan.py)
 NOT_BACKEND_ARGS = ("backend", "resources", "label", "twin", "trainer")
 TRAINABLE_BACKENDS = ("hf",)  # backends whose weights a method can train in place
 

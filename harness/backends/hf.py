@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.knobs import knob
-from harness.registry import register_backend
-from harness.types import Generation, GenerationRequest, Message
+from harness.core.knobs import knob
+from harness.core.registry import register_backend
+from harness.core.types import Generation, GenerationRequest, Message
 
 DEFAULT_CACHE = Path(os.environ.get("SIBENCH_CACHE", Path.home() / ".cache" / "sibench"))
 
@@ -91,7 +91,7 @@ def load_model_and_tokenizer(path: str | None = None, gguf_package: str | None =
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from harness.devices import auto_dtype, bf16_supported, cuda_available
+    from harness.core.devices import auto_dtype, bf16_supported, cuda_available
 
     use_cuda = cuda_available()
     resolved = auto_dtype(use_cuda, use_cuda and bf16_supported()) if dtype == "auto" else dtype
@@ -136,7 +136,7 @@ class HFBackend:
     def __post_init__(self) -> None:
         import torch
 
-        from harness.devices import cuda_available
+        from harness.core.devices import cuda_available
 
         if not cuda_available():
             torch.set_num_threads(self.threads)

@@ -13,9 +13,9 @@ import time
 from dataclasses import dataclass
 
 from harness.backends.hf import gguf_path
-from harness.knobs import knob
-from harness.registry import register_backend
-from harness.types import Generation, GenerationRequest, Message
+from harness.core.knobs import knob
+from harness.core.registry import register_backend
+from harness.core.types import Generation, GenerationRequest, Message
 
 
 @register_backend("llamacpp")

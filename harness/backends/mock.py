@@ -18,9 +18,9 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 
-from harness.knobs import knob
-from harness.registry import register_backend
-from harness.types import Generation, GenerationRequest, Message
+from harness.core.knobs import knob
+from harness.core.registry import register_backend
+from harness.core.types import Generation, GenerationRequest, Message
 
 
 def _prompt_text(messages: tuple[Message, ...] | list[Message]) -> str:

@@ -20,9 +20,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from harness.knobs import knob
-from harness.registry import register_backend
-from harness.types import Generation, GenerationRequest, Message, chat_token_count, spread_seed
+from harness.core.knobs import knob
+from harness.core.registry import register_backend
+from harness.core.types import Generation, GenerationRequest, Message, chat_token_count, spread_seed
 
 
 @register_backend("openai")

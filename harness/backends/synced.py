@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Protocol
 
-from harness.types import Generation, GenerationRequest, Message, TrainableBackend
+from harness.core.types import Generation, GenerationRequest, Message, TrainableBackend
 
 
 class WeightLoadingEngine(Protocol):

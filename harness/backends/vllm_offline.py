@@ -26,14 +26,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from harness.knobs import knob
-from harness.registry import register_backend
-from harness.types import Generation, GenerationRequest, Message, chat_token_count, spread_seed
+from harness.core.knobs import knob
+from harness.core.registry import register_backend
+from harness.core.types import Generation, GenerationRequest, Message, chat_token_count, spread_seed
 
 
 def cuda_available() -> bool:
-    """NVML-based (harness/devices.py): the probe must not initialise CUDA before vLLM forks its engine."""
-    from harness.devices import cuda_available as probe
+    """NVML-based (harness/core/devices.py): the probe must not initialise CUDA before vLLM forks its engine."""
+    from harness.core.devices import cuda_available as probe
 
     return probe()
 
@@ -42,9 +42,9 @@ def engine_env(kv_cache_gib: float, on_cpu: bool, in_process: bool = False) -> d
     """Environment a vLLM engine (offline or server) needs here: quiet logs; on CPU its KV-cache
     space and all cores for the engine; `in_process` for an offline engine whose weights the
     harness reloads in place (and no forked engine process, which CUDA refuses once initialised)."""
-    from harness.quiet import QUIET_ENV
+    from harness.core.quiet import QUIET_ENV
 
-    env = dict(QUIET_ENV)  # its INFO and WARNING lines would bury the sweep's progress (harness/quiet.py)
+    env = dict(QUIET_ENV)  # its INFO and WARNING lines would bury the sweep's progress (harness/core/quiet.py)
     if in_process:
         env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
     if on_cpu:
@@ -98,7 +98,7 @@ class VLLMBackend:
             extra["gpu_memory_utilization"] = self.gpu_memory_utilization
         from vllm import LLM
 
-        from harness.devices import visible_slice
+        from harness.core.devices import visible_slice
 
         with visible_slice(None if on_cpu else self.gpus):  # its engine process inherits these GPUs
             self.llm = LLM(model=source, dtype=dtype, tensor_parallel_size=self.tensor_parallel_size,
@@ -138,7 +138,7 @@ class VLLMBackend:
         if engine is not None:
             engine.llm_engine.engine_core.shutdown()
             del self.llm
-        from harness.devices import free_gpu_memory
+        from harness.core.devices import free_gpu_memory
 
         free_gpu_memory()
 

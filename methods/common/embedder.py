@@ -74,7 +74,7 @@ def _load_sentence_transformer(model: str):
             import importlib
 
             path = str(importlib.import_module(PACKAGED[model]).get_model_path())
-        from harness.devices import cuda_available
+        from harness.core.devices import cuda_available
 
         _LOADED[model] = SentenceTransformer(path, device="cuda" if cuda_available() else "cpu")
     return _LOADED[model]

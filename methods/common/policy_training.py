@@ -35,10 +35,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from harness.backends import TRAINABLE_BACKENDS
-from harness.knobs import knob
-from harness.method import Attempt, LearnContext, Learned, MethodBase, PromptOnly
-from harness.types import Backend, Message, Problem, SamplingParams, Task, TrainableBackend
+from harness.core.knobs import knob
+from harness.core.types import Backend, Message, Problem, SamplingParams, SyncedSampler, Task, TrainableBackend
+from harness.engine import TRAINABLE_BACKENDS, Attempt, LearnContext, Learned, MethodBase, PromptOnly
 
 LossType = Literal["dapo", "grpo", "bnpo", "dr_grpo"]
 RolloutFunc = Callable[[list[list[Message]], Any], dict[str, list]]
@@ -107,7 +106,7 @@ class PolicyGradientKnobs(MethodBase):
         budget_steps_check(self, budget)
 
     def check_trainable(self, model: dict | None) -> None:
-        """A model trains if its backend is trainable, or if it has a trainer twin (harness/sweep.py)."""
+        """A model trains if its backend is trainable, or if it has a trainer twin (harness/runner/plan.py)."""
         backend = (model or {}).get("backend")
         if model is not None and backend not in TRAINABLE_BACKENDS and not model.get("trainer"):
             raise ValueError(f"model backend {backend!r} cannot train weights; valid: {', '.join(TRAINABLE_BACKENDS)} "
@@ -240,7 +239,7 @@ def grpo_config(knobs: PolicyGradientKnobs, ctx: LearnContext, steps: int, outpu
     assert knobs.temperature is not None and knobs.top_p is not None, "resolve sampling first (run_trainer)"
     from trl import GRPOConfig
 
-    from harness.devices import bf16_supported, cuda_available
+    from harness.core.devices import bf16_supported, cuda_available
 
     cuda = cuda_available()
     per_pass, passes = micro_batches(knobs.rollouts_per_step, knobs.micro_batch_size)
@@ -332,15 +331,14 @@ def sampler_correction(trainer: Any, backend: TrainableBackend, setting: bool | 
     on (RolloutBatch), and TRL weights each rollout's loss by exp(Σ log π_trainer − log π_sampler),
     masked beyond its cap (TRL 1.16 grpo_trainer.py: `_generate_and_score_completions`,
     `_compute_loss`). Yields whether it is on; undone on exit."""
-    from harness.backends.synced import SyncedPolicy
-    from harness.devices import cuda_available
+    from harness.core.devices import cuda_available
 
-    on = isinstance(backend, SyncedPolicy) and (
+    on = isinstance(backend, SyncedSampler) and (
         setting if setting is not None else cuda_available() or not backend.numerics_match())
     if not on:
         yield False
         return
-    assert isinstance(backend, SyncedPolicy)
+    assert isinstance(backend, SyncedSampler)
     trainer.use_vllm, trainer.vllm_importance_sampling_correction = True, True
     trainer.vllm_generation, trainer._last_loaded_step = _SyncedOnGenerate(), -1
     backend.sampler_logprobs = True
@@ -386,7 +384,7 @@ def run_trainer(knobs: PolicyGradientKnobs, learned: Learned, prompts: list[list
         trainer.remove_callback(PrinterCallback)  # its per-step dicts buried the sweep's progress; train_log has them
         with sampler_correction(trainer, backend, knobs.sampler_correction):
             trainer.train()
-    from harness.records import write_text
+    from harness.engine import write_text
 
     write_text("".join(line + "\n" for line in callback.lines), ctx.cell_dir / "train_log.jsonl")
     model.save_pretrained(ctx.cell_dir / "policy")

@@ -25,9 +25,9 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from harness.knobs import check_knobs, knob
-from harness.timeouts import raise_after
-from harness.types import Message, Problem, Verdict
+from harness.core.knobs import check_knobs, knob
+from harness.core.timeouts import raise_after
+from harness.core.types import Message, Problem, Verdict
 from tasks.common.answer import extract_answer
 
 SEED_BASE = {"train": 1_000_000_000, "test": 2_000_000_000, "demo": 3_000_000_000}
@@ -40,7 +40,7 @@ class VerifierTimeout(Exception):
 
 
 def time_limit(seconds: float) -> AbstractContextManager[None]:
-    """SIGALRM-based limit in the main thread (nested inside a cell's limit: harness/timeouts.py);
+    """SIGALRM-based limit in the main thread (nested inside a cell's limit: harness/core/timeouts.py);
     elsewhere (signals unavailable) the input caps in answer.py bound the work instead."""
     return raise_after(seconds, VerifierTimeout)
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from harness.knobs import knob
-from harness.types import Problem
+from harness.core.knobs import knob
+from harness.core.types import Problem
 from tasks.common.base import PromptedTask
 
 _ROWS: dict[tuple[str | None, ...], list[dict[str, Any]]] = {}  # loaded once per process

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from harness.types import Problem
+from harness.core.types import Problem
 from tasks.common.base import PromptedTask
 
 

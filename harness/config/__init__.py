@@ -1,0 +1,3 @@
+"""Configuration: the Hydra schema built from the knobs (`schema`), composition and validation of
+user overrides (`compose`), paper layouts (`paper`). Imports core, backends and engine.
+"""

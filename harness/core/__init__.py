@@ -1,0 +1,3 @@
+"""Contracts every part uses: types and protocols, knobs, the registry, errors, paths, devices,
+timeouts, quiet libraries. Imports nothing of the project.
+"""

@@ -1,0 +1,39 @@
+"""Where the project lives (`REPO`, `CONF_DIR`) and where results may go: a sweep name is one plain
+directory under a writable results directory (`check_sweep_name`, `results_root`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from harness.core.errors import UserError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+CONF_DIR = REPO / "conf"
+
+
+def check_sweep_name(sweep: str) -> None:
+    """A sweep is one directory right under results_dir: no separators, no leading dot."""
+    if not sweep or any(c in sweep for c in "/\\") or sweep.startswith("."):
+        raise UserError(f"sweep name {sweep!r} must be a plain directory name")
+
+
+def results_root(results_dir: str) -> Path:
+    """The absolute results directory (relative paths are taken from the repository root), refused
+    when empty (it would be the repository itself) or when it cannot be a writable directory."""
+    if not results_dir.strip():
+        raise UserError("results_dir='' is empty (it would write into the repository root); valid: a directory "
+                        "path, e.g. results_dir=results")
+    path = Path(results_dir).expanduser()
+    path = path if path.is_absolute() else REPO / path
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UserError(f"results_dir={results_dir!r}: {probe} is not a directory; valid: a directory path")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"results_dir={results_dir!r}: {probe} is not writable; valid: a directory you can write")
+    return path

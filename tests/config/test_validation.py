@@ -1,0 +1,143 @@
+"""Bad input is refused whole and early (issue 23): each case exits 2 with one line on stderr and
+changes nothing on disk, an existing sweep's plan.json included. Runs the entry point in-process
+(the CLI tests in test_sweep.py cover the subprocess path)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from harness.core.errors import UserError
+from harness.core.paths import REPO
+from harness.core.registry import BACKENDS, REGISTRIES, register_launcher
+
+SWEEP = "existing_i23"  # unique: a case that escaped results_dir would show up in the repository root
+
+
+@register_launcher("_test_refuser")
+@dataclass
+class Refuser:
+    """Test-only launcher refused at start, as `launcher=ray launcher.address=auto` is with no cluster."""
+
+    def run(self, specs, logger_cfg, report, progress=None, on_start=None):
+        raise UserError("no cluster here")
+
+
+@pytest.fixture(scope="module")
+def existing(tmp_path_factory) -> Path:
+    from harness.sweep import main
+
+    root = tmp_path_factory.mktemp("results")
+    assert main(["model=mock", "logger=none", "method=zero_shot", f"results_dir={root}", f"sweep={SWEEP}",
+                 "budget=10", "task.test_size=10", "seed=0,1"]) == 0
+    return root
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    """Every file under root with its bytes (the sweep lock's holder line aside)."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != ".lock"}
+
+
+BAD = [  # (overrides, what the one line says)
+    # silent wrong results
+    (["task.verify_timeout_s=inf"], "task.verify_timeout_s=inf; valid: a finite number > 0 and <= 3600"),
+    (["task.verify_timeout_s=nan"], "task.verify_timeout_s=nan; valid: a finite number"),
+    (["task.verify_timeout_s=1e10"], "task.verify_timeout_s=10000000000.0; valid: a number > 0 and <= 3600"),
+    (["task=math_benchmark", "task.math_verify_timeout_s=0"], "task.math_verify_timeout_s=0.0; valid: a number > 0"),
+    (["task=math_benchmark", "task.math_verify_timeout_s=nan"], "task.math_verify_timeout_s=nan; valid: a finite"),
+    (["task=math_benchmark", "task.math_verify_timeout_s=-5"], "task.math_verify_timeout_s=-5.0; valid: a number > 0"),
+    (["eval.temperature=nan"], "eval.temperature=nan; valid: a finite number >= 0"),
+    (["eval.top_p=nan"], "eval.top_p=nan; valid: a finite number > 0 and <= 1"),
+    (["method=memrl", "method.alpha=nan"], "method.alpha=nan; valid: a finite number > 0 and <= 1"),
+    (["checkpoints=[nan]"], "checkpoints=[nan]; valid: a list of finite numbers, each > 0 and < 1"),
+    (["checkpoints=[0.5,1.0]"], "checkpoints=[0.5, 1.0]; valid: a list of numbers, each > 0 and < 1"),
+    # tracebacks
+    *[([f"~{key}"], f"~{key}: deleting a config key is not supported")
+      for key in ("budget", "sweep", "eval", "model", "logger", "results_dir")],
+    (["budget=${oc.env:SIBENCH_UNSET_I23}"], "budget=${oc.env:SIBENCH_UNSET_I23}: KeyError raised while resolving "
+                                             "interpolation: \"Environment variable 'SIBENCH_UNSET_I23' not found\""),
+    (["budget=${oc.env:HOME}"], "budget=${oc.env:HOME}: While dereferencing interpolation"),
+    (["task=countdown", "task.min_numbers=5", "task.max_numbers=3"],
+     "task.min_numbers=5 is above task.max_numbers=3; valid: task.min_numbers <= task.max_numbers"),
+    (["results_dir=/dev/null"], "results_dir='/dev/null': /dev/null is not a directory"),
+    (["aux_model=mock"], "aux_model='mock': the aux model is a model entry, picked with model@aux_model=<name>"),
+    # checked too late
+    (["model.latency_s=-1"], "model.latency_s=-1.0; valid: a number >= 0 and <= 60"),
+    (["model=openai_compatible", "model.max_retries=-1"], "model.max_retries=-1; valid: an integer >= 0"),
+    (["model=openai_compatible", "model.timeout_s=-1"], "model.timeout_s=-1.0; valid: a number > 0"),
+    (["budget=100000000000000000000"], "budget=100000000000000000000; valid: an integer >= 1 (integers are at most"),
+    (["budget=9223372036854775808"], "budget=9223372036854775808; valid: an integer >= 1 (integers are at most"),
+    (["task.test_seed=9223372036854775808"], "task.test_seed=9223372036854775808; valid: an integer >= 0 and <= 998"),
+    (["task=knights_knaves", "task.n_people=16"], "task knights_knaves with n_people=16 takes over 1 s to generate"),
+    (["task=zebra", "task.num_people=7", "task.num_characteristics=7"],
+     "task zebra with num_people=7, num_characteristics=7 takes over 1 s to generate one problem"),
+    # damaged state
+    (["launcher=_test_refuser", "seed=5"], "no cluster here"),
+    pytest.param(["launcher=ray", "launcher.address=auto", "seed=5"], "no Ray cluster at launcher.address='auto'",
+                 marks=pytest.mark.slow),  # ~10 s: Ray looks for a cluster
+    (["results_dir="], "results_dir='' is empty (it would write into the repository root)"),
+]
+
+
+@pytest.mark.parametrize("args,needle", BAD)
+def test_bad_input_exits_2_with_one_line_and_changes_nothing(existing, capfd, monkeypatch, args, needle):
+    import harness.runner.plan as plan
+    import harness.sweep as sweep
+
+    monkeypatch.delenv("SIBENCH_UNSET_I23", raising=False)
+    monkeypatch.setattr(plan, "PROBLEM_LIMIT_S", 1.0)  # the generator guard, quickly
+    before = snapshot(existing)
+    capfd.readouterr()
+    code = sweep.main(["model=mock", "logger=none", "method=zero_shot", f"results_dir={existing}", f"sweep={SWEEP}",
+                       "budget=10", "task.test_size=10", *args])
+    err = [ln for ln in capfd.readouterr().err.splitlines() if ln.strip()]
+    assert code == 2
+    assert len(err) == 1 and needle in err[0], err
+    assert snapshot(existing) == before  # plan.json, summaries and cells untouched
+    assert not (REPO / SWEEP).exists()
+
+
+def _numeric(hint: typing.Any) -> bool:
+    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    return len(args) == 1 and args[0] in (int, float)
+
+
+def test_every_numeric_knob_declares_a_range():
+    from harness.config.schema import CellConfig, Resources, Splits
+    from harness.core.knobs import config_fields
+    from harness.engine.evaluate import EvalConfig, Sampling
+
+    classes = [CellConfig, Sampling, EvalConfig, Splits, Resources]
+    classes += [cls for reg in [*REGISTRIES.values(), BACKENDS] for n in reg.names()
+                if (cls := reg.get(n)).__module__.split(".")[0] in ("harness", "methods", "tasks")]  # not test-only
+    missing = sorted({f"{cls.__module__}.{cls.__name__}.{f.name}" for cls in classes
+                      for f, hint in config_fields(cls)
+                      if _numeric(hint) and not set(f.metadata) & {"ge", "gt", "le", "lt"}})
+    assert not missing, missing
+
+
+def test_nan_and_out_of_int_range_are_refused_unless_declared():
+    from harness.core.knobs import check_value, knob
+
+    @dataclass
+    class K:
+        x: float = knob(0.0, "x", ge=0)
+        y: float = knob(0.0, "y", ge=0, nonfinite=True)
+        n: int = knob(0, "n", ge=0)
+
+    f = {g.name: g for g in dataclasses.fields(K)}
+    for bad in (math.nan, math.inf):
+        with pytest.raises(ValueError, match="valid: a finite number >= 0"):
+            check_value("x", bad, f["x"], float)
+    check_value("y", math.inf, f["y"], float)
+    check_value("y", math.nan, f["y"], float)
+    with pytest.raises(ValueError, match="valid: a number >= 0"):
+        check_value("y", -math.inf, f["y"], float)  # the range still holds
+    with pytest.raises(ValueError, match="integers are at most 2147483647"):
+        check_value("n", 2**31, f["n"], int)

@@ -1,0 +1,52 @@
+"""What a result was computed with: package versions in config.json and the summary rows, a code
+hash that follows every import of the cell's modules, and a cell id free of serving details."""
+
+from __future__ import annotations
+
+import json
+
+from harness.engine import cell
+from harness.engine.cell import CellSpec
+
+
+def test_the_code_hash_follows_relative_imports(tmp_path, monkeypatch):
+    """`from .helper import f` in a method was outside the hash: editing helper.py re-ran nothing."""
+    for rel, text in (("methods/mine.py", "from .helper import f\nfrom . import other\n"),
+                      ("methods/helper.py", "def f(): return 1\n"), ("methods/other.py", "x = 1\n"),
+                      ("methods/sub/deep.py", "from ..helper import f\n"), ("methods/unrelated.py", "y = 2\n"),
+                      ("tasks/t.py", "")):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    monkeypatch.setattr(cell, "REPO", tmp_path)
+    found = {p.relative_to(tmp_path).as_posix() for p in cell.project_imports(tmp_path / "methods/mine.py")}
+    assert found == {"methods/mine.py", "methods/helper.py", "methods/other.py"}
+    deep = {p.relative_to(tmp_path).as_posix() for p in cell.project_imports(tmp_path / "methods/sub/deep.py")}
+    assert deep == {"methods/sub/deep.py", "methods/helper.py"}
+
+    def version() -> str:
+        return cell.files_hash(cell.cell_code_files(tmp_path / "tasks/t.py", tmp_path / "methods/mine.py"))
+
+    before = version()
+    (tmp_path / "methods/unrelated.py").write_text("y = 3\n")
+    assert version() == before
+    (tmp_path / "methods/helper.py").write_text("def f(): return 2\n")
+    assert version() != before
+
+
+def test_serving_details_leave_the_cell_id_and_what_changes_outputs_stays(cell_config, tmp_path):
+    """Moving the endpoint to another port re-ran every cell."""
+    base = ["model=openai_compatible", "method=zero_shot"]
+    ref = CellSpec(cell_config(*base), tmp_path).cell_id
+    for serving in ("model.base_url=http://127.0.0.1:9000/v1", "model.timeout_s=30", "model.max_concurrency=4",
+                    "model.max_retries=1", "model.api_key_env=OTHER_KEY", "model.resources.num_cpus=3"):
+        assert CellSpec(cell_config(*base, serving), tmp_path).cell_id == ref, serving
+    for output in ("model.model=Qwen/Qwen3-4B", "model.reasoning_effort=low", "eval.temperature=0.5"):
+        assert CellSpec(cell_config(*base, output), tmp_path).cell_id != ref, output
+
+
+def test_package_versions_are_in_config_json_and_in_every_summary_row(run_one, tmp_path):
+    outcome, _, summary = run_one("method=zero_shot", "budget=1")
+    recorded = json.loads((tmp_path / "sweep" / "cells" / outcome.cell_id / "config.json").read_text())["versions"]
+    assert recorded == cell.package_versions() and {"torch", "transformers", "numpy"} <= set(recorded)
+    assert (summary["versions"] == cell.versions_text(recorded)).all()
+    assert f"torch={recorded['torch']}" in summary["versions"].iloc[0]
