@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     code = sweep_main(overrides)
     if code in (2, 130) or "--dry-run" in overrides:  # refused, interrupted, or only the plan asked for
         return code
-    from harness.report.table import sweep_dir_of
+    from harness.report.results import sweep_dir_of
 
     values = dict(o.split("=", 1) for o in overrides)
     try:

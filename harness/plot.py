@@ -1,5 +1,6 @@
-"""`python -m harness.plot --sweep NAME`: the sweep's learning curves as PNGs
-(harness/report/plot.py).
+"""`python -m harness.plot --sweep NAME`: the sweep's plots as PNGs under results/NAME/plots/
+(harness/report/plot.py): learning curves, Pass@1 bars, a Δ forest plot and a cost plot per
+configuration.
 """
 
 from __future__ import annotations
@@ -9,9 +10,8 @@ import sys
 
 from harness.core.errors import UserError
 from harness.engine.records import DamagedRecord
-from harness.report.compare import load_cells
-from harness.report.plot import plot_sweep
-from harness.report.table import sweep_dir_of, unreadable
+from harness.report.plot import plot_results
+from harness.report.results import load
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,18 +20,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results-dir", default="results")
     args = ap.parse_args(argv)
     try:
-        sdir = sweep_dir_of(args.sweep, args.results_dir)
-        cells = load_cells(sdir)
+        results = load(args.sweep, args.results_dir)
     except (UserError, DamagedRecord) as exc:
         print(f"sibench: error: {exc}", file=sys.stderr)
         return 2
-    if cells.summary.empty:
-        print(f"sibench: error: no finished cells for sweep {args.sweep!r} in {sdir}", file=sys.stderr)
-        return 2
-    for path in plot_sweep(cells.summary, sdir / "plots", cells.varying):
+    for path in plot_results(results):
         print(f"wrote {path}")
-    for line in unreadable(sdir):
-        print(f"left out, unreadable: {line[2:]}")
+    for cid, why in results.damaged:
+        print(f"left out, unreadable: {cid}: {why}")
     return 0
 
 

@@ -1,5 +1,6 @@
 """`python -m harness.table --sweep NAME [--reference METHOD]`: print and write the sweep's table
-(harness/report/table.py).
+(harness/report/table.py), and mirror it to one W&B `report` run where the sweep's cells logged to
+W&B (harness/runner/loggers.py).
 """
 
 from __future__ import annotations
@@ -8,13 +9,11 @@ import argparse
 import sys
 
 from harness.core.errors import UserError
-from harness.engine.records import (
-    DamagedRecord,
-)
-from harness.report.compare import (
-    load_cells,
-)
-from harness.report.table import report, sweep_dir_of
+from harness.engine.records import DamagedRecord
+from harness.report.plot import plot_results
+from harness.report.results import load
+from harness.report.table import report
+from harness.runner.loggers import log_report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,24 +24,23 @@ def main(argv: list[str] | None = None) -> int:
                     help="method the Δ column is paired against (default: the one that used 0 rollouts)")
     args = ap.parse_args(argv)
     try:
-        sdir = sweep_dir_of(args.sweep, args.results_dir)
-        cells = load_cells(sdir)
+        results = load(args.sweep, args.results_dir, args.reference)
     except (UserError, DamagedRecord) as exc:
         print(f"sibench: error: {exc}; re-run the sweep command to rewrite it" if isinstance(exc, DamagedRecord)
               else f"sibench: error: {exc}", file=sys.stderr)
         return 2
-    if cells.summary.empty:
-        valid = sorted(p.parent.name for p in sdir.parent.glob("*/summary.parquet"))
-        print(f"sibench: error: no finished cells for sweep {args.sweep!r} in {sdir}; "
-              f"sweeps with results: {', '.join(valid) or 'none'}", file=sys.stderr)
-        return 2
-    methods = sorted(set(cells.summary["method"]))
-    if args.reference is not None and args.reference not in methods:
-        print(f"sibench: error: --reference {args.reference!r} is not a method of sweep {args.sweep!r}; "
-              f"valid: {', '.join(methods)}", file=sys.stderr)
-        return 2
-    print(report(sdir, args.sweep, args.reference, cells))
+    text = report(results)
+    print(text)
+    sdir = results.dir
     print(f"wrote {sdir / 'table.md'}, {sdir / 'table.csv'} and {sdir / 'comparisons.csv'}")
+    logger_cfg = results.config().get("logger") or {}
+    if logger_cfg.get("name") == "wandb":  # mirror the table where the cells logged to W&B
+        images = plot_results(results)
+        run = log_report(sdir, results.name, logger_cfg, {"table": results.table(), "comparisons":
+                         results.comparisons}, images, text)
+        if run:
+            print(f"W&B: {run!r} (job_type report, group {results.name}) with the table, comparisons and "
+                  f"{len(images)} plots")
     return 0
 
 

@@ -306,6 +306,7 @@ class CORE(MethodBase):
                     if a.verdict.passed:
                         self._store_success(state, a)
                 self._admit(candidates, state, b, ctx, stats)
+                ctx.log(insights=len(state.insights), **{k: float(v) for k, v in stats.items()})
                 ctx.checkpoint(state)
         except BudgetExhausted:
             pass

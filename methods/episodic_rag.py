@@ -114,6 +114,7 @@ class EpisodicRAG(MethodBase):
                         a = group[0]
                         memory.add(a.problem, a.generation.text[:self.max_attempt_chars], a.verdict.reward,
                                    a.verdict.passed, a.verdict.feedback)
+                    ctx.log(episodes=len(memory.store))
                     ctx.checkpoint(memory)
         except BudgetExhausted:
             pass

@@ -65,6 +65,7 @@ class HarnessAdapter:
             mean = sum(scores) / len(scores)
             if self.best is None or mean > self.best[0]:
                 self.best = (mean, candidate[COMPONENT])
+            self.ctx.log(candidate_val_score=mean, best_val_score=self.best[0])
         if self.best is not None:
             self.ctx.checkpoint(PromptOnly(self.task, self.ctx.backend, instruction=self.best[1]))
         return EvaluationBatch(outputs=outputs, scores=scores, trajectories=traces if capture_traces else None)

@@ -250,6 +250,9 @@ class MemRL(MethodBase):
                     for a, mems in zip(attempts, injected, strict=True):
                         q_update(mems, self.success_reward if a.verdict.passed else self.failure_reward, self.alpha)
                     self._write_memories(state, attempts, ctx)
+                    qs = [m.q for m in state.memories.values()]
+                    ctx.log(memories=len(qs), query_keys=len(state.keys), mean_q=sum(qs) / len(qs) if qs else 0.0,
+                            batch_success=sum(a.verdict.passed for a in attempts) / max(len(attempts), 1))
                     ctx.checkpoint(state)
         except BudgetExhausted:
             pass

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import json
 import math
 import types
 import typing
@@ -206,3 +207,15 @@ def describe_knobs(cls: type, indent: str = "    ", drop: tuple[str, ...] = ()) 
 def params_of(section: dict[str, Any], drop: tuple[str, ...] = ("name",)) -> dict[str, Any]:
     """A config section minus its bookkeeping keys: the keyword arguments of the thing it builds."""
     return {k: v for k, v in section.items() if k not in drop and not k.startswith("_")}
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Dotted paths to leaf values; lists become JSON text so they compare and group."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{path}."))
+        else:
+            out[path] = json.dumps(value) if isinstance(value, list) else value
+    return out

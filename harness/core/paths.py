@@ -1,18 +1,19 @@
 """Where the project lives (`REPO`, `CONF_DIR`) and where results may go: a sweep name is one plain
-directory under a writable results directory (`check_sweep_name`, `results_root`).
+directory under a writable results directory (`check_sweep_name`, `results_root`), and a file
+named after config values is a slug that stays inside its folder (`slug`, `child`).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from harness.core.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
-
-
 CONF_DIR = REPO / "conf"
+SLUG_MAX = 80  # characters of a file-name part made from config values
 
 
 def check_sweep_name(sweep: str) -> None:
@@ -36,4 +37,22 @@ def results_root(results_dir: str) -> Path:
         raise UserError(f"results_dir={results_dir!r}: {probe} is not a directory; valid: a directory path")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise UserError(f"results_dir={results_dir!r}: {probe} is not writable; valid: a directory you can write")
+    return path
+
+
+def slug(text: object) -> str:
+    """A file-name part from any value (a config value may hold `/`, `..` or newlines): letters,
+    digits, `.`, `_`, `-` and `+` kept, `..` and every other run of characters one `_`, no
+    leading or trailing dot or underscore, at most SLUG_MAX characters."""
+    out = re.sub(r"[^A-Za-z0-9._+-]+", "_", re.sub(r"\.{2,}", "_", str(text)))
+    out = re.sub(r"_+", "_", out).strip("._")[:SLUG_MAX]
+    return out or "_"
+
+
+def child(folder: Path, name: str) -> Path:
+    """`folder / name` for a file this project writes, refused (ValueError) unless it resolves
+    inside `folder`: a name made from user input never writes elsewhere."""
+    path = folder / name
+    if path.resolve().parent != folder.resolve():
+        raise ValueError(f"refusing to write {name!r} outside {folder}")
     return path

@@ -5,11 +5,16 @@ task, the backend (for methods that touch weights), the budget meter and the rec
 rollouts on training problems go through `ctx.rollouts` (metered, verified, recorded); unscored
 generations go through `ctx.aux` (recorded as aux, not counted). `ctx.checkpoint(learned)`
 evaluates the current state whenever the rollout count has crossed the next configured budget
-fraction, which is how one cell yields a learning curve.
+fraction, which is how one cell yields a learning curve. `ctx.log(name=value, ...)` records
+learning metrics as they happen: one row of the cell's `train_log.jsonl` and a point of its W&B
+curves on the `rollouts` axis (the engine logs every method's rolling rollout success itself).
 """
 
 from __future__ import annotations
 
+import math
+import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -18,6 +23,8 @@ from harness.core.knobs import check_knobs
 from harness.core.types import Backend, Generation, Message, Problem, SamplingParams, Task, Verdict
 from harness.engine.budget import AttemptRecord, BudgetMeter
 from harness.engine.sampling import sample
+
+ROLLING_WINDOW = 100  # rollouts behind the logged `rollout_success` (a rolling pass rate)
 
 
 @runtime_checkable
@@ -123,6 +130,10 @@ class LearnContext:
     aux_backend: Backend | None = None  # the config's aux_model; None = aux calls go to the policy backend
     progress: Callable[[int, str], None] | None = None  # told (generations, "learn") after every call
     records: list[AttemptRecord] = field(default_factory=list)
+    on_log: Callable[[dict[str, float]], None] | None = None  # set by the cell runner: the experiment logger
+    log_rows: list[dict[str, float]] = field(default_factory=list)  # train_log.jsonl, written by the cell
+    _recent: deque = field(default_factory=lambda: deque(maxlen=ROLLING_WINDOW))
+    _started: float = field(default_factory=time.perf_counter)
     _next_checkpoint: int = 0
     _call_counter: int = 0
     _step: int = 0
@@ -165,6 +176,11 @@ class LearnContext:
                 self.meter.add_tokens("policy", g.prompt_tokens + g.completion_tokens)
             out.append([Attempt(prob, g, v, i) for i, (g, v) in enumerate(zip(s.generations, s.verdicts,
                                                                                 strict=True)) if v is not None])
+        passed = [a.verdict.passed for group in out for a in group]
+        self._recent.extend(passed)
+        if passed:
+            self.log(rollout_success=sum(self._recent) / len(self._recent),
+                     call_success=sum(passed) / len(passed), call_rollouts=len(passed))
         return out
 
     def rollout(self, problem: Problem, messages: list[Message], n: int = 1,
@@ -196,6 +212,19 @@ class LearnContext:
             idx += len(s.generations)
             texts.append(s.generations[0].text if s.generations else "")
         return texts
+
+    # ---- learning metrics ----
+    def log(self, **metrics: float) -> None:
+        """Learning metrics at this point of the run (`ctx.log(memories=len(store))`): one row of the
+        cell's train_log.jsonl, and a point on the `rollouts` axis of its W&B run where a logger is
+        configured. Values that are not finite numbers are left out."""
+        row: dict[str, float] = {"rollouts": self.meter.rollouts_used,
+                                 "learn_s": round(time.perf_counter() - self._started, 3)}
+        row.update({k: v for k, v in metrics.items()
+                    if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)})
+        self.log_rows.append(row)
+        if self.on_log is not None:
+            self.on_log(row)
 
     def _next_step(self) -> int:
         """Learn-phase rows are stamped with the index of the call that produced them."""

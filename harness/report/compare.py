@@ -28,6 +28,7 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 
+from harness.core.knobs import flatten
 from harness.engine.records import collect_summaries
 from harness.engine.stats import ALPHA, POWER, Claim, detectable_effect, holm, infer
 
@@ -38,18 +39,6 @@ NOT_CONFIGURATION = ("seed", "sweep", "results_dir", "code_version_in_id")  # ne
 
 
 NOT_CONFIGURATION_PREFIXES = ("launcher.", "logger.", "model.resources", "aux_model.resources")
-
-
-def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Dotted paths to leaf values; lists become JSON text so they compare and group."""
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{path}."))
-        else:
-            out[path] = json.dumps(value) if isinstance(value, list) else value
-    return out
 
 
 def varying_keys(flat: pd.DataFrame, base: pd.DataFrame) -> list[str]:

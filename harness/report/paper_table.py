@@ -7,26 +7,29 @@ against rollouts used, one per task; harness/report/plot.py draws them).
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
 
 from harness.config.paper import config_value, load_paper, scale_of, sweep_name
 from harness.core.errors import UserError
-from harness.engine.records import collect_summaries, write_text
+from harness.engine.records import write_text
 from harness.report.plot import plot_curves
-from harness.report.table import sweep_dir_of
+from harness.report.results import load, sweep_dir_of
 
 
-def load_results(sdir: Path, keys: list[str]) -> pd.DataFrame:
-    """The latest plan's summaries plus any row key that is a cell-config path (e.g. task.benchmark)."""
-    summary = collect_summaries(sdir)
-    configs = {cell_id: json.loads((sdir / "cells" / cell_id / "config.json").read_text())["config"]
-               for cell_id in summary["cell_id"].unique()}
+def load_results(sweep: str, results_dir: str, keys: Sequence[str] = ()) -> pd.DataFrame:
+    """The latest plan's summaries (harness.results.load; empty where the block has no finished
+    cell) plus any row key that is a cell-config path (e.g. task.benchmark)."""
+    try:
+        results = load(sweep, results_dir)
+    except UserError:
+        return pd.DataFrame()
+    summary = results.summary.copy()
     for key in [k for k in keys if k not in summary.columns]:
-        summary[key] = summary["cell_id"].map({cell_id: config_value(c, key) for cell_id, c in configs.items()})
+        summary[key] = summary["cell_id"].map({cid: config_value(results.config(cid), key)
+                                               for cid in summary["cell_id"].unique()})
     return summary
 
 
@@ -167,8 +170,7 @@ def build_paper_table(paper: dict[str, Any], scale: dict[str, Any], results: pd.
 
 def scales_with_results(paper: dict[str, Any], results_dir: str) -> list[str]:
     block = paper["table"]["block"]
-    return [s for s in paper["scales"]
-            if not collect_summaries(sweep_dir_of(sweep_name(paper, s, block), results_dir)).empty]
+    return [s for s in paper["scales"] if not load_results(sweep_name(paper, s, block), results_dir).empty]
 
 
 def table(name: str, scale_name: str | None, results_dir: str = "results") -> int:
@@ -182,14 +184,14 @@ def table(name: str, scale_name: str | None, results_dir: str = "results") -> in
     scale = scale_of(paper, scale_name)
     layout = paper["table"]
     sdir = sweep_dir_of(sweep_name(paper, scale_name, layout["block"]), results_dir)
-    results = load_results(sdir, layout["rows"])
+    results = load_results(sdir.name, results_dir, layout["rows"])
     if results.empty:
         raise UserError(f"no results for paper {name!r} at scale {scale_name!r} (no finished cell in {sdir})")
     text, _ = build_paper_table(paper, scale, results, reference_table(paper), scale_name)
     if layout.get("curves"):
         spec = layout["curves"]
-        cdir = sweep_dir_of(sweep_name(paper, scale_name, spec["block"]), results_dir)
-        curves = collect_summaries(cdir) if spec["block"] in scale["blocks"] else pd.DataFrame()
+        curves = (load_results(sweep_name(paper, scale_name, spec["block"]), results_dir)
+                  if spec["block"] in scale["blocks"] else pd.DataFrame())
         if curves.empty:
             curves = results
             for key, value in (spec.get("where") or {}).items():

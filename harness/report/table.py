@@ -12,35 +12,30 @@ are listed below.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from harness.core.paths import check_sweep_name, results_root
 from harness.engine.records import (
     PLAN_FILE,
     DamagedRecord,
     damaged_cells,
     planned_cell_ids,
     read_json,
-    stale_cells,
     write_text,
 )
 from harness.engine.stats import ALPHA, POWER, SEED_DF_QUANTILE, Claim
+
+if TYPE_CHECKING:
+    from harness.report.results import SweepResults
 from harness.report.compare import (
     FLOOR,
     Comparer,
     SweepCells,
     config_columns,
     final_rows,
-    load_cells,
     no_learning_method,
 )
-
-
-def sweep_dir_of(sweep: str, results_dir: str = "results") -> Path:
-    """results_dir/sweep; UserError for a sweep name that would leave results_dir (`../..`)."""
-    check_sweep_name(sweep)
-    return results_root(results_dir) / sweep
 
 
 def build_table(sweep_dir: Path, cells: SweepCells, reference: str | None = None,
@@ -202,14 +197,13 @@ def baselines_note(summary: pd.DataFrame) -> list[str]:
     return lines
 
 
-def report(sweep_dir: Path, name: str, reference: str | None = None, cells: SweepCells | None = None) -> str:
+def report(results: SweepResults) -> str:
     """Write table.md, table.csv and comparisons.csv for the sweep's latest plan; return the text."""
-    cells = cells or load_cells(sweep_dir)
-    reference = reference or no_learning_method(final_rows(cells.summary))
-    comparer = Comparer(sweep_dir, cells, reference)
-    table = build_table(sweep_dir, cells, reference, comparer)
-    pairs = comparer.all_pairs().drop(columns="_config", errors="ignore")
-    left = unfinished(sweep_dir)
+    sweep_dir, name, cells, reference = results.dir, results.name, results.cells, results.reference
+    comparer = results.comparer
+    table = results.table()
+    pairs = results.comparisons
+    left = results.unfinished
     text = f"## sweep {name}\n\n"
     if left:
         text += (f"**Partial**: {len(left)} cell{'s' * (len(left) != 1)} of the latest plan "
@@ -225,7 +219,7 @@ def report(sweep_dir: Path, name: str, reference: str | None = None, cells: Swee
     notes = baselines_note(cells.summary)
     if notes:
         text += "\nChance / majority-answer baselines (test set):\n" + "\n".join(notes) + "\n"
-    stale = stale_cells(sweep_dir)
+    stale = results.stale
     if stale:
         text += (f"\n{len(stale)} stale cells (from an earlier plan: another config or code version) are on disk "
                  f"and left out: {', '.join(stale[:8])}{' ...' if len(stale) > 8 else ''}\n")

@@ -271,21 +271,22 @@ def make_callback(ctx: LearnContext, learned: Learned, stop_below: int) -> Any:
 
     class HarnessCallback(TrainerCallback):
         def __init__(self) -> None:
-            self.lines: list[str] = []
             self.t_step = time.perf_counter()
+            self.step_seconds: dict[int, float] = {}
 
         def on_log(self, args, state, control, logs=None, **kwargs):
+            """TRL's per-step metrics (reward mean/std, loss, KL, clip ratio, the importance-sampling
+            ratio where on) with the step's seconds: one ctx.log row (train_log.jsonl, W&B). The
+            trainer logs a step after its on_step_end."""
             if logs and "loss" in logs:
-                row = {"step": state.global_step, "rollouts_used": ctx.meter.rollouts_used,
-                       **{k: v for k, v in logs.items() if isinstance(v, int | float)}}
-                self.lines.append(json.dumps(row))
+                ctx.log(step=state.global_step, step_seconds=self.step_seconds.pop(state.global_step, float("nan")),
+                        **{k: v for k, v in logs.items() if isinstance(v, int | float)})
 
         def on_step_begin(self, args, state, control, **kwargs):
             self.t_step = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kwargs):
-            seconds = time.perf_counter() - self.t_step
-            self.lines.append(json.dumps({"step": state.global_step, "step_seconds": seconds}))
+            self.step_seconds[state.global_step] = time.perf_counter() - self.t_step
             ctx.checkpoint(learned)
             if ctx.meter.remaining < stop_below:
                 control.should_training_stop = True
@@ -384,9 +385,6 @@ def run_trainer(knobs: PolicyGradientKnobs, learned: Learned, prompts: list[list
         trainer.remove_callback(PrinterCallback)  # its per-step dicts buried the sweep's progress; train_log has them
         with sampler_correction(trainer, backend, knobs.sampler_correction):
             trainer.train()
-    from harness.engine import write_text
-
-    write_text("".join(line + "\n" for line in callback.lines), ctx.cell_dir / "train_log.jsonl")
     model.save_pretrained(ctx.cell_dir / "policy")
     if hasattr(model, "merge_and_unload"):  # evaluate at base-model speed: unmerged LoRA is 1.4x slower on CPU
         backend.model = model.merge_and_unload()

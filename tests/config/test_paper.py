@@ -184,7 +184,7 @@ def test_best_names_every_tied_column_and_says_when_a_row_is_partial():
 
 
 def test_editing_a_reporting_module_keeps_cell_ids_but_editing_the_engine_does_not(tmp_path, monkeypatch):
-    from harness.engine import cell
+    from harness.engine import provenance as cell
 
     for rel in ("harness/engine/budget.py", "harness/report/table.py", "harness/paper.py", "tasks/common/x.py",
                 "methods/common/y.py"):
@@ -211,7 +211,7 @@ def test_a_method_that_imports_another_methods_module_changes_id_with_that_modul
     (round 1 hashed only the method's own file, so resume reused results from old code)."""
     import shutil
 
-    from harness.engine import cell
+    from harness.engine import provenance as cell
 
     for rel in ("harness", "tasks", "methods"):
         shutil.copytree(cell.REPO / rel, tmp_path / rel, ignore=shutil.ignore_patterns("__pycache__"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from harness.engine import cell
+from harness.engine import provenance
 from harness.engine.cell import CellSpec
 
 
@@ -17,14 +17,14 @@ def test_the_code_hash_follows_relative_imports(tmp_path, monkeypatch):
                       ("tasks/t.py", "")):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(text)
-    monkeypatch.setattr(cell, "REPO", tmp_path)
-    found = {p.relative_to(tmp_path).as_posix() for p in cell.project_imports(tmp_path / "methods/mine.py")}
+    monkeypatch.setattr(provenance, "REPO", tmp_path)
+    found = {p.relative_to(tmp_path).as_posix() for p in provenance.project_imports(tmp_path / "methods/mine.py")}
     assert found == {"methods/mine.py", "methods/helper.py", "methods/other.py"}
-    deep = {p.relative_to(tmp_path).as_posix() for p in cell.project_imports(tmp_path / "methods/sub/deep.py")}
+    deep = {p.relative_to(tmp_path).as_posix() for p in provenance.project_imports(tmp_path / "methods/sub/deep.py")}
     assert deep == {"methods/sub/deep.py", "methods/helper.py"}
 
     def version() -> str:
-        return cell.files_hash(cell.cell_code_files(tmp_path / "tasks/t.py", tmp_path / "methods/mine.py"))
+        return provenance.files_hash(provenance.cell_code_files(tmp_path / "tasks/t.py", tmp_path / "methods/mine.py"))
 
     before = version()
     (tmp_path / "methods/unrelated.py").write_text("y = 3\n")
@@ -47,6 +47,6 @@ def test_serving_details_leave_the_cell_id_and_what_changes_outputs_stays(cell_c
 def test_package_versions_are_in_config_json_and_in_every_summary_row(run_one, tmp_path):
     outcome, _, summary = run_one("method=zero_shot", "budget=1")
     recorded = json.loads((tmp_path / "sweep" / "cells" / outcome.cell_id / "config.json").read_text())["versions"]
-    assert recorded == cell.package_versions() and {"torch", "transformers", "numpy"} <= set(recorded)
-    assert (summary["versions"] == cell.versions_text(recorded)).all()
+    assert recorded == provenance.package_versions() and {"torch", "transformers", "numpy"} <= set(recorded)
+    assert (summary["versions"] == provenance.versions_text(recorded)).all()
     assert f"torch={recorded['torch']}" in summary["versions"].iloc[0]

@@ -7,11 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from fakes import fake_cell, plan
+from fakes import fake_cell, plan, write_table
 from scipy import stats as sps
 
 from harness.engine.stats import Claim, holm, infer
-from harness.report.table import report
 
 PROBLEMS, SAMPLES = 100, 4
 
@@ -47,7 +46,7 @@ def test_seeds_of_mixed_sign_get_no_star(tmp_path):
     """+0.12, +0.10, −0.06: the old test (every (seed, problem) difference a unit) printed
     `+0.053 [-0.052, +0.133] *` with p 0.0; a t over the seeds gives p ≈ 0.45."""
     planted_sweep(tmp_path / "s", [0.12, 0.10, -0.06])
-    report(tmp_path / "s", "s")
+    write_table(tmp_path / "s")
     pair = core_pair(tmp_path / "s")
     assert pair["delta_pass@1"] == pytest.approx(0.16 / 3, abs=1e-3)
     assert "*" not in delta_cell(tmp_path / "s") and not pair.significant
@@ -56,7 +55,7 @@ def test_seeds_of_mixed_sign_get_no_star(tmp_path):
 
 def test_a_consistent_effect_over_three_seeds_gets_a_star(tmp_path):
     planted_sweep(tmp_path / "s", [0.10, 0.11, 0.12])
-    report(tmp_path / "s", "s")
+    write_table(tmp_path / "s")
     pair = core_pair(tmp_path / "s")
     assert pair.significant and pair.p_holm < 0.01 and pair.ci_lo > 0
     assert delta_cell(tmp_path / "s").startswith("+0.110") and "*" in delta_cell(tmp_path / "s")
@@ -91,7 +90,7 @@ def test_one_seed_supports_no_method_star(tmp_path):
     """One training seed at +0.20 on 100 problems: a tiny problems-only p, shown as a claim about
     this trained model, and no `*`."""
     planted_sweep(tmp_path / "s", [0.20])
-    text = report(tmp_path / "s", "s")
+    text = write_table(tmp_path / "s")
     pair = core_pair(tmp_path / "s")
     assert pair.claim == "model" and pair.p_value < 1e-6 and not pair.significant
     assert "*" not in delta_cell(tmp_path / "s")

@@ -9,11 +9,12 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from fakes import fake_cell, plan
+from fakes import fake_cell, plan, write_table
 
+from harness.core.knobs import flatten
 from harness.engine.records import write_plan
-from harness.report.compare import estimate, flatten, load_cells, paired
-from harness.report.table import build_table, report
+from harness.report.compare import estimate, load_cells, paired
+from harness.report.table import build_table
 
 
 def test_every_config_value_that_differs_is_a_column_so_cells_are_never_blended(tmp_path):
@@ -51,7 +52,7 @@ def test_only_cells_of_the_latest_plan_are_tabled_and_stale_ones_are_listed(tmp_
     fake_cell(sweep, "old", "zero_shot", 0, {"a": [False, False], "b": [False, False]}, task={"test_size": 10})
     fake_cell(sweep, "new", "zero_shot", 0, {"a": [True, True], "b": [True, False]}, task={"test_size": 50})
     plan(sweep, "new")
-    text = report(sweep, "s")
+    text = write_table(sweep)
     table = pd.read_csv(sweep / "table.csv")
     assert len(table) == 1 and table["Pass@1 [95% CI]"][0].startswith("0.750")
     assert "1 stale cells" in text and "old" in text
@@ -92,7 +93,7 @@ def test_table_shows_delta_vs_zero_shot_and_comparisons_csv_holds_every_pair(tmp
     fake_cell(sweep, "c", "core", 0, ok)
     fake_cell(sweep, "r", "episodic_rag", 0, none, extra={"pass@1_attempt2": 0.9})
     plan(sweep, "z", "c", "r")
-    report(sweep, "s")
+    write_table(sweep)
     table = pd.read_csv(sweep / "table.csv", keep_default_na=False).set_index("method")
     core_delta = table.loc["core", "Δ vs zero_shot"]
     # one training seed: a claim about this trained model (p shown as such), never a `*`
@@ -113,7 +114,7 @@ def test_cells_written_before_rows_had_a_step_still_table(tmp_path):
     fake_cell(sweep, "old", "zero_shot", 0, {"a": [True, False], "b": [True, True]})
     rows = pd.read_parquet(sweep / "cells" / "old" / "attempts.parquet").drop(columns=["step"])
     rows.to_parquet(sweep / "cells" / "old" / "attempts.parquet")  # a round-1 cell: no plan.json, no step
-    report(sweep, "s")
+    write_table(sweep)
     assert pd.read_csv(sweep / "table.csv")["Pass@1 [95% CI]"][0].startswith("0.750")
 
 
@@ -125,7 +126,7 @@ def test_zero_shot_is_the_reference_at_every_budget(tmp_path):
     fake_cell(sweep, "c50", "core", 0, probs, budget=50)
     fake_cell(sweep, "c100", "core", 0, {p: [True, True] for p in probs}, budget=100)
     plan(sweep, "z", "c50", "c100")
-    report(sweep, "s")
+    write_table(sweep)
     table = pd.read_csv(sweep / "table.csv", keep_default_na=False)
     assert len(table) == 3  # zero_shot is tabled once, at its own budget
     core100 = table[(table.method == "core") & (table.budget == 100)].iloc[0]
@@ -138,10 +139,10 @@ def test_the_reference_is_the_method_that_used_no_rollouts_unless_named(tmp_path
     fake_cell(sweep, "n", "no_learning", 0, probs, rollouts=0)  # harness/ names no method: found by its budget use
     fake_cell(sweep, "c", "core", 0, {p: [True, True] for p in probs})
     plan(sweep, "n", "c")
-    report(sweep, "s")
+    write_table(sweep)
     table = pd.read_csv(sweep / "table.csv", keep_default_na=False).set_index("method")
     assert table.loc["core", "Δ vs no_learning"].startswith("+0.500")
-    report(sweep, "s", reference="core")
+    write_table(sweep, "core")
     table = pd.read_csv(sweep / "table.csv", keep_default_na=False).set_index("method")
     assert table.loc["no_learning", "Δ vs core"].startswith("-0.500")
 
@@ -157,7 +158,7 @@ def test_star_follows_the_holm_adjusted_p_and_comparisons_csv_holds_both(tmp_pat
         fake_cell(sweep, f"c{s}", "core", s, {p: [i < wins] * 2 for i, p in enumerate(problems)})
         fake_cell(sweep, f"r{s}", "episodic_rag", s, {p: [False, False] for p in problems})
     plan(sweep, "z", "c0", "c1", "c2", "r0", "r1", "r2")
-    report(sweep, "s")
+    write_table(sweep)
     pairs = pd.read_csv(sweep / "comparisons.csv", keep_default_na=False)
     core_z = pairs[(pairs.method_a == "core") & (pairs.method_b == "zero_shot")].iloc[0]
     assert core_z["delta_pass@1"] == pytest.approx(0.125) and core_z.claim == "method" and core_z.n_seeds == 3
@@ -179,13 +180,13 @@ def test_each_delta_names_its_seeds_and_a_no_learning_reference_stands_for_every
         fake_cell(sweep, f"c{s}", "core", s, win)
     fake_cell(sweep, "g0", "gepa", 0, probs)  # a learning reference with fewer seeds
     plan(sweep, "z", "c0", "c1", "c2", "g0")
-    report(sweep, "s")
+    write_table(sweep)
     table = pd.read_csv(sweep / "table.csv", keep_default_na=False).set_index("method")
     assert table.loc["core", "Δ vs zero_shot"].endswith("(seeds 0,1,2)")
     pairs = pd.read_csv(sweep / "comparisons.csv", keep_default_na=False)
     core_z = pairs[(pairs.method_a == "core") & (pairs.method_b == "zero_shot")].iloc[0]
     assert core_z.n_seeds == 3 and core_z.n_problems == 10 and core_z.seeds == "0,1,2"
-    report(sweep, "s", reference="gepa")
+    write_table(sweep, "gepa")
     table = pd.read_csv(sweep / "table.csv", keep_default_na=False).set_index("method")
     assert table.loc["core", "Δ vs gepa"].endswith("(seed 0 of 3)")  # only the seed both ran
 
@@ -198,7 +199,7 @@ def test_single_seed_rows_of_learning_methods_are_flagged(tmp_path):
     fake_cell(sweep, "g0", "gepa", 0, probs)
     fake_cell(sweep, "g1", "gepa", 1, probs)
     plan(sweep, "z", "c", "g0", "g1")
-    text = report(sweep, "s")
+    text = write_table(sweep)
     table = pd.read_csv(sweep / "table.csv", keep_default_na=False).set_index("method")
     assert table.loc["core", "flags"] == "1 seed: a claim about this trained model, not the method"
     assert table.loc["gepa", "flags"] == "" and table.loc["zero_shot", "flags"] == ""
@@ -224,7 +225,7 @@ def test_rows_at_chance_are_flagged_each_on_its_own_ci(tmp_path, ref_passes, bas
         fake_cell(sweep, f"c{s}", "core", s, {p: [True, True] for p in ref}, extra=extra)
         fake_cell(sweep, f"g{s}", "gepa", s, ref, extra=extra)  # the reference's twin: as close to the baseline
     plan(sweep, "z", "c0", "c1", "g0", "g1")
-    report(sweep, "s")
+    write_table(sweep)
     table = pd.read_csv(sweep / "table.csv", keep_default_na=False).set_index("method")
     pairs = pd.read_csv(sweep / "comparisons.csv", keep_default_na=False)
     assert table.loc["zero_shot", "flags"].startswith(ref_flag) if ref_flag else table.loc["zero_shot", "flags"] == ""
@@ -246,7 +247,7 @@ def test_rows_sampled_on_different_engines_are_never_paired(tmp_path):
         fake_cell(sweep, f"z-{tag}", "zero_shot", 0, probs, rollouts=0, extra={"engine": engine})
         fake_cell(sweep, f"c-{tag}", "core", 0, probs, extra={"engine": engine})
     plan(sweep, "z-vllm", "c-vllm", "z-transformers", "c-transformers")
-    report(sweep, "s")
+    write_table(sweep)
     table = pd.read_csv(sweep / "table.csv", keep_default_na=False)
     assert sorted(zip(table["engine"], table["method"], strict=True)) == [
         ("transformers-5.0/float32", "core"), ("transformers-5.0/float32", "zero_shot"),
@@ -264,7 +265,7 @@ def test_unfinished_cells_of_the_plan_are_listed_under_a_partial_table(tmp_path)
         (sweep / "cells" / cid / "status.json").write_text(json.dumps(status))
     write_plan(sweep, [("z", "math/zero_shot/B10/s0"), ("f", "math/core/B10/s0"), ("r", "math/core/B10/s1"),
                        ("n", "math/core/B10/s2")])
-    text = report(sweep, "s")
+    text = write_table(sweep)
     assert "**Partial**: 3 cells" in text
     assert "- FAILED math/core/B10/s0 (f): ValueError: boom" in text
     assert "- started, not finished (running now, or killed mid-cell) math/core/B10/s1 (r)" in text
@@ -278,7 +279,7 @@ def test_rows_whose_package_versions_differ_are_flagged(tmp_path):
     fake_cell(sweep, "c0", "core", 0, probs, extra={"versions": "torch=2.13.0"})
     fake_cell(sweep, "g0", "gepa", 0, probs, extra={"versions": "torch=2.12.0"})
     plan(sweep, "z", "c0", "g0")
-    text = report(sweep, "s")
+    text = write_table(sweep)
     table = pd.read_csv(sweep / "table.csv", keep_default_na=False).set_index("method")
     assert "versions differ" in table.loc["gepa", "flags"] and "versions" not in table.loc["core", "flags"]
     assert "- 1 cell: torch=2.12.0" in text

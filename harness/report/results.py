@@ -1,0 +1,122 @@
+"""A sweep's results in one line, for notebooks and for every report command (`make table`,
+`make plot`, `make paper-table` read them the same way):
+
+    from harness.results import load
+    r = load("pilot")                     # results/pilot: the latest plan's finished cells only
+    r.summary                             # one row per cell x checkpoint, with the table's config columns
+    r.attempts(["problem_id", "passed"])  # rows of every cell, read lazily, only the columns asked for
+    r.comparisons                         # every pair of methods per configuration: Δ, CI, p, Holm, claim, MDE
+    r.table()                             # the table `make table` prints, as a DataFrame
+    r.stale, r.unfinished, r.damaged      # cells left out, and why
+
+Like inspect_ai's `evals_df` / `samples_df`: the plan and stale-cell rules live here once, so a
+notebook never re-implements them by globbing `cells/*/attempts.parquet`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import pandas as pd
+
+from harness.core.errors import UserError
+from harness.core.paths import check_sweep_name, results_root
+from harness.engine.records import damaged_cells, stale_cells
+from harness.report.compare import Comparer, SweepCells, config_columns, final_rows, load_cells, no_learning_method
+from harness.report.table import build_table, unfinished
+
+
+@dataclass
+class SweepResults:
+    name: str
+    dir: Path
+    cells: SweepCells
+    reference: str | None  # the method Δ is paired against (the no-learning one unless named)
+    _attempts: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """Every checkpoint row of the latest plan's finished cells, with the configuration columns."""
+        return self.cells.summary
+
+    @property
+    def final(self) -> pd.DataFrame:
+        """The final evaluation of each cell."""
+        return final_rows(self.cells.summary)
+
+    @property
+    def config_columns(self) -> list[str]:
+        """The columns that, with the method, make a table row (task, model, engine, every config
+        value that differs between cells, budget)."""
+        return config_columns(self.cells)
+
+    @cached_property
+    def comparer(self) -> Comparer:
+        return Comparer(self.dir, self.cells, self.reference)
+
+    @property
+    def comparisons(self) -> pd.DataFrame:
+        """comparisons.csv: every pair of methods within a configuration."""
+        return self.comparer.all_pairs().drop(columns="_config", errors="ignore")
+
+    def table(self) -> pd.DataFrame:
+        """The table `make table` prints: one row per configuration and method."""
+        return build_table(self.dir, self.cells, self.reference, self.comparer)
+
+    def attempts(self, columns: list[str] | None = None, cell_ids: list[str] | None = None) -> pd.DataFrame:
+        """The attempts (one row per generation) of the latest plan's finished cells, read only now
+        and only the `columns` asked for, with each cell's configuration columns beside them."""
+        ids = cell_ids or sorted(self.summary["cell_id"].unique())
+        keys = ["cell_id", "method", "seed", *[c for c in self.config_columns if c in self.summary.columns]]
+        config = self.summary.drop_duplicates("cell_id").set_index("cell_id")[list(dict.fromkeys(keys[1:]))]
+        parts = []
+        for cid in ids:
+            df = pd.read_parquet(self.dir / "cells" / cid / "attempts.parquet", columns=columns)
+            df = df.drop(columns=[c for c in config.columns if c in df.columns])
+            parts.append(df.assign(cell_id=cid).join(config, on="cell_id"))
+        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+
+    def config(self, cell_id: str | None = None) -> dict:
+        """A cell's resolved config as config.json holds it (default: the sweep's first cell)."""
+        cid = cell_id or str(self.summary["cell_id"].iloc[0])
+        return json.loads((self.dir / "cells" / cid / "config.json").read_text())["config"]
+
+    @property
+    def stale(self) -> list[str]:
+        """Cells on disk from an earlier plan (another config or code version): never averaged in."""
+        return stale_cells(self.dir)
+
+    @property
+    def unfinished(self) -> list[str]:
+        """The latest plan's cells not in the results (failed, running or killed, not started)."""
+        return unfinished(self.dir)
+
+    @property
+    def damaged(self) -> list[tuple[str, str]]:
+        """(cell id, why) of finished cells whose files do not read."""
+        return damaged_cells(self.dir)
+
+
+def sweep_dir_of(sweep: str, results_dir: str | Path = "results") -> Path:
+    """results_dir/sweep; UserError for a sweep name that would leave results_dir (`../..`)."""
+    check_sweep_name(sweep)
+    return results_root(str(results_dir)) / sweep
+
+
+def load(sweep: str, results_dir: str | Path = "results", reference: str | None = None) -> SweepResults:
+    """The sweep's results (see the module docstring). UserError for an unknown sweep, a sweep with
+    no finished cell, or a reference that is not one of its methods; DamagedRecord for a plan that
+    does not read."""
+    sdir = sweep_dir_of(sweep, results_dir)
+    cells = load_cells(sdir)
+    if cells.summary.empty:
+        valid = sorted(p.parent.name for p in sdir.parent.glob("*/summary.parquet"))
+        raise UserError(f"no finished cells for sweep {sweep!r} in {sdir}; sweeps with results: "
+                        f"{', '.join(valid) or 'none'}")
+    methods = sorted(set(cells.summary["method"]))
+    if reference is not None and reference not in methods:
+        raise UserError(f"--reference {reference!r} is not a method of sweep {sweep!r}; valid: {', '.join(methods)}")
+    return SweepResults(sweep, sdir, cells, reference or no_learning_method(final_rows(cells.summary)))
