@@ -89,7 +89,7 @@ class MathBenchmarkTask(DatasetTask):
         None, "training problems: null = gsm8k_train for gsm8k, math_train (MATH train split) otherwise")
     math_verify_timeout_s: float = knob(
         5.0, "wall-clock limit on one math-verify comparison (runs in a worker process)", gt=0, le=3600)
-    verify_timeout_s: float = knob(10.0, "limit on scoring one completion (must exceed the above)", gt=0,
+    verify_timeout_s: float = knob(10.0, "limit on scoring one completion (must exceed the above)", ge=0.1,
                                    le=3600)
     max_tokens: int = knob(512, "completion cap in tokens", ge=1)
 

@@ -56,3 +56,15 @@ def child(folder: Path, name: str) -> Path:
     if path.resolve().parent != folder.resolve():
         raise ValueError(f"refusing to write {name!r} outside {folder}")
     return path
+
+
+def no_links(path: Path, under: Path) -> None:
+    """ValueError if `path` or any folder between `under` and it is a symbolic link: files under
+    results/ are never written or deleted through a link (its target may be anywhere)."""
+    rel = path.relative_to(under)
+    current = under
+    for part in rel.parts:
+        current = current / part
+        if current.is_symlink():
+            raise ValueError(f"{current} is a symbolic link; sibench never writes through links under a "
+                             f"sweep directory (remove it and re-run)")

@@ -43,6 +43,7 @@ class Verdict:
     parsed: str | None
     feedback: str
     truncated: bool = False
+    timed_out: bool = False  # the verifier ran out of time (task.verify_timeout_s): scored 0, unknown
 
 
 @dataclass(frozen=True)

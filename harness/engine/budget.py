@@ -52,6 +52,7 @@ class AttemptRecord:
     top_p: float | None = None
     max_tokens: int | None = None
     context_ids: list[str] = field(default_factory=list)
+    verify_timed_out: bool = False  # the verifier ran out of time: `passed` is False, but unknown
 
     @classmethod
     def of(cls, request: GenerationRequest, generation: Generation, verdict: Verdict | None, *,
@@ -68,7 +69,8 @@ class AttemptRecord:
             finish_reason=generation.finish_reason, latency_s=generation.latency_s, cached=generation.cached,
             completion=generation.text, parsed=None if verdict is None else verdict.parsed, tag=tag, step=step,
             prompt=json.dumps(list(request.messages), ensure_ascii=False), temperature=p.temperature,
-            top_p=p.top_p, max_tokens=p.max_tokens, context_ids=list(context_ids))
+            top_p=p.top_p, max_tokens=p.max_tokens, context_ids=list(context_ids),
+            verify_timed_out=verdict is not None and verdict.timed_out)
 
     def as_row(self) -> dict:
         return asdict(self)

@@ -23,6 +23,7 @@ from harness.backends import make_backend
 from harness.backends.synced import SyncedPolicy
 from harness.core.devices import model_gpus, with_gpus
 from harness.core.knobs import params_of
+from harness.core.paths import no_links
 from harness.core.registry import METHODS, TASKS
 from harness.core.types import Backend, Problem, SamplingParams, Task, content_hash
 from harness.engine.budget import AttemptRecord, BudgetMeter
@@ -36,7 +37,7 @@ from harness.engine.provenance import (
     serving_keys,
     versions_text,
 )
-from harness.engine.records import attempts_frame, cell_damage, write_json, write_parquet, write_text
+from harness.engine.records import attempts_frame, cell_damage, seal_cell, write_json, write_parquet, write_text
 
 
 @dataclass
@@ -48,8 +49,9 @@ class CellSpec:
     def __post_init__(self) -> None:
         if not self.cell_id:
             ident = {k: self.config.get(k) for k in ID_KEYS}
-            if not METHODS.get(self.config["method"]["name"]).uses_rollouts:
+            if not METHODS.get(self.config["method"]["name"]).uses_rollouts:  # never sees the training set
                 ident = {k: v for k, v in ident.items() if k not in LEARNING_KEYS}
+                ident["task"] = {k: v for k, v in (ident["task"] or {}).items() if k != "train_size"}
             for key in ("model", "aux_model"):  # where a cell runs does not change what it computes
                 section = ident[key]
                 if isinstance(section, dict):
@@ -117,6 +119,10 @@ def run_cell(spec: CellSpec, get_backend: Callable[[dict[str, Any]], Backend],
     if spec.done:
         return CellOutcome(spec.cell_id, spec.label, "skipped")
     out = spec.out_dir
+    try:
+        no_links(out, spec.sweep_dir)
+    except ValueError as exc:  # nothing is written (a status.json would land in the link's target)
+        return CellOutcome(spec.cell_id, spec.label, "failed", error=str(exc))
     cfg = spec.config
     start = time.perf_counter()
     meter = BudgetMeter(cfg["budget"])
@@ -130,7 +136,7 @@ def run_cell(spec: CellSpec, get_backend: Callable[[dict[str, Any]], Backend],
         summary, tokens = _run(spec, cfg, meter, get_backend, logger, on_progress, start)
         wall = time.perf_counter() - start
         write_json({"status": "ok", "wall_s": wall, "rollouts_used": meter.rollouts_used}, out / "status.json")
-        write_json({"cell_id": spec.cell_id, "wall_s": wall}, out / "done.json")
+        write_json({"cell_id": spec.cell_id, "wall_s": wall, "sha256": seal_cell(out)}, out / "done.json")
     except KeyboardInterrupt:
         _try_write({"status": "interrupted", "rollouts_used": meter.rollouts_used,
                     "wall_s": time.perf_counter() - start}, out / "status.json")

@@ -131,4 +131,6 @@ def summarize_attempts(eval_rows: pd.DataFrame) -> dict[str, float]:
     out["eval_prompt_tokens_per_problem"] = float(first["prompt_tokens"].mean()) if len(first) else 0.0
     out["eval_completion_tokens"] = float(eval_rows["completion_tokens"].sum())
     out["truncated_frac"] = float((sampled["finish_reason"] == "length").mean()) if len(sampled) else 0.0
+    timed_out = eval_rows["verify_timed_out"] if "verify_timed_out" in eval_rows else pd.Series(dtype=bool)
+    out["verify_timeouts"] = float(timed_out.fillna(False).astype(bool).sum())
     return out

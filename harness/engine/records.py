@@ -12,6 +12,7 @@ summary and runs again; a plan.json that does not read raises `DamagedRecord` (o
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -135,15 +136,56 @@ def planned_cell_ids(sweep_dir: Path) -> list[str] | None:
     return ids
 
 
+# what the reports read of a finished cell: checked in full once, when the cell finishes
+REPORTED_SUMMARY = ("cell_id", "task", "method", "model", "budget", "seed", "checkpoint", "rollouts_used",
+                    "n_test", "n_samples", "pass@1", "final")
+REPORTED_ATTEMPTS = ("phase", "tag", "problem_id", "passed")
+CHECKED_FILES = ("config.json", "summary.parquet", "attempts.parquet")
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def seal_cell(cell_dir: Path) -> dict[str, str]:
+    """When a cell finishes: read what the reports read in full (every summary column they use,
+    every value of attempts.parquet's reported columns: a corrupt data page raises here, not in
+    `make table`) and return the files' sha256 digests for done.json. ValueError if they do not read."""
+    summary = pd.read_parquet(cell_dir / "summary.parquet")
+    missing = [c for c in REPORTED_SUMMARY if c not in summary.columns]
+    if missing:
+        raise ValueError(f"summary.parquet lacks {', '.join(missing)}")
+    pd.read_parquet(cell_dir / "attempts.parquet", columns=list(REPORTED_ATTEMPTS))
+    return {name: file_digest(cell_dir / name) for name in CHECKED_FILES}
+
+
 def cell_damage(cell_dir: Path) -> str:
-    """Why a finished cell's files do not read ('' when they do): done.json, config.json,
-    summary.parquet (read whole: it is small) and attempts.parquet (its footer, with the columns
-    the reports read)."""
+    """Why a finished cell's files do not read ('' when they do). A cell sealed at its finish
+    (done.json holds the sha256 of config.json, summary.parquet and attempts.parquet, read in
+    full then: `seal_cell`) is checked against those digests, so an edit, a truncation or a
+    corrupt page behind an intact footer reruns it; an older cell by reading its files' heads."""
+    try:
+        done = json.loads((cell_dir / "done.json").read_text())
+        if not isinstance(done, dict):
+            return "done.json lacks what a finished cell writes"
+    except Exception as exc:  # garbage raises many kinds: JSONDecodeError, OSError, ...
+        return f"done.json: {type(exc).__name__}"
+    if isinstance(done.get("sha256"), dict):
+        for name in CHECKED_FILES:
+            try:
+                if file_digest(cell_dir / name) != done["sha256"].get(name):
+                    return f"{name} changed since the cell finished (sha256 differs from done.json)"
+            except OSError as exc:
+                return f"{name}: {type(exc).__name__}"
+        return ""
     checks: list[tuple[str, Any]] = [
-        ("done.json", lambda p: isinstance(json.loads(p.read_text()), dict)),
         ("config.json", lambda p: isinstance(json.loads(p.read_text()).get("config"), dict)),
-        ("summary.parquet", lambda p: {"cell_id", "method", "pass@1"} <= set(pd.read_parquet(p).columns)),
-        ("attempts.parquet", lambda p: {"phase", "tag", "problem_id", "passed"} <= set(pq.read_schema(p).names))]
+        ("summary.parquet", lambda p: set(REPORTED_SUMMARY) <= set(pd.read_parquet(p).columns)),
+        ("attempts.parquet", lambda p: set(REPORTED_ATTEMPTS) <= set(pq.read_schema(p).names))]
     for name, reads in checks:
         try:
             if not reads(cell_dir / name):

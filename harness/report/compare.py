@@ -179,6 +179,7 @@ class Unit:
     label: str  # method, plus its varied knobs
     method: str
     rows: pd.DataFrame
+    stand_in: bool = False  # a no-learning method's cells standing in at another learner-only value
 
     @property
     def learns(self) -> bool:
@@ -206,22 +207,36 @@ class Unit:
                 if c.startswith("baseline_") and pd.notna(first[c])}
 
 
+def learner_only(column: str) -> bool:
+    """Config columns only learning reads (harness/engine/provenance.py LEARNING_KEYS, and the
+    training set): a method that spends no rollouts computes the same whatever their value."""
+    return column in ("budget", "train_size", "checkpoints") or column.startswith("learn.")
+
+
 def units(cells: SweepCells) -> list[Unit]:
     """Every (configuration, method) of the final evaluations. A method that used no rollouts (no
-    learning) stands in at every budget of the sweep that it has no cell of its own at."""
+    learning) runs once per configuration of the values it reads, and stands in at every value of
+    the learner-only columns (budget, training size, learn.*, checkpoints) that the sweep's other
+    cells have and it has no cell of its own at."""
     final = final_rows(cells.summary)
     key = comparison_key(config_columns(cells))
     knobs = [k for k in cells.varying if k.startswith("method.")]
-    budgets = sorted(final["budget"].unique())
+    learning = [c for c in key if learner_only(c)]
+    rest = [c for c in key if c not in learning]
     out = []
     for _, rows in final.groupby([final[c].astype(str) for c in key + ["method"] + knobs], sort=True):
         first = rows.iloc[0]
         base = {c: first[c] for c in key}
         label = first["method"] + "".join(f" {k[7:]}={first[k]}" for k in knobs if pd.notna(first[k]))
         out.append(Unit(base, label, first["method"], rows))
-        if rows["rollouts_used"].max() == 0:
-            own = set(final[final["method"] == first["method"]]["budget"])
-            out += [Unit({**base, "budget": b}, label, first["method"], rows) for b in budgets if b not in own]
+        if rows["rollouts_used"].max() == 0 and learning:
+            same = final[(final[rest].astype(str) == pd.Series({c: str(base[c]) for c in rest})).all(axis=1)]
+            mine = same[same["method"] == first["method"]][learning]
+            own = {tuple(map(str, v)) for v in mine.itertuples(index=False)}
+            for values in same[learning].drop_duplicates().itertuples(index=False):
+                if tuple(map(str, values)) not in own:
+                    out.append(Unit({**base, **dict(zip(learning, values, strict=True))}, label, first["method"],
+                                    rows, stand_in=True))
     return out
 
 

@@ -30,7 +30,27 @@ def load_results(sweep: str, results_dir: str, keys: Sequence[str] = ()) -> pd.D
     for key in [k for k in keys if k not in summary.columns]:
         summary[key] = summary["cell_id"].map({cid: config_value(results.config(cid), key)
                                                for cid in summary["cell_id"].unique()})
-    return summary
+    return at_every_training_size(summary)
+
+
+def at_every_training_size(summary: pd.DataFrame) -> pd.DataFrame:
+    """A method that spends no rollouts never sees the training set, so a sweep runs it once for
+    every training size (harness/engine/cell.py); its rows stand in at each training size its
+    task has in the sweep."""
+    if "train_size" not in summary or summary.empty:
+        return summary
+    idle = summary.groupby("cell_id")["rollouts_used"].transform("max") == 0
+    extra = []
+    for task, sizes in summary.groupby("task")["train_size"].unique().items():
+        rows = summary[idle & (summary["task"] == task)]
+        for _, own in rows.groupby("method"):
+            for size in sizes:
+                if size in set(own["train_size"]):
+                    continue
+                budgets = summary[~idle & (summary["task"] == task) & (summary["train_size"] == size)]["budget"]
+                budget = budgets.iloc[0] if budgets.nunique() == 1 else own["budget"]  # the row's budget
+                extra.append(own.assign(train_size=size, budget=budget))
+    return pd.concat([summary, *extra], ignore_index=True) if extra else summary
 
 
 def stage_rows(df: pd.DataFrame, stage: str) -> pd.DataFrame:

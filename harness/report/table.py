@@ -54,7 +54,7 @@ def build_table(sweep_dir: Path, cells: SweepCells, reference: str | None = None
     odd_versions = version_outliers(df)
     rows = []
     for unit in comparer.units:
-        if unit.rows["budget"].iloc[0] != unit.key["budget"]:
+        if unit.stand_in:
             continue  # a no-learning stand-in at another budget: compared, not tabled twice
         r = unit.rows
         pass1 = comparer.pass1(unit)
@@ -90,7 +90,9 @@ def build_table(sweep_dir: Path, cells: SweepCells, reference: str | None = None
         if "eval_s" in r:  # cells from before the per-phase split lack it
             row["eval s"] = round(float(r["eval_s"].mean()), 1)
             row["load s"] = round(float(r["load_s"].mean()), 1)
+        timeouts = int(r["verify_timeouts"].fillna(0).sum()) if "verify_timeouts" in r else 0
         flags = [comparer.chance_flag(unit), pair_flag and "comparison uninformative", unit.single_seed_flag,
+                 f"{timeouts} answers not verified in time (scored 0; raise task.verify_timeout_s)" if timeouts else "",
                  "package versions differ from the sweep's" if set(r["cell_id"]) & odd_versions else ""]
         row["flags"] = "; ".join(f for f in flags if f)
         rows.append(row)

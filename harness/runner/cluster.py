@@ -19,6 +19,7 @@ workers; a re-run resumes them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.core.paths import no_links
 from harness.engine.cell import CellOutcome, CellSpec
 from harness.engine.records import write_bytes, write_json
 
@@ -46,6 +48,8 @@ def land(sweep_dir: Path, cell_id: str, files: dict[str, bytes]) -> None:
     The cell's directory is staged beside the sweep and renamed into place whole, so it appears
     with all its rows or not at all, and nothing an earlier attempt left stays mixed in."""
     prefix = f"cells/{cell_id}/"
+    out = sweep_dir / "cells" / cell_id
+    no_links(out, sweep_dir)
     stage = sweep_dir / ".landing" / cell_id
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
@@ -55,15 +59,25 @@ def land(sweep_dir: Path, cell_id: str, files: dict[str, bytes]) -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
         else:  # sweep-level files of the cell, e.g. its W&B offline run
-            write_bytes(data, sweep_dir / rel)
-    out = sweep_dir / "cells" / cell_id
+            target = sweep_dir / rel
+            if not target.resolve().is_relative_to(sweep_dir.resolve()):
+                raise ValueError(f"a worker shipped {rel!r}, outside the sweep directory")
+            no_links(target, sweep_dir)
+            write_bytes(data, target)
     shutil.rmtree(out, ignore_errors=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     os.replace(stage, out)
+    with contextlib.suppress(OSError):  # the staging folder, once empty (an empty .landing was left behind)
+        stage.parent.rmdir()
 
 
 def mark(spec: CellSpec, status: str, **extra: Any) -> None:
-    """The driver's record of where a cell stands (the worker's own status arrives with its files)."""
+    """The driver's record of where a cell stands (the worker's own status arrives with its files);
+    nothing is written through a link."""
+    try:
+        no_links(spec.out_dir, spec.sweep_dir)
+    except ValueError:
+        return
     spec.out_dir.mkdir(parents=True, exist_ok=True)
     if not (spec.out_dir / "config.json").exists():
         write_json({"cell_id": spec.cell_id, "label": spec.label, "config": spec.config}, spec.out_dir / "config.json")
@@ -267,7 +281,11 @@ class Pool:
             self.drop(w)
             self.fail(job.spec, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
             return
-        land(job.spec.sweep_dir, job.spec.cell_id, reply["files"])
+        try:
+            land(job.spec.sweep_dir, job.spec.cell_id, reply["files"])
+        except (ValueError, OSError) as exc:  # a link in the way, a full disk: this cell fails, not the sweep
+            self.fail(job.spec, f"its files could not land: {exc}")
+            return
         self.finish(CellOutcome(**reply["outcome"]))
 
     def lost(self, w: Worker, job: Job, exc: Exception) -> None:

@@ -99,8 +99,11 @@ class Progress:
         return f" | {left} left, ETA {seconds / 60:.0f} min"
 
 
-def execute(sweep_dir: Path, specs: list[CellSpec], first: dict[str, Any]) -> int:
-    """Run planned cells (finished ones are skipped); exit status 0, or 1 if a cell failed. A
+def execute(sweep_dir: Path, specs: list[CellSpec], first: dict[str, Any],
+            planned: list[CellSpec] | None = None) -> int:
+    """Run `specs` (finished ones are skipped); exit status 0, or 1 if a cell failed. `planned`
+    (default: `specs`) is the sweep's plan, written to plan.json: a subset run (`paper run --only`)
+    keeps every planned cell in the plan, so earlier results never vanish from the tables. A
     launcher-level user error (no cluster, too few GPUs) raises UserError (see `run_locked`)."""
     from harness.core.registry import LAUNCHERS
 
@@ -111,8 +114,11 @@ def execute(sweep_dir: Path, specs: list[CellSpec], first: dict[str, Any]) -> in
                   f"running it again", file=sys.stderr, flush=True)
     todo = sum(not s.done for s in specs)
     plan_file = sweep_dir / PLAN_FILE
-    previous_plan = plan_file.read_bytes() if plan_file.exists() else None
-    write_plan(sweep_dir, [(s.cell_id, s.label) for s in specs])
+    try:
+        previous_plan = plan_file.read_bytes() if plan_file.exists() else None
+        write_plan(sweep_dir, [(s.cell_id, s.label) for s in (planned or specs)])
+    except OSError as exc:  # e.g. plan.json is a folder: refused before any cell runs
+        raise UserError(f"cannot write the sweep's plan {plan_file}: {exc.strerror or exc}") from None
     stale = stale_cells(sweep_dir)
     print(f"sweep {sweep_dir.name}: {len(specs)} cells ({len(specs) - todo} already finished) "
           f"-> {sweep_dir}" + (f"; {len(stale)} stale cells from an earlier plan are kept on disk "
@@ -138,10 +144,13 @@ def execute(sweep_dir: Path, specs: list[CellSpec], first: dict[str, Any]) -> in
             restore(plan_file, previous_plan)
         raise
     summary = collect_summaries(sweep_dir)
-    if len(summary):
-        write_parquet(summary, sweep_dir / "summary.parquet")
-    else:  # no finished cell in this plan: an older summary would describe another plan
-        (sweep_dir / "summary.parquet").unlink(missing_ok=True)
+    try:
+        if len(summary):
+            write_parquet(summary, sweep_dir / "summary.parquet")
+        else:  # no finished cell in this plan: an older summary would describe another plan
+            (sweep_dir / "summary.parquet").unlink(missing_ok=True)
+    except OSError as exc:  # the cells' own files hold every result; `make table` rebuilds it
+        print(f"sibench: warning: could not write {sweep_dir / 'summary.parquet'}: {exc}", file=sys.stderr)
     failed = [o for o in progress.outcomes if o.status == "failed"]  # as reported: ok only with its rows here
     wall = time.perf_counter() - progress.t0
     where = f"summary: {sweep_dir / 'summary.parquet'}" if len(summary) else "no cell finished, so no summary"
@@ -166,7 +175,12 @@ def sweep_lock(sweep_dir: Path) -> Iterator[None]:
     two identical commands cannot both compute every cell or race on a finished cell's files.
     The lock is the kernel's (flock): a killed sweep releases it."""
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    handle = open(sweep_dir / ".lock", "a+")  # noqa: SIM115 - held open for the whole sweep
+    lock = sweep_dir / ".lock"
+    try:  # never through a link: opening a symlinked .lock would truncate its target
+        handle = os.fdopen(os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644), "r+")
+    except OSError as exc:
+        raise UserError(f"{lock} cannot be the sweep's lock file ({exc.strerror}; a link or a folder?): "
+                        f"remove it and re-run") from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -186,7 +200,8 @@ def sweep_lock(sweep_dir: Path) -> Iterator[None]:
         handle.close()
 
 
-def run_locked(sweep_dir: Path, specs: list[CellSpec], first: dict[str, Any]) -> int:
+def run_locked(sweep_dir: Path, specs: list[CellSpec], first: dict[str, Any],
+               planned: list[CellSpec] | None = None) -> int:
     """`execute` under the sweep lock, with Ctrl-C turned into one line and exit status 130. Every
     entry point that runs cells (sweep, run, paper, calibrate) comes through here, before any cell
     imports torch: the place to quiet the libraries (harness/core/quiet.py)."""
@@ -194,7 +209,7 @@ def run_locked(sweep_dir: Path, specs: list[CellSpec], first: dict[str, Any]) ->
     created = not sweep_dir.exists()
     try:
         with sweep_lock(sweep_dir):
-            return execute(sweep_dir, specs, first)
+            return execute(sweep_dir, specs, first, planned)
     except UserError as exc:
         if created and not (sweep_dir / "cells").exists():  # refused before any cell: leave nothing behind
             shutil.rmtree(sweep_dir, ignore_errors=True)

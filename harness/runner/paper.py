@@ -14,40 +14,45 @@ from harness.runner.plan import plan, print_plan
 
 def run(name: str, scale_name: str, results_dir: str = "results", dry_run: bool = False,
         only: list[str] | None = None) -> int:
-    """`only`: run just the cells whose config has these values (the paper's layout, results and
-    table stay the same; the other cells show as not run)."""
+    """`only`: run just the cells whose config has these values. Every block's plan.json still holds
+    all of its cells (so finished ones stay in the tables and the others show as not run), and a
+    block with no matching cell is not touched."""
     paper = load_paper(name)
     scale = scale_of(paper, scale_name)
     wanted = parse_only(only or [])
     planned = []
     for block_name, block in scale["blocks"].items():
         sweep = sweep_name(paper, scale_name, block_name)
-        keyed, seen, first, sdir = [], set(), None, None
+        keyed, seen, first, sdir, every = [], set(), None, None, []
         for entry, group in block_groups(scale, block, sweep):
             sdir, group_specs, group_first = plan(group + [f"results_dir={results_dir}"])
             first = first or group_first
             for spec in group_specs:
-                if any(str(config_value(spec.config, k)) not in v for k, v in wanted.items()):
+                if spec.cell_id in seen:
                     continue
-                if spec.cell_id not in seen:
-                    seen.add(spec.cell_id)
-                    keyed.append((run_order(spec.config, entry, block["grid"]), spec))
-        planned.append((block_name, sdir, [spec for _, spec in sorted(keyed, key=lambda x: x[0])], first))
+                seen.add(spec.cell_id)
+                every.append((run_order(spec.config, entry, block["grid"]), spec))
+                if all(str(config_value(spec.config, k)) in v for k, v in wanted.items()):
+                    keyed.append(every[-1])
+        planned.append((block_name, sdir, [spec for _, spec in sorted(keyed, key=lambda x: x[0])], first,
+                        [spec for _, spec in sorted(every, key=lambda x: x[0])]))
     total = sum(len(p[2]) for p in planned)
     if wanted and not total:
         raise UserError(f"--only {' '.join(only or [])} matches no cell of scale {scale_name}")
     print(f"paper {paper['_name']}, scale {scale_name}: {paper.get('title', '')}\n  {scale.get('note', '')}\n  "
-          + ", ".join(f"{b}: {len(s)} cells" for b, _, s, _ in planned) + f" ({total} in all)", flush=True)
+          + ", ".join(f"{b}: {len(s)} cells" for b, _, s, _, _ in planned) + f" ({total} in all)", flush=True)
     if dry_run:
-        for block_name, sdir, specs, _ in planned:
+        for block_name, sdir, specs, _, _ in planned:
             assert sdir is not None  # every block plans at least one group
             print(f"  block {block_name}:")
             print_plan(sdir, specs, indent="  ")
         return 0
     t0, worst = time.perf_counter(), 0
-    for _, sdir, specs, first in planned:
+    for _, sdir, specs, first, every_cell in planned:
         assert sdir is not None and first is not None  # every block plans at least one group
-        code = run_locked(sdir, specs, first)
+        if not specs:  # --only matches nothing here: its plan, rows and summary stay as they are
+            continue
+        code = run_locked(sdir, specs, first, planned=every_cell)
         if code in (2, 130):  # refused (sweep in use) or interrupted: stop here, a rerun resumes
             return code
         worst = max(worst, code)

@@ -111,7 +111,7 @@ def plan(overrides: list[str]) -> tuple[Path, list[CellSpec], dict[str, Any]]:
             reused.add(cfg["method"]["name"])
     if reused:
         print(f"sibench: {', '.join(sorted(reused))} spends no rollouts, so one cell per configuration serves "
-              f"every seed and budget of the grid", flush=True)
+              f"every seed, budget, training size and learn.* value of the grid", flush=True)
     return sweep_dir, specs, first
 
 

@@ -59,7 +59,9 @@ class PromptedTask:
     few_shot: int = knob(2, "demos in every prompt (fixed seed, never in train or test)", ge=0)
     max_tokens: int = knob(128, "completion cap in tokens", ge=1)
     partial_credit: bool = knob(False, "keep partial credit in `reward` (`passed` is always strict)")
-    verify_timeout_s: float = knob(2.0, "wall-clock limit on scoring one completion", gt=0, le=3600)
+    verify_timeout_s: float = knob(2.0, "wall-clock limit on scoring one completion (a timeout scores 0 and is "
+                                        "recorded: attempts `verify_timed_out`, summary `verify_timeouts`); below "
+                                        "0.1 s a correct answer may not verify", ge=0.1, le=3600)
 
     def __post_init__(self) -> None:
         check_knobs(self, "task.")
@@ -131,13 +133,14 @@ class PromptedTask:
 
     def verify(self, problem: Problem, completion: str, truncated: bool = False) -> Verdict:
         parsed: str | None = None
+        timed_out = False
         try:
             with time_limit(self.verify_timeout_s):
                 parsed = self.extract(completion)
                 score = self.score(parsed, problem) if parsed is not None else 0.0
             note = "" if parsed is not None else " No final 'Answer: ...' line was found."
         except VerifierTimeout:
-            score, note = 0.0, " The answer could not be checked in time."
+            score, note, timed_out = 0.0, " The answer could not be checked in time.", True
         except Exception:  # hostile or malformed text: never propagate
             score, note = 0.0, " The answer could not be parsed."
         passed = score == 1.0
@@ -148,7 +151,8 @@ class PromptedTask:
             text = f"Incorrect. Your answer: {parsed!r}. Expected: {problem.answer!r}.{note}"
         else:
             text = f"Incorrect.{note}"
-        return Verdict(reward=reward, passed=passed, parsed=parsed, feedback=text, truncated=truncated)
+        return Verdict(reward=reward, passed=passed, parsed=parsed, feedback=text, truncated=truncated,
+                       timed_out=timed_out)
 
     # ---- reporting ----
     def chance_baseline(self, problems: list[Problem]) -> dict[str, float]:

@@ -46,9 +46,11 @@ def snapshot(root: Path) -> dict[str, bytes]:
 
 BAD = [  # (overrides, what the one line says)
     # silent wrong results
-    (["task.verify_timeout_s=inf"], "task.verify_timeout_s=inf; valid: a finite number > 0 and <= 3600"),
+    (["task.verify_timeout_s=inf"], "task.verify_timeout_s=inf; valid: a finite number >= 0.1 and <= 3600"),
+    # issue 34: 1e-6 scored every correct answer 0 and reported "ok"
+    (["task.verify_timeout_s=1e-6"], "task.verify_timeout_s=1e-06; valid: a number >= 0.1 and <= 3600"),
     (["task.verify_timeout_s=nan"], "task.verify_timeout_s=nan; valid: a finite number"),
-    (["task.verify_timeout_s=1e10"], "task.verify_timeout_s=10000000000.0; valid: a number > 0 and <= 3600"),
+    (["task.verify_timeout_s=1e10"], "task.verify_timeout_s=10000000000.0; valid: a number >= 0.1 and <= 3600"),
     (["task=math_benchmark", "task.math_verify_timeout_s=0"], "task.math_verify_timeout_s=0.0; valid: a number > 0"),
     (["task=math_benchmark", "task.math_verify_timeout_s=nan"], "task.math_verify_timeout_s=nan; valid: a finite"),
     (["task=math_benchmark", "task.math_verify_timeout_s=-5"], "task.math_verify_timeout_s=-5.0; valid: a number > 0"),
@@ -141,3 +143,43 @@ def test_nan_and_out_of_int_range_are_refused_unless_declared():
         check_value("y", -math.inf, f["y"], float)  # the range still holds
     with pytest.raises(ValueError, match="integers are at most 2147483647"):
         check_value("n", 2**31, f["n"], int)
+
+
+# -- issue 34: silent gaps ------------------------------------------------------------------------------------------
+
+def test_a_run_once_reference_is_tabled_under_every_learner_only_value(tmp_path):
+    """zero_shot ran once and was filed under the first learn.temperature only (the learner's other
+    rows had no Δ, no p, no comparison), and ran once per task.train_size though it never sees the
+    training set."""
+    from harness.results import load
+    from harness.sweep import main
+
+    assert main(["model=mock", "logger=none", "method=zero_shot,episodic_rag", "budget=8", "task.test_size=6",
+                 "task.train_size=3,4", "learn.temperature=0.5,0.9", f"results_dir={tmp_path}", "sweep=k"]) == 0
+    r = load("k", tmp_path)
+    assert (r.final["method"] == "zero_shot").sum() == 1  # one cell for both sizes and both temperatures
+    table = r.table()
+    rag = table[table["method"] == "episodic_rag"]
+    assert len(rag) == 4 and (rag["Δ vs zero_shot"].str.len() > 0).all() and (rag["p (Holm)"] != "").all()
+    assert (table["method"] == "zero_shot").sum() == 1  # tabled once, compared everywhere
+    assert len(r.comparisons) == 4
+
+
+def test_verifier_timeouts_are_recorded_and_flagged(run_one, monkeypatch, tmp_path):
+    """A verifier that runs out of time scored the answer 0 and the cell said "ok": now each row says
+    so (`verify_timed_out`), the summary counts them and the table flags the row."""
+    import time
+
+    from tasks.math import MathTask
+
+    monkeypatch.setattr(MathTask, "score", lambda self, parsed, problem: time.sleep(0.3) or 1.0)
+    outcome, attempts, summary = run_one("method=zero_shot", "task.verify_timeout_s=0.1", "task.test_size=3",
+                                         "eval.n_samples=1")
+    assert outcome.status == "ok"
+    scored = attempts[attempts["passed"].notna()]
+    assert len(scored) and scored["verify_timed_out"].all() and not scored["passed"].any()
+    assert summary["verify_timeouts"].iloc[-1] == len(scored[scored["phase"] == "eval"])
+    from harness.results import load
+
+    flags = load("sweep", tmp_path).table()["flags"].iloc[0]
+    assert f"{len(scored)} answers not verified in time" in flags

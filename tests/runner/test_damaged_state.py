@@ -122,3 +122,85 @@ def test_files_are_group_readable(tmp_path):
              if p.is_file() and p.name != ".lock"}
     assert {"plan.json", "summary.parquet", "attempts.parquet", "config.json", "done.json"} <= set(modes)
     assert set(modes.values()) == {0o644}, modes
+
+
+# -- issue 34: damage the reports would have read, sealed at the finish --------------------------------------------
+
+def corrupt_a_data_page(path: Path) -> None:
+    """Flip bytes in the middle of a parquet file: the footer (and its schema) still reads."""
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 3
+    data[middle:middle + 64] = bytes(64)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", ["summary without final", "corrupt data page", "edited config.json"])
+def test_a_finished_cell_changed_after_its_finish_runs_again(tmp_path, capfd, damage):
+    """The damage check compares done.json's sha256 of what the reports read: a summary without
+    `final` (its checkpoint rows were averaged in as final), a corrupt page behind an intact footer
+    (the cell stayed 'finished' and `make table` died in thrift) and an edited config.json (a valid
+    edit relabelled the table row) all re-run the cell."""
+    from harness.table import main as table_main
+
+    assert sweep_main(tmp_path, "sweep=c", "method=episodic_rag", "checkpoints=[0.5]") == 0
+    (cell,) = cell_dirs(tmp_path / "c").values()
+    assert set(json.loads((cell / "done.json").read_text())["sha256"]) == {"config.json", "summary.parquet",
+                                                                            "attempts.parquet"}
+    if damage == "summary without final":
+        pd.read_parquet(cell / "summary.parquet").drop(columns="final").to_parquet(cell / "summary.parquet")
+    elif damage == "corrupt data page":
+        corrupt_a_data_page(cell / "attempts.parquet")
+    else:
+        cfg = json.loads((cell / "config.json").read_text())
+        cfg["config"]["task"]["difficulty"] = "relabelled"
+        (cell / "config.json").write_text(json.dumps(cfg))
+    capfd.readouterr()
+    assert table_main(["--sweep", "c", "--results-dir", str(tmp_path)]) == 2  # left out: nothing finished
+    assert "no finished cells" in capfd.readouterr().err
+    assert sweep_main(tmp_path, "sweep=c", "method=episodic_rag", "checkpoints=[0.5]") == 0
+    captured = capfd.readouterr()
+    assert "changed since the cell finished" in captured.err and "1 ran, 0 skipped" in captured.out
+    assert table_main(["--sweep", "c", "--results-dir", str(tmp_path)]) == 0
+
+
+@pytest.mark.parametrize("name", ["plan.json", ".lock"])
+def test_a_folder_where_a_sweep_file_belongs_exits_2_in_one_line(tmp_path, capfd, name):
+    (tmp_path / "f" / name).mkdir(parents=True)
+    assert sweep_main(tmp_path, "sweep=f") == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and name in err[0] and "Traceback" not in err[0]
+    assert not (tmp_path / "f" / "cells").exists()
+
+
+def test_a_summary_that_cannot_be_written_warns_and_the_failed_list_still_prints(tmp_path, capfd):
+    """Disk trouble at the final summary write (here: a folder in its place) hid the FAILED list
+    behind a traceback; the cells' own files hold every result."""
+    (tmp_path / "w" / "summary.parquet").mkdir(parents=True)
+    (tmp_path / "w" / "summary.parquet" / "x").write_text("")
+    assert sweep_main(tmp_path, "sweep=w", "seed=0,1") == 0
+    captured = capfd.readouterr()
+    assert "could not write" in captured.err and "finished in" in captured.out and "Traceback" not in captured.err
+    assert len(list((tmp_path / "w").glob("cells/*/done.json"))) == 1  # zero_shot: one cell serves both seeds
+
+
+def test_paper_only_keeps_every_planned_cell_in_the_plan(tmp_path, capsys):
+    """`--only` cut every block's plan.json down to the subset: finished cells vanished from the
+    paper table with no 'not run' line."""
+    import sys as _sys
+
+    sys_path = str(REPO / "tests" / "config")
+    _sys.path.insert(0, sys_path)
+    try:
+        from test_paper import PAPER_YAML
+    finally:
+        _sys.path.remove(sys_path)
+    from harness import paper as paper_cmd
+
+    (tmp_path / "tiny.yaml").write_text(PAPER_YAML.replace("reference: tiny_reference.csv\n", ""))
+    args = ["run", str(tmp_path / "tiny.yaml"), "--scale", "small", "--results-dir", str(tmp_path / "results")]
+    assert paper_cmd.main(args) == 0
+    sdir = tmp_path / "results" / "paper-tiny-small-table1"
+    before = json.loads((sdir / "plan.json").read_text())["cells"]
+    assert paper_cmd.main([*args, "--only", "method=episodic_rag", "--only", "task.train_size=4"]) == 0
+    assert json.loads((sdir / "plan.json").read_text())["cells"] == before
+    assert pd.read_parquet(sdir / "summary.parquet")["cell_id"].nunique() == len(before) == 5
