@@ -126,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("overrides", nargs="*", help="config overrides, e.g. model=smollm2_135m")
     ap.add_argument("--port", type=int, default=8000)
     args = ap.parse_args(argv)
+    if not 1 <= args.port <= 65535:  # refused before an engine starts
+        print(f"sibench: error: --port {args.port}; valid: 1-65535", file=sys.stderr)
+        return 2
     try:
         model_cfg = to_dict(compose(args.overrides))["model"]
         with local_server(model_cfg, args.port) as server:

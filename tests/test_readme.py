@@ -144,3 +144,16 @@ def test_make_test_runs_pytest_on_everything_but_gpu_tests(user_checkout):
     proc = run_make(user_checkout, "make -n test")
     assert proc.returncode == 0, proc.stderr
     assert re.search(r"-m pytest -m \"?not gpu\"?", proc.stdout), proc.stdout
+
+
+def test_the_readmes_trl_args_example_runs_as_written(capfd):
+    """Issue 34: `method.trl_args={weight_decay: 0.01}`, as the README writes it, was refused
+    ("valid keys: " and an empty list); it plans, and the value reaches the method's config."""
+    from harness.config.compose import compose, expand_grid, to_dict
+    from harness.sweep import main
+
+    example = re.search(r"`(method\.trl_args=\{[^`]*\})`", (REPO / "README.md").read_text()).group(1)
+    assert example == "method.trl_args={weight_decay: 0.01}"
+    assert main(["method=grpo", "model=smollm2_135m_hf", "budget=8", example, "--dry-run"]) == 0
+    (cell,) = expand_grid(["method=grpo", "model=smollm2_135m_hf", example])
+    assert to_dict(compose(cell))["method"]["trl_args"] == {"weight_decay": 0.01}

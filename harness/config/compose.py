@@ -22,11 +22,12 @@ from harness.core.paths import CONF_DIR, check_sweep_name, results_root
 
 def _parse(overrides: list[str]) -> list[Any]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ValueType
     from hydra.errors import OverrideParseException
 
     parser = OverridesParser.create()
     try:
-        return parser.parse_overrides(overrides)
+        parsed = parser.parse_overrides(overrides)
     except OverrideParseException as exc:
         bad = overrides[-1] if overrides else ""
         for one in overrides:  # name the override that fails on its own, not a guess
@@ -37,6 +38,11 @@ def _parse(overrides: list[str]) -> list[Any]:
                 break
         raise UserError(f"malformed override {bad!r}: {str(exc).splitlines()[0]}; "
                         f"expected key=value (comma lists sweep, e.g. method=zero_shot,core)") from None
+    for text, ov in zip(overrides, parsed, strict=True):
+        if ov.is_interval_sweep() or ov.value_type == ValueType.GLOB_CHOICE_SWEEP:
+            raise UserError(f"{text}: Hydra's interval and glob sweeps are not supported; valid: a comma list "
+                            f"({ov.get_key_element()}=a,b) or range(start,stop[,step])")
+    return parsed
 
 
 def expand_grid(overrides: list[str]) -> list[list[str]]:
@@ -45,17 +51,40 @@ def expand_grid(overrides: list[str]) -> list[list[str]]:
     method has that knob (`METHOD=zero_shot,core ARGS=method.k_insights=10` tunes core only);
     a knob that no method of the grid has is left in, so composing refuses it."""
     parsed = _parse(overrides)
-    axes: list[list[str]] = []
+    axes: list[list[list[str]]] = []  # per override: its alternatives, each one or more overrides
     for ov in parsed:
         key = ov.get_key_element()
+        if key.lstrip("+~").split(".")[0] == "hydra":
+            raise UserError(f"{key}=...: sibench composes configs with Hydra's compose API, so hydra.* settings "
+                            f"are not used; valid: the keys `python -m harness.sweep --help` lists")
         if ov.is_sweep_override():
-            axes.append([f"{key}={v}" for v in ov.sweep_string_iterator()])
+            axes.append([[f"{key}={v}"] for v in ov.sweep_string_iterator()])
+        elif isinstance(ov.value(), dict) and ov.value():  # a dict knob (trl_args, boosts): each entry
+            axes.append([[f"++{key.lstrip('+~')}.{k}={_hydra_value(v)}" for k, v in ov.value().items()]])
         else:
-            axes.append([f"{key}={ov.get_value_element_as_str()}"])
-    cells = [list(combo) for combo in itertools.product(*axes)] if axes else [[]]
+            axes.append([[f"{key}={ov.get_value_element_as_str()}"]])
+    cells = [[o for part in combo for o in part] for combo in itertools.product(*axes)] if axes else [[]]
     for group in ("method", "task"):
         cells = _scope_group_knobs(cells, group)
     return cells
+
+
+def _hydra_value(value: Any) -> str:
+    """A parsed override value written back in Hydra's override syntax."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if value is None:
+        return "null"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ",".join(_hydra_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{_hydra_value(v)}" for k, v in value.items()) + "}"
+    text = str(value)
+    if re.fullmatch(r"[A-Za-z_][\w.\-/]*", text):
+        return text
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _scope_group_knobs(cells: list[list[str]], group: str) -> list[list[str]]:

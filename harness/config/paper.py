@@ -23,9 +23,40 @@ def load_paper(name: str) -> dict[str, Any]:
     if not path.is_file():
         valid = sorted(p.stem for p in PAPER_DIR.glob("*.yaml"))
         raise UserError(f"unknown paper {name!r}; valid: {', '.join(valid)} (or a path to a paper .yaml)")
-    paper = yaml.safe_load(path.read_text())
+    try:
+        paper = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not YAML ({str(exc).splitlines()[0]})") from None
+    check_layout(paper, path)
     paper["_dir"], paper["_name"] = path.parent, path.stem
     return paper
+
+
+def check_layout(paper: Any, path: Path) -> None:
+    """The shape a paper file must have, refused in one line naming the first part that lacks it:
+    scales: {NAME: {common: [overrides], blocks: {BLOCK: {grid: {key: [values]}, cells: [[...]]}}}},
+    table: {block: BLOCK, ...}."""
+    def need(ok: bool, where: str, what: str) -> None:
+        if not ok:
+            raise UserError(f"{path}: {where} must be {what}; see conf/paper/core.yaml for the layout")
+
+    need(isinstance(paper, dict), "the file", "a mapping with `scales` and `table`")
+    need(isinstance(paper.get("scales"), dict) and bool(paper["scales"]), "`scales`", "a mapping of scale names")
+    for name, scale in paper["scales"].items():
+        need(isinstance(scale, dict), f"scale {name!r}", "a mapping")
+        need(isinstance(scale.get("common", []), list), f"{name}.common", "a list of overrides")
+        need(isinstance(scale.get("per_value", {}) or {}, dict), f"{name}.per_value", "a mapping")
+        need(isinstance(scale.get("blocks"), dict) and bool(scale["blocks"]), f"{name}.blocks", "a mapping of blocks")
+        for block_name, block in scale["blocks"].items():
+            need(isinstance(block, dict) and isinstance(block.get("grid"), dict), f"{name}.{block_name}",
+                 "a mapping with a `grid` mapping")
+            need(all(isinstance(v, list) for v in block["grid"].values()), f"{name}.{block_name}.grid",
+                 "a mapping of keys to lists of values")
+            cells = block.get("cells")
+            need(isinstance(cells, list) and all(isinstance(c, list) for c in cells), f"{name}.{block_name}.cells",
+                 "a list of override lists")
+    need(isinstance(paper.get("table"), dict) and "block" in paper["table"], "`table`",
+         "a mapping with a `block`")
 
 
 def scale_of(paper: dict[str, Any], scale: str) -> dict[str, Any]:

@@ -83,8 +83,9 @@ def _omegaconf_type(hint: Any) -> Any:
     origin = typing.get_origin(hint)
     if origin in (list, tuple) and all(_omegaconf_type(a) is not Any for a in typing.get_args(hint)[:1]):
         return types.GenericAlias(list, (_omegaconf_type(typing.get_args(hint)[0]) if typing.get_args(hint) else Any,))
-    if origin is dict:
-        return dict[str, Any]
+    if origin is dict:  # a dict knob declares its value type (`boosts: dict[str, float]`), checked per entry
+        value = typing.get_args(hint)[1:] or (Any,)
+        return types.GenericAlias(dict, (str, value[0] if value[0] in (int, float, bool, str) else Any))
     return Any
 
 

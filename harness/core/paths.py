@@ -16,10 +16,16 @@ CONF_DIR = REPO / "conf"
 SLUG_MAX = 80  # characters of a file-name part made from config values
 
 
+SWEEP_NAME_MAX = 100  # characters; the paper sweeps' names are under 40
+
+
 def check_sweep_name(sweep: str) -> None:
-    """A sweep is one directory right under results_dir: no separators, no leading dot."""
-    if not sweep or any(c in sweep for c in "/\\") or sweep.startswith("."):
+    """A sweep is one directory right under results_dir: no separators, no leading dot, no control
+    characters (a newline), at most SWEEP_NAME_MAX characters."""
+    if not sweep or any(c in sweep for c in "/\\") or sweep.startswith(".") or not sweep.isprintable():
         raise UserError(f"sweep name {sweep!r} must be a plain directory name")
+    if len(sweep) > SWEEP_NAME_MAX:
+        raise UserError(f"sweep name {sweep[:20]!r}... has {len(sweep)} characters; valid: at most {SWEEP_NAME_MAX}")
 
 
 def results_root(results_dir: str) -> Path:

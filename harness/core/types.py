@@ -14,9 +14,19 @@ Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": str
 
 
 def content_hash(obj: Any, length: int = 16) -> str:
-    """Stable short hash of any JSON-serialisable object (sorted keys)."""
-    blob = json.dumps(obj, sort_keys=True, default=str, ensure_ascii=True).encode()
+    """Stable short hash of any JSON-serialisable object (sorted keys; -0.0 is 0.0)."""
+    blob = json.dumps(_signless_zero(obj), sort_keys=True, default=str, ensure_ascii=True).encode()
     return hashlib.sha256(blob).hexdigest()[:length]
+
+
+def _signless_zero(obj: Any) -> Any:
+    if isinstance(obj, float) and obj == 0.0:
+        return 0.0
+    if isinstance(obj, dict):
+        return {k: _signless_zero(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_signless_zero(v) for v in obj]
+    return obj
 
 
 @dataclass(frozen=True)

@@ -174,7 +174,11 @@ def sweep_lock(sweep_dir: Path) -> Iterator[None]:
     """Hold the sweep directory for this process; a second sweep on it is refused (UserError), so
     two identical commands cannot both compute every cell or race on a finished cell's files.
     The lock is the kernel's (flock): a killed sweep releases it."""
-    sweep_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # e.g. results_dir=/proc: nothing can be written there
+        raise UserError(f"cannot create the sweep directory {sweep_dir}: {exc.strerror or exc}; valid: "
+                        f"results_dir=<a directory you can write>") from None
     lock = sweep_dir / ".lock"
     try:  # never through a link: opening a symlinked .lock would truncate its target
         handle = os.fdopen(os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644), "r+")

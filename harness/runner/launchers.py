@@ -35,7 +35,7 @@ class LauncherBase:
     """Knobs every launcher has."""
 
     cell_timeout_s: float | None = knob(None, "a cell running longer fails with this as its reason (null = no "
-                                              "limit)", gt=0)
+                                              "limit)", gt=0, le=2_592_000)  # 30 days: setitimer's range is far wider
 
 
 class CellTimeout(BaseException):

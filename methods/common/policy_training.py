@@ -90,6 +90,8 @@ class PolicyGradientKnobs(MethodBase):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.trl_args:
+            check_trl_args(self.trl_args)
         if self.micro_batch_size is not None and self.rollouts_per_step % self.micro_batch_size:
             divisors = [d for d in range(1, self.rollouts_per_step + 1) if self.rollouts_per_step % d == 0]
             raise ValueError(f"method.micro_batch_size={self.micro_batch_size} does not divide prompts_per_step × "
@@ -125,6 +127,40 @@ class PolicyGradientKnobs(MethodBase):
             temperature=cell.temperature if self.temperature is None else self.temperature,
             top_p=1.0 if corrected else cell.top_p if self.top_p is None else self.top_p,
             max_tokens=self.max_completion_length or cell.max_tokens, seed=cell.seed)
+
+
+def _of_kind(value: Any, kind: type) -> bool:
+    """`value` as a config value of `kind` (an int is a number, a bool is only a flag)."""
+    if isinstance(value, bool) or kind is bool:
+        return isinstance(value, bool) and kind is bool
+    return isinstance(value, int | float) if kind is float else isinstance(value, kind)
+
+
+def check_trl_args(trl_args: dict[str, Any]) -> None:
+    """Plan-time check of `method.trl_args` (passed to TRL as is): every key a GRPOConfig field, and
+    every value of a number, flag or text field of that type (`learning_rate=abc` failed only when
+    the cell ran). ValueError naming the entry and what is valid."""
+    import dataclasses
+    import enum
+    import typing
+
+    from trl import GRPOConfig
+
+    fields = {f.name: f for f in dataclasses.fields(GRPOConfig)}
+    for key, value in trl_args.items():
+        if key not in fields:
+            near = sorted(k for k in fields if key.split("_")[0] in k)[:8]
+            raise ValueError(f"method.trl_args.{key}: not a TRL GRPOConfig argument; valid: GRPOConfig's fields"
+                             + (f", e.g. {', '.join(near)}" if near else ""))
+        kinds = [k for k in (typing.get_args(fields[key].type) or (fields[key].type,)) if k is not type(None)]
+        simple = [k for k in kinds if k in (bool, int, float, str)]
+        if value is None or len(simple) != len([k for k in kinds if not (isinstance(k, type) and
+                                                                             issubclass(k, enum.Enum))]):
+            continue  # a field of other types (lists, dicts, objects): TRL checks it
+        if not any(_of_kind(value, k) for k in simple):
+            words = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+            raise ValueError(f"method.trl_args.{key}={value!r}; valid: {' or '.join(words[k] for k in simple)} "
+                             f"(TRL GRPOConfig)")
 
 
 def as_trainable(backend: Backend) -> TrainableBackend:

@@ -79,6 +79,19 @@ BAD = [  # (overrides, what the one line says)
     (["task=knights_knaves", "task.n_people=16"], "task knights_knaves with n_people=16 takes over 1 s to generate"),
     (["task=zebra", "task.num_people=7", "task.num_characteristics=7"],
      "task zebra with num_people=7, num_characteristics=7 takes over 1 s to generate one problem"),
+    # issue 34: tracebacks, or errors only once a cell ran
+    (["launcher.cell_timeout_s=1e10"], "launcher.cell_timeout_s=10000000000.0; valid: a number > 0 and <= 2592000"),
+    ([f"sweep={'x' * 300}"], "has 300 characters; valid: at most 100"),
+    (["sweep='a\nb'"], "sweep name 'a\\nb' must be a plain directory name"),
+    (["budget=interval(1,5)"], "budget=interval(1,5): Hydra's interval and glob sweeps are not supported"),
+    (["task=glob(*)"], "task=glob(*): Hydra's interval and glob sweeps are not supported"),
+    (["hydra.run.dir=x"], "hydra.run.dir=...: sibench composes configs with Hydra's compose API, so hydra.* settings"),
+    (["results_dir=/proc"], "cannot create the sweep directory /proc/existing_i23"),
+    (["model=smollm2_135m_hf", "method=grpo", "+method.trl_args.learning_rate=abc"],
+     "method.trl_args.learning_rate='abc'; valid: a number (TRL GRPOConfig)"),
+    (["model=smollm2_135m_hf", "method=grpo", "method.trl_args={nope: 1}"],
+     "method.trl_args.nope: not a TRL GRPOConfig argument"),
+    (["model.boosts={check: abc}"], "could not be converted to Float"),
     # damaged state
     (["launcher=_test_refuser", "seed=5"], "no cluster here"),
     pytest.param(["launcher=ray", "launcher.address=auto", "seed=5"], "no Ray cluster at launcher.address='auto'",
@@ -183,3 +196,46 @@ def test_verifier_timeouts_are_recorded_and_flagged(run_one, monkeypatch, tmp_pa
 
     flags = load("sweep", tmp_path).table()["flags"].iloc[0]
     assert f"{len(scored)} answers not verified in time" in flags
+
+
+def test_minus_zero_and_zero_are_one_cell(cell_config, tmp_path):
+    from harness.engine.cell import CellSpec
+
+    ids = {CellSpec(cell_config("method=episodic_rag", f"learn.temperature={v}"), tmp_path).cell_id
+           for v in ("0", "0.0", "-0.0")}
+    assert len(ids) == 1
+
+
+@pytest.mark.parametrize("yaml_text, needle", [
+    ("garbage: [", "not YAML"),
+    ("", "the file must be a mapping with `scales` and `table`"),
+    ("[1, 2]", "the file must be a mapping with `scales` and `table`"),
+    ("scales: {s: {common: 'model=mock', blocks: {b: {grid: {task: [math]}, cells: [[]]}}}}\ntable: {block: b}",
+     "s.common must be a list of overrides"),
+    ("scales: {s: {blocks: {b: {grid: {task: math}, cells: [[]]}}}}\ntable: {block: b}",
+     "s.b.grid must be a mapping of keys to lists of values"),
+    ("scales: {s: {blocks: {b: {grid: {task: [math]}}}}}\ntable: {block: b}", "s.b.cells must be a list"),
+    ("scales: {s: {blocks: {b: {grid: {task: [math]}, cells: [[]]}}}}", "`table` must be a mapping with a `block`"),
+])
+def test_a_malformed_paper_file_exits_2_in_one_line(tmp_path, capfd, yaml_text, needle):
+    from harness.paper import main
+
+    (tmp_path / "p.yaml").write_text(yaml_text)
+    assert main(["run", str(tmp_path / "p.yaml"), "--scale", "s", "--results-dir", str(tmp_path / "r")]) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], err
+    assert not (tmp_path / "r").exists()
+
+
+def test_serve_refuses_a_bad_port_before_starting_an_engine(capfd):
+    from harness.serve import main
+
+    assert main(["model=mock", "--port", "-1"]) == 2
+    assert capfd.readouterr().err.strip() == "sibench: error: --port -1; valid: 1-65535"
+
+
+def test_calibrate_answers_help(capfd):
+    from harness.calibrate import main
+
+    assert main(["--help"]) == 0
+    assert "usage: python -m harness.calibrate" in capfd.readouterr().out
