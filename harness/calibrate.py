@@ -23,7 +23,7 @@ from harness.config.paper import merge_overrides
 from harness.core.errors import UserError
 from harness.core.registry import METHODS, TASKS
 from harness.report.calibration import calibration_table, render
-from harness.runner.signals import exit_process
+from harness.runner.signals import exit_process, stopped
 from harness.sweep import main as sweep_main
 
 
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     overrides = default_overrides(args)
     code = sweep_main(overrides)
-    if code in (2, 130) or "--dry-run" in overrides:  # refused, interrupted, or only the plan asked for
+    if stopped(code) or "--dry-run" in overrides:  # refused, interrupted, or only the plan asked for
         return code
     from harness.report.results import sweep_dir_of
 

@@ -19,7 +19,7 @@ from harness.config.paper import PAPER_DIR
 from harness.core.errors import UserError
 from harness.core.paths import REPO
 from harness.runner.paper import run
-from harness.runner.signals import exit_process
+from harness.runner.signals import exit_process, handle_sigterm, interrupted
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", action="append", default=[], metavar="KEY=V1,V2",
                     help="run: only cells with these values, e.g. --only task=hanoi,mathgap --only task.train_size=5")
     args = ap.parse_args(argv)
+    handle_sigterm()
     try:
         if args.action == "run":
             return run(args.paper, args.scale or "full", args.results_dir, args.dry_run, args.only)
@@ -41,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"sibench: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:  # between blocks, or while planning: the same one line and status
+        return interrupted(exc)
 
 
 if __name__ == "__main__":

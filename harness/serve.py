@@ -129,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.port <= 65535:  # refused before an engine starts
         print(f"sibench: error: --port {args.port}; valid: 1-65535", file=sys.stderr)
         return 2
+    from harness.runner.signals import handle_sigterm, interrupted
+
+    handle_sigterm()  # SIGTERM stops the server it started, as Ctrl-C does
     try:
         model_cfg = to_dict(compose(args.overrides))["model"]
         with local_server(model_cfg, args.port) as server:
@@ -138,8 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, ValueError) as exc:
         print(f"sibench: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as exc:
+        return interrupted(exc)
     return 0
 
 

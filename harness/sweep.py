@@ -11,15 +11,13 @@ command exits 1 if any cell failed, after listing each failure with its error.
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 
 from harness.config.schema import GROUPS
 from harness.core.errors import UserError
 from harness.runner.execute import run_locked
 from harness.runner.plan import every_method_unless_named, plan, print_plan
-from harness.runner.signals import exit_process, interrupted, on_sigterm
+from harness.runner.signals import exit_process, handle_sigterm, interrupted
 
 
 def asked_for_help(args: list[str]) -> int | None:
@@ -49,8 +47,7 @@ def main(argv: list[str] | None = None, *, every_method: bool = True) -> int:
         return shown
     dry_run = DRY_RUN in args
     overrides = [a for a in args if a != DRY_RUN]
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, on_sigterm)
+    handle_sigterm()
     try:
         if every_method:
             overrides = every_method_unless_named(overrides)

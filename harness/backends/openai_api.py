@@ -24,6 +24,9 @@ from harness.core.knobs import knob
 from harness.core.registry import register_backend
 from harness.core.types import Generation, GenerationRequest, Message, chat_token_count, spread_seed
 
+CHARS_PER_TOKEN = 4  # our estimate where no tokenizer is configured
+MAX_CHARS_PER_TOKEN = 32  # a reported count implying longer tokens than this is recounted
+
 
 @register_backend("openai")
 @dataclass
@@ -77,19 +80,42 @@ class OpenAIBackend:
             kwargs["reasoning_effort"] = self.reasoning_effort
         return self.client.chat.completions.create(**kwargs)
 
+    def _text_tokens(self, text: str) -> list[Any]:
+        """The completion's tokens by our own count: the tokenizer's ids, else ~4 characters each."""
+        if self._tokenizer is not None:
+            return list(self._tokenizer.encode(text, add_special_tokens=False))
+        return [text[i:i + CHARS_PER_TOKEN] for i in range(0, len(text), CHARS_PER_TOKEN)]
+
     def _one(self, req: GenerationRequest) -> list[Generation]:
+        """One request's choices, the endpoint's reply checked rather than taken at its word: a
+        completion well over `max_tokens` (by the tokenizer, or longer than `max_tokens` tokens of
+        MAX_CHARS_PER_TOKEN characters) is cut (finish `length`), and token counts that are negative or
+        implausible for the text are recounted here."""
         start = time.perf_counter()
         resp = self._call(req)
         latency = (time.perf_counter() - start) / max(1, req.params.n)
         usage = getattr(resp, "usage", None)
-        prompt_tokens = usage.prompt_tokens if usage else self.count_tokens(list(req.messages))
+        reported_prompt = getattr(usage, "prompt_tokens", None)
+        prompt_tokens = (reported_prompt if isinstance(reported_prompt, int) and reported_prompt > 0
+                         else self.count_tokens(list(req.messages)))
+        reported = getattr(usage, "completion_tokens", None)
+        share = reported // max(1, len(resp.choices)) if isinstance(reported, int) and reported >= 0 else None
         gens = []
         for choice in resp.choices:
-            text = choice.message.content or ""
-            # usage.completion_tokens covers all n choices; split it evenly, estimate otherwise
-            ctoks = usage.completion_tokens // max(1, len(resp.choices)) if usage else len(text.split())
+            text, finish = choice.message.content or "", choice.finish_reason or "stop"
+            tokens, cap = self._text_tokens(text), req.params.max_tokens
+            if self._tokenizer is not None and len(tokens) > cap + max(8, cap // 10):  # the cap is ours to
+                # enforce; the slack: re-tokenizing decoded text may differ from the server's ids by a token or two
+                tokens, finish = tokens[:cap], "length"
+                text = self._tokenizer.decode(tokens)
+            elif self._tokenizer is None and len(text) > cap * MAX_CHARS_PER_TOKEN:  # longer than cap tokens can be
+                text, finish = text[:cap * MAX_CHARS_PER_TOKEN], "length"
+                tokens = self._text_tokens(text)
+            # usage.completion_tokens covers all n choices: split evenly where it is plausible
+            plausible = share is not None and share * MAX_CHARS_PER_TOKEN >= len(text) and share <= len(text) + 1
+            ctoks = min(share, req.params.max_tokens) if plausible and share is not None else len(tokens)
             gens.append(Generation(text=text, prompt_tokens=prompt_tokens, completion_tokens=ctoks,
-                                   finish_reason=choice.finish_reason or "stop", latency_s=latency))
+                                   finish_reason=finish, latency_s=latency))
         if len(gens) != req.params.n:
             raise RuntimeError(f"endpoint returned {len(gens)} choices for n={req.params.n}")
         return gens

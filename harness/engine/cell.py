@@ -22,6 +22,7 @@ import pandas as pd
 from harness.backends import make_backend
 from harness.backends.synced import SyncedPolicy
 from harness.core.devices import model_gpus, with_gpus
+from harness.core.errors import redact
 from harness.core.knobs import params_of
 from harness.core.paths import no_links
 from harness.core.registry import METHODS, TASKS
@@ -142,8 +143,8 @@ def run_cell(spec: CellSpec, get_backend: Callable[[dict[str, Any]], Backend],
                     "wall_s": time.perf_counter() - start}, out / "status.json")
         raise
     except Exception as exc:
-        err = f"{type(exc).__name__}: {exc}"
-        _try_write({"status": "failed", "error": err, "traceback": traceback.format_exc(),
+        err = redact(f"{type(exc).__name__}: {exc}")
+        _try_write({"status": "failed", "error": err, "traceback": redact(traceback.format_exc()),
                     "rollouts_used": meter.rollouts_used}, out / "status.json")
         if logger is not None:
             logger.finish(spec, "failed")

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.core.errors import redact
 from harness.core.paths import no_links
 from harness.engine.cell import CellOutcome, CellSpec
 from harness.engine.records import write_bytes, write_json
@@ -327,6 +328,7 @@ class Pool:
                                                f"cell; waited launcher.node_wait_s={self.node_wait_s:g}")
 
     def fail(self, spec: CellSpec, error: str) -> None:
+        error = redact(error)  # Ray's error lines carry colour codes, an endpoint's may carry a key
         mark(spec, "failed", error=error)
         self.finish(CellOutcome(spec.cell_id, spec.label, "failed", error=error))
 

@@ -10,6 +10,7 @@ from harness.config.paper import block_groups, config_value, load_paper, parse_o
 from harness.core.errors import UserError
 from harness.runner.execute import run_locked
 from harness.runner.plan import plan, print_plan
+from harness.runner.signals import stopped
 
 
 def run(name: str, scale_name: str, results_dir: str = "results", dry_run: bool = False,
@@ -53,7 +54,7 @@ def run(name: str, scale_name: str, results_dir: str = "results", dry_run: bool 
         if not specs:  # --only matches nothing here: its plan, rows and summary stay as they are
             continue
         code = run_locked(sdir, specs, first, planned=every_cell)
-        if code in (2, 130):  # refused (sweep in use) or interrupted: stop here, a rerun resumes
+        if stopped(code):  # refused (sweep in use), Ctrl-C or SIGTERM: stop here, a rerun resumes
             return code
         worst = max(worst, code)
     print(f"paper {paper['_name']}, scale {scale_name}: finished in {time.perf_counter() - t0:.0f}s; "

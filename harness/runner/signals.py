@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 from typing import Any, NoReturn
 
 _sigterm: list[bool] = []  # set once SIGTERM arrived: Ray's waits re-raise any interrupt as a plain KeyboardInterrupt
@@ -26,6 +27,18 @@ class Preempted(KeyboardInterrupt):
 def on_sigterm(signum: int, frame: Any) -> None:
     _sigterm.append(True)
     raise Preempted()
+
+
+def handle_sigterm() -> None:
+    """Every entry point (sweep, run, paper, calibrate, serve) calls this first: SIGTERM then takes
+    Ctrl-C's path (`Preempted`), so clean-up runs and the exit is 143 with one line."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def stopped(code: int) -> bool:
+    """An exit status after which a multi-step command stops: refused (2), Ctrl-C (130), SIGTERM (143)."""
+    return code in (2, 130, 143)
 
 
 def interrupted(exc: BaseException | None = None) -> int:

@@ -239,3 +239,75 @@ def test_calibrate_answers_help(capfd):
 
     assert main(["--help"]) == 0
     assert "usage: python -m harness.calibrate" in capfd.readouterr().out
+
+
+class _Hostile:
+    """An OpenAI-compatible endpoint whose replies must not be taken at their word."""
+
+    @staticmethod
+    def serve(reply):
+        import json as _json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                code, body = reply(self.headers)
+                data = _json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server
+
+
+def _completion(content: str, prompt_tokens: int, completion_tokens: int) -> dict:
+    return {"id": "x", "object": "chat.completion", "created": 0, "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens}}
+
+
+def test_endpoint_usage_is_checked_and_max_tokens_enforced_on_our_side(run_one):
+    """Negative usage counts were recorded ("-75 tok/s") and a 4 MB completion was stored with
+    completion_tokens=3."""
+    huge = "Answer: 4\n" + "x" * 4_000_000
+    server = _Hostile.serve(lambda headers: (200, _completion(huge, -75, 3)))
+    try:
+        outcome, attempts, _ = run_one("model=openai_compatible", f"model.base_url=http://127.0.0.1:{server.server_port}/v1",
+                                       "model.max_retries=0", "method=zero_shot", "task.test_size=2",
+                                       "eval.n_samples=1", "task.max_tokens=32")
+    finally:
+        server.shutdown()
+    assert outcome.status == "ok", outcome.error
+    assert (attempts["prompt_tokens"] > 0).all()  # recounted, not -75
+    assert (attempts["completion"].str.len() <= 32 * 32).all() and (attempts["finish_reason"] == "length").all()
+    assert (attempts["completion_tokens"] > 3).all() and (attempts["completion_tokens"] <= 32 * 32).all()
+
+
+def test_an_endpoint_error_echoing_the_key_is_stored_redacted(run_one, monkeypatch, tmp_path):
+    """A 401 body that echoed the bearer token was stored verbatim in status.json."""
+    import json as _json
+
+    monkeypatch.setenv("SIBENCH_TEST_KEY", "sk-verysecret0123456789")
+    server = _Hostile.serve(lambda headers: (401, {"error": {
+        "message": f"Incorrect API key provided: {headers.get('Authorization')}", "type": "invalid_request_error"}}))
+    try:
+        outcome, _, _ = run_one("model=openai_compatible", f"model.base_url=http://127.0.0.1:{server.server_port}/v1",
+                                "model.max_retries=0", "model.api_key_env=SIBENCH_TEST_KEY", "method=zero_shot",
+                                "task.test_size=2", "eval.n_samples=1")
+    finally:
+        server.shutdown()
+    assert outcome.status == "failed" and "[redacted]" in outcome.error
+    stored = (next((tmp_path / "sweep" / "cells").iterdir()) / "status.json").read_text()
+    assert "verysecret" not in stored and "verysecret" not in outcome.error
+    assert "[redacted]" in _json.loads(stored)["traceback"]

@@ -124,3 +124,37 @@ def test_a_cell_lands_whole_on_the_driver_and_replaces_an_earlier_attempt(tmp_pa
     assert pd.read_parquet(landed / "attempts.parquet").equals(attempts)
     assert (driver / "wandb" / "run" / "file.txt").read_bytes() == b"w"
     assert not list((driver / ".landing").iterdir())
+
+
+TWO_BLOCKS = """
+scales:
+  s:
+    common: [model=mock, logger=none, task.test_size=20, eval.n_samples=2, model.latency_s=0.05,
+             eval.batch_problems=1, "checkpoints=[]"]
+    blocks:
+      first:
+        grid: {task: [math], method: [zero_shot], seed: [0]}
+        cells: [[eval.seed=0], [eval.seed=1]]
+      second:
+        grid: {task: [math], method: [zero_shot], seed: [0]}
+        cells: [[eval.seed=2]]
+table: {block: first}
+"""
+
+
+def test_sigterm_stops_a_paper_run_like_a_sweep_and_the_next_block_does_not_start(tmp_path):
+    """`harness.paper run` had no SIGTERM handler: nothing printed, the cell stayed 'running', and
+    `run` would have gone on to the next block after a 143."""
+    (tmp_path / "two.yaml").write_text(TWO_BLOCKS)
+    proc = _popen([sys.executable, "-m", "harness.paper", "run", str(tmp_path / "two.yaml"), "--scale", "s",
+                   "--results-dir", str(tmp_path / "r")])
+    first = tmp_path / "r" / "paper-two-s-first"
+    deadline = time.time() + 120
+    while time.time() < deadline and "running" not in _statuses(first):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines() == ["sibench: terminated (SIGTERM); re-run the same command to resume"]
+    assert "interrupted" in _statuses(first) and "running" not in _statuses(first)
+    assert not (tmp_path / "r" / "paper-two-s-second").exists()
