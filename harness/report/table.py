@@ -206,10 +206,12 @@ def report(results: SweepResults) -> str:
     table = results.table()
     pairs = results.comparisons
     left = results.unfinished
+    damaged = unreadable(sweep_dir)
     text = f"## sweep {name}\n\n"
-    if left:
-        text += (f"**Partial**: {len(left)} cell{'s' * (len(left) != 1)} of the latest plan "
-                 f"{'are' if len(left) != 1 else 'is'} not finished and not in this table (listed below).\n\n")
+    n = len(planned_cell_ids(sweep_dir) or ()) - cells.summary["cell_id"].nunique()  # planned, not tabled
+    if n > 0:
+        text += (f"**Partial**: {n} cell{'s' * (n != 1)} of the latest plan {'are' if n != 1 else 'is'} not "
+                 f"finished or do{'es' * (n == 1)} not read, and not in this table (listed below).\n\n")
     text += (f"{table.to_markdown(index=False)}\n\n"
              f"{STATS_NOTE.format(alpha=ALPHA, floor=FLOOR, q=1 - SEED_DF_QUANTILE)}\n")
     detectable = detectable_note(comparer, reference)
@@ -227,7 +229,6 @@ def report(results: SweepResults) -> str:
                  f"and left out: {', '.join(stale[:8])}{' ...' if len(stale) > 8 else ''}\n")
     if left:
         text += "\nCells of the latest plan not in the table:\n" + "\n".join(left) + "\n"
-    damaged = unreadable(sweep_dir)
     if damaged:
         text += ("\nUnreadable cells (left out; re-running the sweep runs them again):\n"
                  + "\n".join(damaged) + "\n")

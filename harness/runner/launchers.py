@@ -120,6 +120,8 @@ class RayLauncher(LauncherBase):
                                ge=1)
     node_wait_s: float = knob(300.0, "cells that no live node can hold (their nodes were lost) wait this long for "
                                      "one to join, then fail", ge=0)
+    connect_timeout_s: float = knob(30.0, "a launcher.address host:port that does not answer within this is refused "
+                                          "(Ray itself retries for minutes)", gt=0, le=3600)
 
     def run(self, specs: list[CellSpec], logger_cfg: dict[str, Any], report: Callable[[CellOutcome], None],
             progress: Callable[[int, str], None] | None = None,
@@ -130,6 +132,23 @@ class RayLauncher(LauncherBase):
 # what never travels to the nodes with the code (Ray's working_dir upload)
 UPLOAD_EXCLUDES = [".venv", ".git", "results", "**/__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache",
                    "wandb", "*.egg-info"]
+
+
+def reachable(address: str, timeout_s: float) -> None:
+    """UserError unless a `host:port` (or `ray://host:port`) address accepts a TCP connection within
+    `timeout_s`: with nothing listening, Ray's own connect retried for ~10 minutes. `auto` is left to Ray."""
+    import socket
+
+    hostport = address.removeprefix("ray://")
+    host, sep, port = hostport.rpartition(":")
+    if address == "auto" or not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise UserError(f"no Ray cluster at launcher.address={address!r} (nothing answers within {timeout_s:g} s: "
+                        f"{exc.strerror or exc}); start one with `ray start --head`, or leave launcher.address=null "
+                        f"to start a local Ray") from None
 
 
 def connect(ray: Any, opts: RayLauncher) -> None:
@@ -144,6 +163,7 @@ def connect(ray: Any, opts: RayLauncher) -> None:
     previous = signal.getsignal(signal.SIGTERM)
     try:
         if opts.address:
+            reachable(opts.address, opts.connect_timeout_s)
             env = None if os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") else {
                 "working_dir": str(REPO), "excludes": UPLOAD_EXCLUDES}
             try:

@@ -92,6 +92,8 @@ BAD = [  # (overrides, what the one line says)
     (["model=smollm2_135m_hf", "method=grpo", "method.trl_args={nope: 1}"],
      "method.trl_args.nope: not a TRL GRPOConfig argument"),
     (["model.boosts={check: abc}"], "could not be converted to Float"),
+    (["launcher=ray", "launcher.address=127.0.0.1:1", "seed=5"],  # hung for 576 s; plan.json was written
+     "no Ray cluster at launcher.address='127.0.0.1:1' (nothing answers within 30 s"),
     # damaged state
     (["launcher=_test_refuser", "seed=5"], "no cluster here"),
     pytest.param(["launcher=ray", "launcher.address=auto", "seed=5"], "no Ray cluster at launcher.address='auto'",

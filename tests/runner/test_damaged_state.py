@@ -50,6 +50,7 @@ def test_unreadable_finished_cells_are_listed_by_reports_and_run_again(tmp_path,
     assert table_main(["--sweep", "d", "--results-dir", str(tmp_path)]) == 0
     out = capfd.readouterr().out
     assert pd.read_csv(sdir / "table.csv").seeds.tolist() == [1]  # only the healthy cell
+    assert f"**Partial**: {len(DAMAGE)} cells of the latest plan are not finished or do not read" in out
     listed = out.split("Unreadable cells", 1)[1]
     assert all(cells[seed].name in listed for seed in DAMAGE), out
     assert f"UNREADABLE status of {cells[0].name}" in out
