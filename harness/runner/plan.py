@@ -6,9 +6,7 @@ split sizes, a task's first problem within PROBLEM_LIMIT_S) before anything is w
 from __future__ import annotations
 
 import dataclasses
-import signal
 import sys
-import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ from harness.core.errors import UserError
 from harness.core.knobs import config_fields, params_of
 from harness.core.paths import results_root
 from harness.core.registry import METHODS, UnknownName
+from harness.core.timeouts import raise_after
 from harness.core.types import content_hash
 from harness.engine.cell import CellSpec, build_task, disjoint_splits
 
@@ -160,9 +159,7 @@ def check_splits(cells: list[dict[str, Any]]) -> None:
         if done is not None and done[0] >= t["train_size"] and done[1] >= t["test_size"]:
             continue  # this process drew as large a split of this task already (the paper runner plans per block)
         try:
-            task = build_task(cfg)
-            first_problem_in_time(task, t)
-            disjoint_splits(task, t["train_size"], t["test_size"], cfg["seed"], t["test_seed"])
+            draw_in_time(build_task(cfg), cfg)
         except (UnknownName, UserError) as exc:
             raise UserError(str(exc)) from None
         except (TypeError, ValueError, AssertionError) as exc:  # reasoning-gym asserts its configs
@@ -171,6 +168,7 @@ def check_splits(cells: list[dict[str, Any]]) -> None:
         _splits_checked[key] = (t["train_size"], t["test_size"])
 
 
+SPLIT_LIMIT_S = 120.0  # plan-time limit on drawing a task configuration's whole split
 PROBLEM_LIMIT_S = 20.0  # plan-time limit on generating a task's first problem (and its few-shot demos)
 
 
@@ -178,26 +176,26 @@ class _TooSlow(BaseException):  # not an Exception: a generator's own `except Ex
     pass
 
 
-def first_problem_in_time(task: Any, t: dict[str, Any]) -> None:
-    """Refuse a task configuration whose generator takes minutes per problem (knights_knaves with
-    16 people, a 7x7 zebra), before the split draw spends them: the first test problem must come
-    within PROBLEM_LIMIT_S. Signals exist in the main thread only; elsewhere nothing is timed."""
-    if threading.current_thread() is not threading.main_thread():
-        return
-
-    def on_alarm(signum: int, frame: Any) -> None:
-        raise _TooSlow
-
+def draw_in_time(task: Any, cfg: dict[str, Any]) -> None:
+    """Draw a task configuration's split at plan time, refusing one whose generator is too slow for
+    it: the first test problem must come within PROBLEM_LIMIT_S (knights_knaves with 16 people) and
+    the whole split within SPLIT_LIMIT_S (a 7x6 zebra gave its first problem in under a second and
+    its 22-problem split in 4 minutes, planned silently). Only in the main thread (signals)."""
+    t = cfg["task"]
     changed = [f"{f.name}={getattr(task, f.name)}" for f, _ in config_fields(type(task))
                if f.default is not dataclasses.MISSING and getattr(task, f.name) != f.default]
-    old = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, PROBLEM_LIMIT_S)
-    try:
-        task.problems("test", 1, t["test_seed"])
-    except _TooSlow:
-        raise UserError(f"task {t['name']} with {', '.join(changed) or 'its default settings'} takes over "
-                        f"{PROBLEM_LIMIT_S:g} s to generate one problem (its split needs "
-                        f"{t['train_size'] + t['test_size']}); choose smaller settings") from None
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
+    settings = ", ".join(changed) or "its default settings"
+    need = t["train_size"] + t["test_size"]
+    with raise_after(PROBLEM_LIMIT_S, _TooSlow):
+        try:
+            task.problems("test", 1, t["test_seed"])
+        except _TooSlow:
+            raise UserError(f"task {t['name']} with {settings} takes over {PROBLEM_LIMIT_S:g} s to generate one "
+                            f"problem (its split needs {need}); choose smaller settings") from None
+    with raise_after(SPLIT_LIMIT_S, _TooSlow):
+        try:
+            disjoint_splits(task, t["train_size"], t["test_size"], cfg["seed"], t["test_seed"])
+        except _TooSlow:
+            raise UserError(f"task {t['name']} with {settings} takes over {SPLIT_LIMIT_S:g} s to generate its "
+                            f"split of {need} problems (train_size + test_size); choose smaller settings or "
+                            f"sizes") from None

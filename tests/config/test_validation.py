@@ -313,3 +313,23 @@ def test_an_endpoint_error_echoing_the_key_is_stored_redacted(run_one, monkeypat
     stored = (next((tmp_path / "sweep" / "cells").iterdir()) / "status.json").read_text()
     assert "verysecret" not in stored and "verysecret" not in outcome.error
     assert "[redacted]" in _json.loads(stored)["traceback"]
+
+
+def test_a_split_that_is_slow_to_draw_is_refused_at_plan_time(monkeypatch, capfd, tmp_path):
+    """A 7x6 zebra gave its first problem in under a second, passing the first-problem guard, then
+    planned silently for minutes drawing its split."""
+    import time
+
+    import harness.runner.plan as plan
+    from harness.sweep import main
+    from tasks.math import MathTask
+
+    original = MathTask.problems
+    monkeypatch.setattr(MathTask, "problems", lambda self, split, n, seed: time.sleep(0.1 * n) or
+                        original(self, split, n, seed))
+    monkeypatch.setattr(plan, "SPLIT_LIMIT_S", 1.0)
+    monkeypatch.setattr(plan, "_splits_checked", {})
+    assert main(["model=mock", "logger=none", "method=zero_shot", "task.test_size=10", "task.train_size=5",
+                 f"results_dir={tmp_path}", "--dry-run"]) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "takes over 1 s to generate its split of 15 problems" in err[0], err
