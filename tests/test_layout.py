@@ -24,10 +24,16 @@ def module_of(path: Path) -> str:
 
 
 def imports_of(path: Path) -> list[tuple[str, list[str], int]]:
-    """(module, names, line) of every import in the file; `from a import b` where a.b is a module of
-    the project is an import of a.b."""
+    """(module, names, line) of every import in the file that runs (inside functions too; not those
+    under `if TYPE_CHECKING:`, which only type checkers read); `from a import b` where a.b is a
+    module of the project is an import of a.b."""
+    tree = ast.parse(path.read_text())
+    typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+                   and ast.unparse(block.test).endswith("TYPE_CHECKING") for n in ast.walk(block)}
     out = []
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.Import):
             out += [(a.name, [], node.lineno) for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:

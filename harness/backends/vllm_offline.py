@@ -127,9 +127,14 @@ class VLLMBackend:
     def load_weights(self, named_tensors: Iterable[tuple[str, Any]] | None = None) -> None:
         """Put weights into the running engine in place: `named_tensors` in checkpoint (HF) names,
         or None to reload the model's own weights from disk. The prefix cache, computed with the
-        old weights, is dropped."""
-        runner = self.llm.llm_engine.model_executor.driver_worker.model_runner
-        runner.reload_weights(weights_iterator=named_tensors)
+        old weights, is dropped. Through `collective_rpc`, as every executor offers it: the worker's
+        `reload_weights` (which sets the current vLLM config, as the model runner's alone does not)
+        on every worker; tensor parallelism's multiprocess executor has no `driver_worker` and gets
+        the weights as a list (a generator does not cross processes)."""
+        executor = getattr(self.llm.llm_engine, "model_executor", None)
+        in_process = executor is not None and hasattr(executor, "driver_worker")
+        weights = named_tensors if named_tensors is None or in_process else list(named_tensors)
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
         self.llm.reset_prefix_cache()
 
     def close(self) -> None:

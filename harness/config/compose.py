@@ -59,7 +59,8 @@ def expand_grid(overrides: list[str]) -> list[list[str]]:
                             f"are not used; valid: the keys `python -m harness.sweep --help` lists")
         if ov.is_sweep_override():
             axes.append([[f"{key}={v}"] for v in ov.sweep_string_iterator()])
-        elif isinstance(ov.value(), dict) and ov.value():  # a dict knob (trl_args, boosts): each entry
+        elif isinstance(ov.value(), dict) and ov.value() and all(re.fullmatch(r"[A-Za-z_]\w*", str(k))
+                                                                 for k in ov.value()):  # a dict knob: each entry
             axes.append([[f"++{key.lstrip('+~')}.{k}={_hydra_value(v)}" for k, v in ov.value().items()]])
         else:
             axes.append([[f"{key}={ov.get_value_element_as_str()}"]])

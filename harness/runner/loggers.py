@@ -65,6 +65,9 @@ class WandbLogger:
                 "results/<sweep>/wandb; `wandb sync results/<sweep>/wandb/offline-run-*` uploads them)")
     completions: int = knob(50, "eval completions per checkpoint in the run's table (failures first); 0 = none",
                             ge=0, le=10000)
+    timeout_s: float = knob(15.0, "longest wait for W&B: starting a run (W&B's init_timeout, 90 s by default) and "
+                                  "uploading at its end or at Ctrl-C (finish_timeout: what is left stays on disk "
+                                  "for `wandb sync`)", gt=0, le=3600)
 
     def __post_init__(self) -> None:
         self._runs: dict[str, Any] = {}
@@ -97,11 +100,16 @@ class WandbLogger:
                          group=spec.sweep_dir.name, job_type=c["method"]["name"], name=spec.label,
                          tags=[t[:64] for t in tags if t], dir=str(spec.sweep_dir),
                          config={"cell_id": spec.cell_id, **flatten(c)}, reinit="finish_previous",
-                         settings=wandb.Settings(silent=True))
+                         settings=self.settings())
         run.define_metric("rollouts")
         run.define_metric("*", step_metric="rollouts")
         self._runs[spec.cell_id] = run
         return run
+
+    def settings(self) -> Any:
+        import wandb
+
+        return wandb.Settings(silent=True, init_timeout=self.timeout_s, finish_timeout=self.timeout_s)
 
     def start(self, spec: Any, engine: str) -> None:
         self._guard(self._run, spec, engine)
@@ -174,7 +182,7 @@ def log_report(sweep_dir: Path, name: str, logger_cfg: dict[str, Any], tables: d
 
         run = wandb.init(project=logger.project, entity=logger.entity, mode=cast(Any, resolve_mode(logger.mode)),
                          group=name, job_type="report", name=run_name, tags=["report"], dir=str(sweep_dir),
-                         reinit="finish_previous", settings=wandb.Settings(silent=True))
+                         reinit="finish_previous", settings=logger.settings())
         run.log({**{key: wandb.Table(dataframe=df.astype(str)) for key, df in tables.items()},
                  **{f"plots/{p.stem}": wandb.Image(str(p)) for p in images}})
         run.summary["table_md"] = text

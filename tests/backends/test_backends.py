@@ -186,3 +186,31 @@ def test_request_seeds_are_spread_so_neighbouring_seeds_share_no_sample_seed():
     starts = sorted(spread_seed(s) for s in range(2000))
     assert len(set(starts)) == 2000 and starts[0] >= 0 and starts[-1] < 2**31
     assert min(b - a for a, b in itertools.pairwise(starts)) >= n  # no two ranges of n seeds overlap
+
+
+@pytest.mark.parametrize("in_process", [True, False])
+def test_weight_sync_goes_through_collective_rpc_on_every_executor(in_process):
+    """Issue 32: tensor parallelism > 1 gets vLLM's multiprocess executor, which has no
+    `driver_worker`, so the sync raised AttributeError; `collective_rpc("reload_weights")` works on
+    both executors (and keeps the worker's set_current_vllm_config). Across processes the weights
+    go as a list: a generator does not pickle."""
+    from types import SimpleNamespace
+
+    from harness.backends.vllm_offline import VLLMBackend
+
+    calls = []
+    executor = SimpleNamespace(driver_worker=object()) if in_process else SimpleNamespace()
+    llm = SimpleNamespace(llm_engine=SimpleNamespace(model_executor=executor),
+                          collective_rpc=lambda method, kwargs: calls.append((method, kwargs)),
+                          reset_prefix_cache=lambda: calls.append(("reset", None)))
+    backend = object.__new__(VLLMBackend)
+    backend.llm = llm
+    weights = ((name, i) for i, name in enumerate(["a.weight", "b.weight"]))
+    backend.load_weights(weights)
+    (method, kwargs), reset = calls
+    assert method == "reload_weights" and reset == ("reset", None)
+    sent = kwargs["weights_iterator"]
+    assert (sent is weights) if in_process else (sent == [("a.weight", 0), ("b.weight", 1)])
+    calls.clear()
+    backend.load_weights(None)  # restore: the model's own weights from disk
+    assert calls[0] == ("reload_weights", {"weights_iterator": None})

@@ -123,7 +123,7 @@ def test_a_cell_lands_whole_on_the_driver_and_replaces_an_earlier_attempt(tmp_pa
     assert sorted(p.name for p in landed.iterdir()) == sorted(p.name for p in (worker_sweep / "cells" / cell).iterdir())
     assert pd.read_parquet(landed / "attempts.parquet").equals(attempts)
     assert (driver / "wandb" / "run" / "file.txt").read_bytes() == b"w"
-    assert not list((driver / ".landing").iterdir())
+    assert not (driver / ".landing").exists()  # no staging folder left behind, not even an empty one
 
 
 TWO_BLOCKS = """

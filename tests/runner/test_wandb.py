@@ -60,3 +60,42 @@ def test_cell_runs_hold_live_learning_metrics_checkpoints_on_the_rollouts_axis_a
     assert report.group == "w" and "table/_type" in logged and "comparisons/_type" in logged
     assert any(k.startswith("plots/delta_") for k in logged) and any(k.startswith("plots/pass1_") for k in logged)
     assert "| memrl" in report.summary["table_md"]
+
+
+def test_a_w_and_b_endpoint_that_never_answers_costs_at_most_its_timeout(tmp_path):
+    """A failing W&B endpoint stalled the first cell 91 s and Ctrl-C 82 s (W&B's own waits);
+    `logger.timeout_s` bounds both, warns once, and the cell still runs."""
+    import os
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    release = threading.Event()
+
+    class Stalled(BaseHTTPRequestHandler):
+        def do_POST(self):
+            release.wait(120)
+
+        do_GET = do_POST
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Stalled)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {**os.environ, "WANDB_API_KEY": "x" * 40, "WANDB_BASE_URL": f"http://127.0.0.1:{server.server_port}"}
+    env.pop("WANDB_MODE", None)
+    t0 = time.perf_counter()
+    try:
+        r = subprocess.run([sys.executable, "-m", "harness.sweep", "model=mock", "task=math", "method=zero_shot",
+                            "budget=1", "task.test_size=4", "logger=wandb", "logger.mode=online",
+                            "logger.timeout_s=3", f"results_dir={tmp_path}", "sweep=stall"], cwd=REPO, env=env,
+                           capture_output=True, text=True, check=False, timeout=300)
+    finally:
+        release.set()
+        server.shutdown()
+    elapsed = time.perf_counter() - t0
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stderr.count("W&B logging disabled") <= 1 and "1 ran, 0 skipped, 0 failed" in r.stdout
+    assert elapsed < 60, elapsed
