@@ -2,15 +2,15 @@
 and how often it finds a real +0.10: measured by simulation, not assumed (DESIGN.md §4).
 
 Each simulated configuration draws fresh test problems with per-problem pass rates p_i ~ U(0, 1)
-(difficulty), a reference that does not learn (run once, or run again per seed with fresh
-sampling) and a learner trained with S seeds. Seed s shifts the learner's pass rates by
-(Δ + u_s) · w_i with u_s ~ N(0, seed_sd) and w_i = p_i(1 − p_i) / E[p(1 − p)], so a seed moves
-Pass@1 by Δ + u_s on average and no rate leaves [0, 1]. Every problem gets `samples` Bernoulli
-draws per cell. The table's procedure (`harness.stats.infer`, the code `make table` runs) is
-applied to the learner-minus-reference matrix; `*` is p < 0.05 with a method-level claim (one
-comparison, so Holm changes nothing). Beside it: the test the table used before (a sign-flip test
-over every (seed, problem) difference, normal approximation), which treats a run-once reference
-copied into every seed as new data.
+(difficulty), a reference that does not learn (run once, or run again per seed with fresh sampling)
+and a learner trained with S seeds. Seed s shifts the learner's pass rates by (Δ + u_s) · w_i with
+u_s ~ N(0, seed_sd) and w_i = p_i(1 − p_i) / E[p(1 − p)], so a seed moves Pass@1 by Δ + u_s on
+average (rates clipped to [0, 1], which only seed shifts beyond ~0.17 reach). Every problem gets
+`samples` Bernoulli draws per cell. The table's procedure (`harness.engine.stats.infer`, the code
+`make table` runs) is applied to the learner-minus-reference matrix; `*` is p < 0.05 with a method-
+level claim (one comparison, so Holm changes nothing). Beside it: the test the table used before (a
+sign-flip test over every (seed, problem) difference, normal approximation), which treats a run-
+once reference copied into every seed as new data.
 
     python bench/stats_calibration.py [--sims 2000] [--samples 4]
 

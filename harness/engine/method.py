@@ -13,6 +13,7 @@ curves on the `rollouts` axis (the engine logs every method's rolling rollout su
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -54,7 +55,7 @@ def render(learned: Learned, problem: Problem) -> tuple[list[Message], list[str]
 @dataclass
 class MethodBase:
     """What every method inherits. Subclasses declare their knobs as dataclass fields with
-    `harness.knobs.knob` (default, help, range; `Literal` for choices), register with
+    `harness.core.knobs.knob` (default, help, range; `Literal` for choices), register with
     `@register_method(name)` and implement `learn`. The engine builds one per cell from the
     config's `method` section; `__post_init__` checks every knob against its declaration."""
 
@@ -218,10 +219,13 @@ class LearnContext:
         """Learning metrics at this point of the run (`ctx.log(memories=len(store))`): one row of the
         cell's train_log.jsonl, and a point on the `rollouts` axis of its W&B run where a logger is
         configured. Values that are not finite numbers are left out."""
+        reserved = {"rollouts", "learn_s"} & set(metrics)
+        if reserved:  # the harness's own columns (W&B's x-axis among them)
+            raise ValueError(f"ctx.log: {', '.join(sorted(reserved))} is set by the harness; name the metric otherwise")
         row: dict[str, float] = {"rollouts": self.meter.rollouts_used,
                                  "learn_s": round(time.perf_counter() - self._started, 3)}
-        row.update({k: v for k, v in metrics.items()
-                    if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)})
+        row.update({k: float(v) for k, v in metrics.items()  # numpy numbers too
+                    if isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)})
         self.log_rows.append(row)
         if self.on_log is not None:
             self.on_log(row)

@@ -25,6 +25,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
@@ -126,7 +127,7 @@ def estimate(values: pd.Series, seeds_vary: bool = True, bounded: bool = False) 
     whose spread is estimated; `bounded`: a pass rate, its CI clipped to [0, 1]."""
     matrix = values.unstack("problem_id")
     inf = infer(matrix.to_numpy(), seeds_vary=seeds_vary)
-    lo, hi = (max(0.0, inf.lo), min(1.0, inf.hi)) if bounded else (inf.lo, inf.hi)
+    lo, hi = (float(np.clip(inf.lo, 0, 1)), float(np.clip(inf.hi, 0, 1))) if bounded else (inf.lo, inf.hi)
     return Estimate(inf.mean, lo, hi, inf.p_value, inf.n_seeds, inf.n_problems,
                     tuple(int(s) for s in matrix.index), inf.claim, inf.se, inf.df)
 

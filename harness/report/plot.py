@@ -81,22 +81,11 @@ def curve_axes(learners: pd.DataFrame, refs: pd.DataFrame, budget: int) -> tuple
 
 def save_curve_figure(fig, ax, ylabel: str, title: str, path: Path) -> Path:
     """Shared look of every learning-curve PNG: rollouts on x, a 0-1 score on y."""
-    import textwrap
-
-    import matplotlib.pyplot as plt
-
     ax.set_xlabel("rollouts used (training generations scored by the verifier)")
     ax.set_ylabel(ylabel)
-    ax.set_title("\n".join(textwrap.wrap(title, 55)), fontsize=11)  # a 6-inch figure clips longer lines
     ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    png = io.BytesIO()
-    fig.savefig(png, dpi=120, format="png")
-    write_bytes(png.getvalue(), path)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, title, path, wrap=55, fontsize=11)  # a 6-inch figure clips longer lines
 
 
 def plot_curves(results: pd.DataFrame, columns: list[dict[str, Any]], out_dir: Path,
@@ -170,12 +159,13 @@ def _figure(height: float = 4.0) -> tuple[Any, Any]:
     return plt.subplots(figsize=(7, height))
 
 
-def _save(fig: Any, ax: Any, title: str, path: Path) -> Path:
+def _save(fig: Any, ax: Any, title: str, path: Path, wrap: int = 70, fontsize: int = 10) -> Path:
+    """Every PNG's look and write: the title wrapped to the figure, a light grid, atomic bytes."""
     import textwrap
 
     import matplotlib.pyplot as plt
 
-    ax.set_title("\n".join(textwrap.wrap(title, 70)), fontsize=10)
+    ax.set_title("\n".join(textwrap.wrap(title, wrap)), fontsize=fontsize)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     png = io.BytesIO()

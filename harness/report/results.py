@@ -119,4 +119,10 @@ def load(sweep: str, results_dir: str | Path = "results", reference: str | None 
     methods = sorted(set(cells.summary["method"]))
     if reference is not None and reference not in methods:
         raise UserError(f"--reference {reference!r} is not a method of sweep {sweep!r}; valid: {', '.join(methods)}")
-    return SweepResults(sweep, sdir, cells, reference or no_learning_method(final_rows(cells.summary)))
+    results = SweepResults(sweep, sdir, cells, reference or no_learning_method(final_rows(cells.summary)))
+    variants = sorted({u.label for u in results.comparer.units if u.method == results.reference})
+    if len(variants) > 1:  # Δ needs one reference per configuration, not one per knob value
+        valid = [m for m in methods if len({u.label for u in results.comparer.units if u.method == m}) == 1]
+        raise UserError(f"--reference {results.reference!r} has varied knobs ({'; '.join(variants)}); valid "
+                        f"references: {', '.join(valid) or 'none'}")
+    return results

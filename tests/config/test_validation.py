@@ -279,17 +279,21 @@ def _completion(content: str, prompt_tokens: int, completion_tokens: int) -> dic
                       "total_tokens": prompt_tokens + completion_tokens}}
 
 
+def _against(run_one, reply, *overrides: str):
+    """One zero-shot cell (2 problems, 1 sample) against an endpoint answering with `reply(headers)`."""
+    server = _Hostile.serve(reply)
+    try:
+        return run_one("model=openai_compatible", f"model.base_url=http://127.0.0.1:{server.server_port}/v1",
+                       "model.max_retries=0", "method=zero_shot", "task.test_size=2", "eval.n_samples=1", *overrides)
+    finally:
+        server.shutdown()
+
+
 def test_endpoint_usage_is_checked_and_max_tokens_enforced_on_our_side(run_one):
     """Negative usage counts were recorded ("-75 tok/s") and a 4 MB completion was stored with
     completion_tokens=3."""
     huge = "Answer: 4\n" + "x" * 4_000_000
-    server = _Hostile.serve(lambda headers: (200, _completion(huge, -75, 3)))
-    try:
-        outcome, attempts, _ = run_one("model=openai_compatible", f"model.base_url=http://127.0.0.1:{server.server_port}/v1",
-                                       "model.max_retries=0", "method=zero_shot", "task.test_size=2",
-                                       "eval.n_samples=1", "task.max_tokens=32")
-    finally:
-        server.shutdown()
+    outcome, attempts, _ = _against(run_one, lambda headers: (200, _completion(huge, -75, 3)), "task.max_tokens=32")
     assert outcome.status == "ok", outcome.error
     assert (attempts["prompt_tokens"] > 0).all()  # recounted, not -75
     assert (attempts["completion"].str.len() <= 32 * 32).all() and (attempts["finish_reason"] == "length").all()
@@ -301,14 +305,9 @@ def test_an_endpoint_error_echoing_the_key_is_stored_redacted(run_one, monkeypat
     import json as _json
 
     monkeypatch.setenv("SIBENCH_TEST_KEY", "sk-verysecret0123456789")
-    server = _Hostile.serve(lambda headers: (401, {"error": {
-        "message": f"Incorrect API key provided: {headers.get('Authorization')}", "type": "invalid_request_error"}}))
-    try:
-        outcome, _, _ = run_one("model=openai_compatible", f"model.base_url=http://127.0.0.1:{server.server_port}/v1",
-                                "model.max_retries=0", "model.api_key_env=SIBENCH_TEST_KEY", "method=zero_shot",
-                                "task.test_size=2", "eval.n_samples=1")
-    finally:
-        server.shutdown()
+    outcome, _, _ = _against(run_one, lambda headers: (401, {"error": {
+        "message": f"Incorrect API key provided: {headers.get('Authorization')}", "type": "invalid_request_error"}}),
+        "model.api_key_env=SIBENCH_TEST_KEY")
     assert outcome.status == "failed" and "[redacted]" in outcome.error
     stored = (next((tmp_path / "sweep" / "cells").iterdir()) / "status.json").read_text()
     assert "verysecret" not in stored and "verysecret" not in outcome.error

@@ -128,3 +128,23 @@ def test_variance_and_degrees_of_freedom_by_hand():
 ])
 def test_holm_adjustment_by_hand(raw, adjusted):
     assert holm(raw) == pytest.approx(adjusted)
+
+
+def test_degenerate_designs_give_no_false_certainty():
+    """Review findings: identical differences made the t infinite (p 0 and a `*` from 2 seeds x 3
+    problems), and one problem with several seeds was tested with no problem variance at all."""
+    same = infer([[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]])
+    assert same.p_value == pytest.approx(0.5) and same.lo == same.hi == 1.0  # sign test over 2 seeds
+    one_seed = infer([[0.25] * 30])
+    assert one_seed.claim is Claim.MODEL and one_seed.p_value == pytest.approx(2 * 0.5 ** 30)
+    assert infer([[0.0] * 5, [0.0] * 5]).p_value == 1.0
+    lonely = infer([[1.0], [0.9], [0.95], [1.0]])
+    assert np.isnan(lonely.p_value) and np.isnan(lonely.lo)
+
+
+def test_an_empty_estimate_is_not_shown_as_a_zero_to_one_interval():
+    from harness.report.compare import estimate
+
+    empty = pd.Series([], dtype=float, index=pd.MultiIndex.from_arrays([[], []], names=["seed", "problem_id"]))
+    e = estimate(empty, bounded=True)
+    assert np.isnan(e.lo) and np.isnan(e.hi)
