@@ -11,8 +11,7 @@ import sys
 from harness.core.errors import UserError
 from harness.engine.records import DamagedRecord
 from harness.report.plot import plot_results
-from harness.report.results import load
-from harness.report.table import report
+from harness.report.results import load, report
 from harness.runner.loggers import log_report
 
 

@@ -10,7 +10,8 @@
     r.stale, r.unfinished, r.damaged      # cells left out, and why
 
 Like inspect_ai's `evals_df` / `samples_df`: the plan and stale-cell rules live here once, so a
-notebook never re-implements them by globbing `cells/*/attempts.parquet`.
+notebook never re-implements them by globbing `cells/*/attempts.parquet`. `report` writes what
+`make table` writes (table.md, table.csv, comparisons.csv) for a loaded sweep.
 """
 
 from __future__ import annotations
@@ -24,9 +25,26 @@ import pandas as pd
 
 from harness.core.errors import UserError
 from harness.core.paths import check_sweep_name, results_root
-from harness.engine.records import damaged_cells, stale_cells
-from harness.report.compare import Comparer, SweepCells, config_columns, final_rows, load_cells, no_learning_method
-from harness.report.table import build_table, unfinished
+from harness.engine.records import damaged_cells, planned_cell_ids, stale_cells, write_text
+from harness.engine.stats import ALPHA, POWER, SEED_DF_QUANTILE
+from harness.report.compare import (
+    FLOOR,
+    Comparer,
+    SweepCells,
+    config_columns,
+    final_rows,
+    load_cells,
+    no_learning_method,
+)
+from harness.report.table import (
+    STATS_NOTE,
+    baselines_note,
+    build_table,
+    detectable_note,
+    unfinished,
+    unreadable,
+    versions_note,
+)
 
 
 @dataclass
@@ -126,3 +144,45 @@ def load(sweep: str, results_dir: str | Path = "results", reference: str | None 
         raise UserError(f"--reference {results.reference!r} has varied knobs ({'; '.join(variants)}); valid "
                         f"references: {', '.join(valid) or 'none'}")
     return results
+
+
+def report(results: SweepResults) -> str:
+    """Write table.md, table.csv and comparisons.csv for the sweep's latest plan; return the text."""
+    sweep_dir, name, cells, reference = results.dir, results.name, results.cells, results.reference
+    comparer = results.comparer
+    table = results.table()
+    pairs = results.comparisons
+    left = results.unfinished
+    damaged = unreadable(sweep_dir)
+    text = f"## sweep {name}\n\n"
+    n = len(planned_cell_ids(sweep_dir) or ()) - cells.summary["cell_id"].nunique()  # planned, not tabled
+    if n > 0:
+        text += (f"**Partial**: {n} cell{'s' * (n != 1)} of the latest plan {'are' if n != 1 else 'is'} not "
+                 f"finished or do{'es' * (n == 1)} not read, and not in this table (listed below).\n\n")
+    text += (f"{table.to_markdown(index=False)}\n\n"
+             f"{STATS_NOTE.format(alpha=ALPHA, floor=FLOOR, q=1 - SEED_DF_QUANTILE)}\n")
+    detectable = detectable_note(comparer, reference)
+    if detectable:
+        text += (f"\nSmallest Δ vs {reference} each design detects ({POWER:.0%} power, two-sided, at α/m of its "
+                 f"configuration's m pairs):\n" + "\n".join(detectable) + "\n")
+    if cells.varying:
+        text += f"\nConfiguration columns (values that differ between this sweep's cells): {', '.join(cells.varying)}\n"
+    notes = baselines_note(cells.summary)
+    if notes:
+        text += "\nChance / majority-answer baselines (test set):\n" + "\n".join(notes) + "\n"
+    stale = results.stale
+    if stale:
+        text += (f"\n{len(stale)} stale cells (from an earlier plan: another config or code version) are on disk "
+                 f"and left out: {', '.join(stale[:8])}{' ...' if len(stale) > 8 else ''}\n")
+    if left:
+        text += "\nCells of the latest plan not in the table:\n" + "\n".join(left) + "\n"
+    if damaged:
+        text += ("\nUnreadable cells (left out; re-running the sweep runs them again):\n"
+                 + "\n".join(damaged) + "\n")
+    versions = versions_note(final_rows(cells.summary))
+    if versions:
+        text += "\nPackage versions differ between this sweep's cells (flagged rows):\n" + "\n".join(versions) + "\n"
+    write_text(text, sweep_dir / "table.md")
+    write_text(table.to_csv(index=False), sweep_dir / "table.csv")
+    write_text(pairs.to_csv(index=False), sweep_dir / "comparisons.csv")
+    return text

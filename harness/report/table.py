@@ -12,7 +12,6 @@ are listed below.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -22,14 +21,9 @@ from harness.engine.records import (
     damaged_cells,
     planned_cell_ids,
     read_json,
-    write_text,
 )
-from harness.engine.stats import ALPHA, POWER, SEED_DF_QUANTILE, Claim
-
-if TYPE_CHECKING:
-    from harness.report.results import SweepResults
+from harness.engine.stats import Claim
 from harness.report.compare import (
-    FLOOR,
     Comparer,
     SweepCells,
     config_columns,
@@ -197,45 +191,3 @@ def baselines_note(summary: pd.DataFrame) -> list[str]:
         parts = [f"{str(c)[9:]} {v:.3f}" for c, v in row.items() if pd.notna(v)]
         lines.append(f"- {task}: {', '.join(parts) if parts else 'none (answers are not constants)'}")
     return lines
-
-
-def report(results: SweepResults) -> str:
-    """Write table.md, table.csv and comparisons.csv for the sweep's latest plan; return the text."""
-    sweep_dir, name, cells, reference = results.dir, results.name, results.cells, results.reference
-    comparer = results.comparer
-    table = results.table()
-    pairs = results.comparisons
-    left = results.unfinished
-    damaged = unreadable(sweep_dir)
-    text = f"## sweep {name}\n\n"
-    n = len(planned_cell_ids(sweep_dir) or ()) - cells.summary["cell_id"].nunique()  # planned, not tabled
-    if n > 0:
-        text += (f"**Partial**: {n} cell{'s' * (n != 1)} of the latest plan {'are' if n != 1 else 'is'} not "
-                 f"finished or do{'es' * (n == 1)} not read, and not in this table (listed below).\n\n")
-    text += (f"{table.to_markdown(index=False)}\n\n"
-             f"{STATS_NOTE.format(alpha=ALPHA, floor=FLOOR, q=1 - SEED_DF_QUANTILE)}\n")
-    detectable = detectable_note(comparer, reference)
-    if detectable:
-        text += (f"\nSmallest Δ vs {reference} each design detects ({POWER:.0%} power, two-sided, at α/m of its "
-                 f"configuration's m pairs):\n" + "\n".join(detectable) + "\n")
-    if cells.varying:
-        text += f"\nConfiguration columns (values that differ between this sweep's cells): {', '.join(cells.varying)}\n"
-    notes = baselines_note(cells.summary)
-    if notes:
-        text += "\nChance / majority-answer baselines (test set):\n" + "\n".join(notes) + "\n"
-    stale = results.stale
-    if stale:
-        text += (f"\n{len(stale)} stale cells (from an earlier plan: another config or code version) are on disk "
-                 f"and left out: {', '.join(stale[:8])}{' ...' if len(stale) > 8 else ''}\n")
-    if left:
-        text += "\nCells of the latest plan not in the table:\n" + "\n".join(left) + "\n"
-    if damaged:
-        text += ("\nUnreadable cells (left out; re-running the sweep runs them again):\n"
-                 + "\n".join(damaged) + "\n")
-    versions = versions_note(final_rows(cells.summary))
-    if versions:
-        text += "\nPackage versions differ between this sweep's cells (flagged rows):\n" + "\n".join(versions) + "\n"
-    write_text(text, sweep_dir / "table.md")
-    write_text(table.to_csv(index=False), sweep_dir / "table.csv")
-    write_text(pairs.to_csv(index=False), sweep_dir / "comparisons.csv")
-    return text

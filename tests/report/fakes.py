@@ -8,8 +8,7 @@ import numpy as np
 import pandas as pd
 
 from harness.engine.records import write_plan
-from harness.report.results import load
-from harness.report.table import report
+from harness.report.results import load, report
 
 
 def fake_cell(sweep, cell_id: str, method: str, seed: int, passes: dict[str, list[bool]], *,

@@ -10,7 +10,7 @@ from fakes import fake_cell, plan
 
 from harness.core.errors import UserError
 from harness.plot import main as plot_main
-from harness.report.table import report
+from harness.report.results import report
 from harness.results import load
 
 
