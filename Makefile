@@ -96,6 +96,7 @@ bench: setup
 	$(PY) bench/eval_engines.py
 	$(PY) bench/endpoint.py
 	$(PY) bench/grpo_step.py
+	$(PY) bench/stats_calibration.py
 
 clean:
 	rm -rf .pytest_cache **/__pycache__
