@@ -12,6 +12,7 @@ summary and runs again; a plan.json that does not read raises `DamagedRecord` (o
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -144,6 +145,14 @@ CHECKED_FILES = ("config.json", "summary.parquet", "attempts.parquet")
 
 
 def file_digest(path: Path) -> str:
+    """sha256 of a file, computed once per version of it in this process (a plan asks every
+    finished cell whether it is damaged several times)."""
+    st = os.stat(path)
+    return _digest(str(path), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=4096)
+def _digest(path: str, mtime_ns: int, size: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
