@@ -12,6 +12,13 @@ Projection to `--budget` B and `--test-size` T: learning scales with the rollout
 evaluations does not depend on the budget: checkpoints are fractions), load stays. It ignores
 what does not scale linearly (GEPA's and CORE's growing prompts, MemRL's growing memory), so
 treat it as a lower bound for those.
+
+A second table puts each learn phase against its generation limit (issue 31): the tokens it
+generated (policy and aux), its engine calls and their mean batch (generations per call), the
+engine's batched throughput measured in the same cell (its evaluations' completion tokens over
+their seconds), `limit_s` = those tokens at that throughput, `learn/limit` = learn seconds over that
+limit, and the learn seconds spent outside generation (learn − the calls' summed latency: training
+steps, verification, memory writes).
 """
 
 from __future__ import annotations
@@ -62,6 +69,27 @@ def phase_table(sweep_dir: Path, budget: int | None, test_size: int | None) -> p
     return pd.DataFrame(rows).sort_values("method", ignore_index=True)
 
 
+def learn_limits(sweep_dir: Path) -> pd.DataFrame:
+    rows = []
+    for cell in finished_cells(sweep_dir):
+        summary = pd.read_parquet(cell / "summary.parquet")
+        last = summary.iloc[-1]
+        att = pd.read_parquet(cell / "attempts.parquet",
+                              columns=["phase", "step", "completion_tokens", "latency_s", "role"])
+        learn = att[att["phase"] == "learn"]
+        learn_s = float(last.wall_s - last.load_s - last.eval_s)
+        eval_tokens = float(summary["eval_completion_tokens"].sum()) if "eval_completion_tokens" in summary else 0.0
+        throughput = eval_tokens / float(last.eval_s) if float(last.eval_s) > 0 else float("nan")
+        tokens = float(learn["completion_tokens"].sum())
+        calls = int(learn["step"].nunique())
+        limit = tokens / throughput if throughput and throughput == throughput else float("nan")
+        rows.append({"method": last.method, "learn_s": learn_s, "gen_tokens": int(tokens), "calls": calls,
+                     "mean_batch": len(learn) / calls if calls else 0.0, "engine_tok_s": throughput,
+                     "limit_s": limit, "learn/limit": learn_s / limit if limit and limit == limit else float("nan"),
+                     "outside_gen_s": learn_s - float(learn["latency_s"].sum())})
+    return pd.DataFrame(rows).sort_values("method", ignore_index=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sweep", default="default")
@@ -77,6 +105,11 @@ def main() -> int:
     if len(reference):
         table["eval_vs_reference"] = table["eval_s_each"] / reference.iloc[0]
     print(table.to_markdown(index=False, floatfmt=".2f"))
+    limits = learn_limits(args.results_dir / args.sweep)
+    learning = limits[limits["gen_tokens"] > 0]
+    if len(learning):
+        print("\nlearn phase against its generation limit (tokens at the engine's batched eval throughput):\n")
+        print(learning.to_markdown(index=False, floatfmt=".2f"))
     if args.budget:
         total = table[f"projected_s_B{args.budget}"].sum()
         print(f"\nprojected sweep at B={args.budget}: {total / 60:.0f} min "
