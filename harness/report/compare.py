@@ -225,13 +225,16 @@ def units(cells: SweepCells) -> list[Unit]:
     learning = [c for c in key if learner_only(c)]
     rest = [c for c in key if c not in learning]
     out = []
-    for _, rows in final.groupby([final[c].astype(str) for c in key + ["method"] + knobs], sort=True):
+    # dropna=False: a method without a varied knob has NaN in its column (pandas 3 keeps NaN through
+    # astype(str)), and the default would drop its cells, the no-learning reference's among them
+    for _, rows in final.groupby([final[c].astype(str) for c in key + ["method"] + knobs], sort=True, dropna=False):
         first = rows.iloc[0]
         base = {c: first[c] for c in key}
         label = first["method"] + "".join(f" {k[7:]}={first[k]}" for k in knobs if pd.notna(first[k]))
         out.append(Unit(base, label, first["method"], rows))
         if rows["rollouts_used"].max() == 0 and learning:
-            same = final[(final[rest].astype(str) == pd.Series({c: str(base[c]) for c in rest})).all(axis=1)]
+            same = final[(final[rest].astype(str).fillna("nan") == pd.Series({c: str(base[c]) for c in rest}))
+                         .all(axis=1)]
             mine = same[same["method"] == first["method"]][learning]
             own = {tuple(map(str, v)) for v in mine.itertuples(index=False)}
             for values in same[learning].drop_duplicates().itertuples(index=False):

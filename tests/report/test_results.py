@@ -4,6 +4,8 @@ read lazily, and every plot kind written inside the sweep's plots folder."""
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 from fakes import fake_cell, plan
@@ -65,3 +67,27 @@ def test_plot_writes_bars_forest_and_cost_plots_for_each_configuration(tmp_path)
     assert {"learning", "pass1", "delta", "cost"} <= set(pngs)
     assert all(p.stat().st_size > 5000 and p.read_bytes()[:4] == b"\x89PNG" for p in pngs.values())
 
+
+
+def test_a_reference_whose_knobs_vary_is_refused_in_one_line(tmp_path):
+    """`--reference grpo` with method.lr varied paired every row with whichever variant came first."""
+    from fakes import fake_cell, plan
+
+    sweep = tmp_path / "v"
+    probs = {f"p{i}": [i % 2 == 0] * 2 for i in range(6)}
+    fake_cell(sweep, "z", "zero_shot", 0, probs, rollouts=0)
+    for lr in ("1e-5", "1e-4"):
+        d = f"g{lr}"
+        fake_cell(sweep, d, "grpo", 0, probs)
+        cfg = json.loads((sweep / "cells" / d / "config.json").read_text())
+        cfg["config"]["method"]["learning_rate"] = float(lr)
+        (sweep / "cells" / d / "config.json").write_text(json.dumps(cfg))
+    plan(sweep, "z", "g1e-5", "g1e-4")
+    with pytest.raises(UserError, match=r"--reference 'grpo' has varied knobs .*valid references: zero_shot"):
+        load("v", tmp_path, reference="grpo")
+    # and the no-learning reference is compared with every variant: pandas 3 keeps NaN through
+    # astype(str), so grouping by the varied knob's column dropped zero_shot's cells (no Δ at all)
+    table = load("v", tmp_path).table().set_index("method")
+    assert table.loc["zero_shot", "seeds"] == 1
+    deltas = [table.loc[f"grpo learning_rate={lr}", "Δ vs zero_shot"] for lr in ("1e-05", "0.0001")]
+    assert all(d.startswith("+0.000") for d in deltas), deltas
