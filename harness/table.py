@@ -12,7 +12,7 @@ from harness.core.errors import UserError
 from harness.engine.records import DamagedRecord
 from harness.report.plot import plot_results
 from harness.report.results import load, report
-from harness.runner.loggers import log_report
+from harness.runner.loggers import WandbLogger, log_report, make_logger
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     sdir = results.dir
     print(f"wrote {sdir / 'table.md'}, {sdir / 'table.csv'} and {sdir / 'comparisons.csv'}")
     logger_cfg = results.config().get("logger") or {}
-    if logger_cfg.get("name") == "wandb":  # mirror the table where the cells logged to W&B
+    if isinstance(make_logger(logger_cfg), WandbLogger):  # where the cells logged to W&B (not disabled): mirror
         images = plot_results(results)
         run = log_report(sdir, results.name, logger_cfg, {"table": results.table(), "comparisons":
                          results.comparisons}, images, text)
