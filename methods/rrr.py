@@ -8,8 +8,11 @@ Follows reference/baselines_papers.md (a):
    (aux calls by the trained policy), each followed by a retry with the reflection in context
    (counted rollouts). Reward = 1 if the retry passes.
 3. Only the reflection tokens carry the advantage: the first attempt sits in the prompt, and the
-   retry turn and retry tokens get `env_mask` 0, which TRL multiplies into the loss mask
-   (trl_extension_points.md). The model learns how to reflect, not the answer.
+   trained completion ends with the reflection's turn. The retry decides the reward and is not
+   part of the trained sequence: masked out (TRL's `env_mask`, trl_extension_points.md) it would
+   change no loss term (causal attention: no reflection log-prob sees it; every TRL loss type
+   normalises over the mask or by a constant), yet it was ~45% of a step's completion tokens
+   through forward and backward (issue 31). The model learns how to reflect, not the answer.
 The reflection prompt sees only binary feedback by default (the paper's setting: "only binary
 feedback is available"); `reflection_feedback: rich` shows the task's feedback text instead.
 Evaluation reports the first attempt (Pass@k, the same workload as every method). The paper also
@@ -40,7 +43,6 @@ from methods.common.policy_training import (
     as_trainable,
     budget_steps_check,
     chat_ids,
-    completion_ids,
     groups_of,
     prompt_key,
     run_trainer,
@@ -80,20 +82,17 @@ def retry_conversation(reflection_prompt: list[Message], reflection: str) -> lis
                                       {"role": "user", "content": RETRY_PROMPT}]
 
 
-def reflection_sample(tokenizer: Any, conversation: list[Message], reflection: str, retry_token_ids: tuple[int, ...],
-                      retry_finish: str) -> tuple[list[int], list[int], list[int]]:
-    """(prompt_ids, completion_ids, env_mask) for one reflection + retry. The prompt is everything up
-    to the reflection (task, first attempt, reflection request); the completion is the reflection,
-    its end-of-turn, the retry request and the retry; the mask is 1 on the reflection turn only."""
+def reflection_sample(tokenizer: Any, conversation: list[Message], reflection: str) -> tuple[list[int], list[int]]:
+    """(prompt_ids, completion_ids) of one trained reflection. The prompt is everything up to the
+    reflection (task, first attempt, reflection request); the completion is the reflection and its
+    end-of-turn, the tokens the retry conversation continues from."""
     prompt = chat_ids(tokenizer, conversation)
     with_reflection = chat_ids(tokenizer, conversation + [{"role": "assistant", "content": reflection}],
                                generation_prompt=False)
     retry_context = chat_ids(tokenizer, retry_conversation(conversation, reflection))
     if with_reflection[:len(prompt)] != prompt or retry_context[:len(with_reflection)] != with_reflection:
-        raise RuntimeError("the chat template does not tokenize turns as prefixes; RRR cannot build its mask")
-    completion = retry_context[len(prompt):] + completion_ids(tokenizer, retry_token_ids, retry_finish)
-    n_reflection = len(with_reflection) - len(prompt)
-    return prompt, completion, [1] * n_reflection + [0] * (len(completion) - n_reflection)
+        raise RuntimeError("the chat template does not tokenize turns as prefixes; RRR cannot build its sample")
+    return prompt, with_reflection[len(prompt):]
 
 
 @register_method("rrr")
@@ -151,9 +150,8 @@ class RRR(PolicyGradientKnobs):
                 [(p, retry_conversation(conv, r)) for (p, conv), r in zip(rows, reflections, strict=True)],
                 n=1, params=used, tag="retry", backend=backend)]
             for (_, conv), reflection, retry in zip(rows, reflections, retries, strict=True):
-                p_ids, c_ids, mask = reflection_sample(backend.tokenizer, conv, reflection,
-                                                       retry.generation.token_ids, retry.generation.finish_reason)
-                batch.add(p_ids, c_ids, retry.verdict.reward, env_mask=mask)
+                p_ids, c_ids = reflection_sample(backend.tokenizer, conv, reflection)
+                batch.add(p_ids, c_ids, retry.verdict.reward)
             return batch.as_trl()
 
         return rollout

@@ -1,5 +1,6 @@
 """Reflect-Retry-Reward: only reflection tokens carry gradient (first attempt and retry exactly
-zero; retry tokens cannot change the loss), the meter counts first attempts and retries, and
+zero; cutting the masked retry from the row leaves the update unchanged), the meter counts first
+attempts and retries, and
 evaluation adds a second attempt after a reflection."""
 
 from __future__ import annotations
@@ -7,7 +8,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from methods.rrr import REFLECT_PROMPT, RETRY_PROMPT, ReflectRetryPolicy, reflection_sample
+from methods.common.policy_training import chat_ids
+from methods.rrr import REFLECT_PROMPT, RETRY_PROMPT, ReflectRetryPolicy, reflection_sample, retry_conversation
 
 
 def trl_loss_on(backend, prompt_ids, completion_ids, env_mask, advantage=1.0):
@@ -47,44 +49,45 @@ def test_only_reflection_tokens_receive_gradient(tiny_hf):
     task_prompt = [{"role": "user", "content": "What is 2 + 3?"}]
     policy = ReflectRetryPolicy(task=None, policy=backend)
     conv = policy.reflection_prompt(None, task_prompt, "Answer: 6", None)
-    retry_ids = tuple(tok("Answer: 5", add_special_tokens=False).input_ids)
-    prompt_ids, completion_ids, mask = reflection_sample(tok, conv, "I added wrong.", retry_ids, "stop")
+    prompt_ids, completion_ids = reflection_sample(tok, conv, "I added wrong.")
     assert "Answer: 6" in tok.decode(prompt_ids)  # the first attempt is context, never a completion token
-    n_reflection = sum(mask)
-    assert tok.decode(completion_ids[:n_reflection]).startswith("I added wrong.")
-    assert mask == [1] * n_reflection + [0] * (len(completion_ids) - n_reflection)
-    assert RETRY_PROMPT in tok.decode(completion_ids[n_reflection:]) and "Answer: 5" in tok.decode(completion_ids)
+    assert tok.decode(completion_ids).startswith("I added wrong.")
+    assert RETRY_PROMPT not in tok.decode(completion_ids)  # the retry only decides the reward
 
-    loss, log_probs = trl_loss_on(backend, prompt_ids, completion_ids, mask)
+    loss, log_probs = trl_loss_on(backend, prompt_ids, completion_ids, [1] * len(completion_ids))
     loss.backward()
     grad = log_probs.grad[0]  # d loss / d log π(token t + 1 | ≤ t) for every next-token position
     assert grad.shape[0] == len(prompt_ids) + len(completion_ids) - 1
     prompt_grad, completion_grad = grad[:-len(completion_ids)], grad[-len(completion_ids):]
     assert torch.equal(prompt_grad, torch.zeros_like(prompt_grad))  # task and first attempt: exactly 0
-    assert (completion_grad[:n_reflection] != 0).all()  # every reflection token is trained
-    rest = completion_grad[n_reflection:]
-    assert torch.equal(rest, torch.zeros_like(rest))  # retry request and retry tokens: exactly 0
+    assert (completion_grad != 0).all()  # every reflection token is trained
 
 
-def test_retry_tokens_cannot_change_the_update(tiny_hf):
-    # GRPO's loss value is −A at ratio 1 whatever the tokens; what training uses is its gradient,
-    # so compare the parameter gradients: identical for different retries, different for a
-    # different reflection.
+def test_cutting_the_masked_retry_leaves_the_update_unchanged(tiny_hf):
+    # Issue 31: the trained row used to run on through the retry request and the retry with
+    # env_mask 0. The row that stops after the reflection's turn must give the same parameter
+    # gradient (causal attention, TRL's mask-normalised loss), and a different reflection must not.
     backend = tiny_hf()
     tok = backend.tokenizer
     conv = ReflectRetryPolicy(task=None, policy=backend).reflection_prompt(
         None, [{"role": "user", "content": "What is 2 + 3?"}], "Answer: 6", None)
 
-    def update(reflection: str, retry: str) -> torch.Tensor:
-        ids = reflection_sample(tok, conv, reflection, tuple(tok(retry, add_special_tokens=False).input_ids), "stop")
+    def update(prompt_ids, completion_ids, mask) -> torch.Tensor:
         backend.model.zero_grad()
-        trl_loss_on(backend, *ids)[0].backward()
+        trl_loss_on(backend, prompt_ids, completion_ids, mask)[0].backward()
         return torch.cat([p.grad.flatten() for p in backend.model.parameters() if p.grad is not None])
 
-    base = update("I added wrong.", "Answer: 5")
-    assert base.abs().sum() > 0
-    assert torch.equal(update("I added wrong.", "Answer: 987654 and more tokens"), base)
-    assert not torch.equal(update("I added wrong!", "Answer: 5"), base)
+    prompt_ids, reflection_ids = reflection_sample(tok, conv, "I added wrong.")
+    retry_turn = chat_ids(tok, retry_conversation(conv, "I added wrong."))[len(prompt_ids) + len(reflection_ids):]
+    retry = tok("Answer: 5 and a long tail of retry tokens", add_special_tokens=False).input_ids
+    assert RETRY_PROMPT in tok.decode(retry_turn)
+    full = reflection_ids + retry_turn + retry
+    masked_full = update(prompt_ids, full, [1] * len(reflection_ids) + [0] * (len(full) - len(reflection_ids)))
+    cut = update(prompt_ids, reflection_ids, [1] * len(reflection_ids))
+    assert cut.abs().sum() > 0
+    torch.testing.assert_close(cut, masked_full, rtol=1e-5, atol=1e-7)
+    other_ids = reflection_sample(tok, conv, "I added wrong!")[1]
+    assert not torch.allclose(update(prompt_ids, other_ids, [1] * len(other_ids)), cut)
 
 
 def test_binary_feedback_hides_the_answer_and_rich_shows_the_task_feedback():
