@@ -1,7 +1,6 @@
 """Reflect-Retry-Reward: only reflection tokens carry gradient (first attempt and retry exactly
 zero; cutting the masked retry from the row leaves the update unchanged), the meter counts first
-attempts and retries, and
-evaluation adds a second attempt after a reflection."""
+attempts and retries, and evaluation adds a second attempt after a reflection."""
 
 from __future__ import annotations
 
