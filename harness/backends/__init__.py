@@ -14,7 +14,8 @@ from harness.core.registry import BACKENDS
 from harness.core.types import Backend
 
 # model-config keys the harness itself reads (`trainer`: a weight-training cell's twin, harness/runner/plan.py)
-NOT_BACKEND_ARGS = ("backend", "resources", "label", "twin", "trainer")
+# `own_process`: the physical GPUs of a model built in a process of its own (harness/core/devices.py `placed`)
+NOT_BACKEND_ARGS = ("backend", "resources", "label", "twin", "trainer", "own_process")
 TRAINABLE_BACKENDS = ("hf",)  # backends whose weights a method can train in place
 
 
@@ -28,4 +29,9 @@ def importable(backend: str) -> bool:
 
 def make_backend(model_cfg: dict[str, Any]) -> Backend:
     """Build the backend named by `model_cfg["backend"]`; the rest of the dict is its config."""
+    if model_cfg.get("own_process"):
+        from harness.backends.own_process import OwnProcessBackend
+
+        return OwnProcessBackend({k: v for k, v in model_cfg.items() if k != "own_process"},
+                                 list(model_cfg["own_process"]))
     return BACKENDS.get(model_cfg["backend"])(**params_of(model_cfg, drop=NOT_BACKEND_ARGS))

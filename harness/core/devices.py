@@ -6,7 +6,7 @@ driver, and a vLLM engine forked after it dies with "Cannot re-initialize CUDA i
 subprocess". A cell sees the GPUs its models reserve (`model.resources.num_gpus` plus the aux
 model's): the launcher narrows `CUDA_VISIBLE_DEVICES` before CUDA starts (`narrow_visible`), the
 policy model takes the first `ceil(num_gpus)` of them and the aux model the next (`model_gpus`),
-so two models never land on the same `cuda:0`. A plan-time check (`check_reservation`) refuses a
+in a process of its own that sees only those (`placed`), so two models never land on the same `cuda:0`. A plan-time check (`check_reservation`) refuses a
 vLLM model whose tensor parallelism does not match its reservation and co-resident vLLM engines
 that claim more than the whole GPU; the launchers free a cached engine before a training cell.
 """
@@ -78,6 +78,19 @@ def with_gpus(model_cfg: dict[str, Any], gpus: list[int] | None) -> dict[str, An
     if model_cfg.get("backend") not in GPU_BACKENDS or model_cfg.get("gpus") is not None or gpus is None:
         return model_cfg
     return {**model_cfg, "gpus": list(gpus)}
+
+
+def placed(config: dict[str, Any], key: str) -> dict[str, Any]:
+    """A cell's model config (`key`: model or aux_model) as its backend is built: with the GPUs the
+    cell gives it; an aux model on GPUs of its own also in a process of its own, whose
+    CUDA_VISIBLE_DEVICES lists them (`own_process`, harness/backends/own_process.py): inside the
+    cell's process the policy's engine already fixed which GPUs CUDA and vLLM see."""
+    gpus = model_gpus(config)[key]
+    cfg = with_gpus(config[key], gpus)
+    ids = _visible_ids() if key == "aux_model" and gpus else []
+    if gpus and len(ids) > max(gpus):
+        cfg = {**cfg, "own_process": [ids[i] for i in gpus]}
+    return cfg
 
 
 def nvidia_driver() -> bool:

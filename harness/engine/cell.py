@@ -21,7 +21,7 @@ import pandas as pd
 
 from harness.backends import make_backend
 from harness.backends.synced import SyncedPolicy
-from harness.core.devices import model_gpus, with_gpus
+from harness.core.devices import model_gpus, placed, with_gpus
 from harness.core.errors import redact
 from harness.core.knobs import params_of
 from harness.core.paths import no_links
@@ -171,9 +171,9 @@ def _run(spec: CellSpec, cfg: dict[str, Any], meter: BudgetMeter, get_backend, l
     write_json({**described, "example_prompt": task.prompt(test[0]), "train_ids": [p.id for p in train],
                 "test_ids": [p.id for p in test]}, spec.out_dir / "task.json")
     t_load = time.perf_counter()
-    gpus = model_gpus(cfg)  # the policy on the cell's first GPUs, an aux model on the next
-    backend = get_backend(with_gpus(cfg["model"], gpus["model"]))
-    aux_backend = get_backend(with_gpus(cfg["aux_model"], gpus["aux_model"])) if cfg.get("aux_model") else None
+    gpus = model_gpus(cfg)  # the policy on the cell's first GPUs, an aux model on the next (in its own process)
+    backend = get_backend(placed(cfg, "model"))
+    aux_backend = get_backend(placed(cfg, "aux_model")) if cfg.get("aux_model") else None
     for loaded in (backend, aux_backend):  # a cached backend keeps weights, never an earlier cell's state
         reset = getattr(loaded, "reset", None)
         if reset is not None:

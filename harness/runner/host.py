@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.backends import make_backend
-from harness.core.devices import cuda_available, free_gpu_memory, model_gpus
+from harness.core.devices import cuda_available, free_gpu_memory, placed
 from harness.core.knobs import params_of
 from harness.core.registry import METHODS
 from harness.core.types import Backend, content_hash
@@ -65,14 +65,7 @@ class BackendCache:
 def make_room_for(cache: BackendCache, spec: CellSpec) -> None:
     """Before a cell that trains weights on a GPU, free the engines it does not use."""
     if METHODS.get(spec.config["method"]["name"]).mutates_policy and cuda_available():
-        cache.keep_only([with_gpus_of(spec.config, k) for k in ("model", "aux_model") if spec.config.get(k)])
-
-
-def with_gpus_of(config: dict[str, Any], key: str) -> dict[str, Any]:
-    """A cell's model config as its backend is built (with the GPUs the cell gives it)."""
-    from harness.core.devices import with_gpus
-
-    return with_gpus(config[key], model_gpus(config)[key])
+        cache.keep_only([placed(spec.config, k) for k in ("model", "aux_model") if spec.config.get(k)])
 
 
 def release_after(cache: BackendCache, spec: CellSpec, outcome: CellOutcome) -> None:
@@ -83,9 +76,9 @@ def release_after(cache: BackendCache, spec: CellSpec, outcome: CellOutcome) -> 
     if outcome.status == "failed":
         for key in ("model", "aux_model"):
             if spec.config.get(key):
-                cache.drop(with_gpus_of(spec.config, key))
+                cache.drop(placed(spec.config, key))
     elif METHODS.get(spec.config["method"]["name"]).mutates_policy and not spec.config["model"].get("trainer"):
-        cache.drop(with_gpus_of(spec.config, "model"))
+        cache.drop(placed(spec.config, "model"))
 
 
 def pool_size(need: dict[str, float], cluster: dict[str, float], cells: int, cap: int | None) -> int:

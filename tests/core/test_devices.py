@@ -248,7 +248,7 @@ def test_a_training_cell_on_a_gpu_frees_the_cached_engines_it_does_not_use(cell_
     for on_gpu, freed in ((False, False), (True, True)):
         cache = launchers.BackendCache()
         engine = cache({"backend": "vllm", "path": "/prompt-level-engine"})
-        policy = cache(launchers.with_gpus_of(spec.config, "model"))
+        policy = cache(launchers.placed(spec.config, "model"))
         monkeypatch.setattr(launchers, "cuda_available", lambda on_gpu=on_gpu: on_gpu)
         launchers.make_room_for(cache, spec)
         assert engine.closed == freed and not policy.closed  # on the CPU the engine stays loaded
@@ -358,3 +358,34 @@ def test_a_gpu_reservation_carries_over_to_the_training_twin():
     trainer = by_method["grpo"].get("trainer") or by_method["grpo"]  # the twin itself where vLLM is missing
     assert trainer["backend"] == "hf" and trainer["resources"]["num_gpus"] == 1
     assert by_method["zero_shot"]["resources"]["num_gpus"] == 1
+
+
+def test_an_aux_model_on_gpus_of_its_own_runs_in_a_process_that_sees_only_them(cell_config, monkeypatch):
+    """Will-break 2 of issue 32: inside the cell's process CUDA_VISIBLE_DEVICES no longer counts once
+    the policy's engine started, so an aux model that reserves a GPU of its own is built in a
+    spawned child whose CUDA_VISIBLE_DEVICES lists that GPU's physical id (renumbered 0 there)."""
+    import os
+
+    from harness.backends import make_backend
+    from harness.backends.own_process import OwnProcessBackend
+    from harness.core.types import GenerationRequest, SamplingParams
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")  # what the launcher left this cell: two GPUs
+    config = cell_config("model.resources.num_gpus=1", "model@aux_model=mock", "aux_model.resources.num_gpus=1")
+    assert "own_process" not in devices.placed(config, "model")  # the policy stays in the cell's process
+    aux_cfg = devices.placed(config, "aux_model")
+    assert aux_cfg["own_process"] == ["5"]
+    aux = make_backend(aux_cfg)
+    try:
+        assert isinstance(aux, OwnProcessBackend)
+        assert aux.visible_devices == "5" and os.environ["CUDA_VISIBLE_DEVICES"] == "3,5"
+        requests = [GenerationRequest(messages=({"role": "user", "content": f"reflect {i}"},),
+                                      params=SamplingParams(n=2, max_tokens=8, seed=i)) for i in range(3)]
+        in_process = make_backend({k: v for k, v in aux_cfg.items() if k != "own_process"})
+        def texts(generations):
+            return [[(g.text, g.completion_tokens, g.finish_reason) for g in gens] for gens in generations]
+        assert texts(aux.generate(requests)) == texts(in_process.generate(requests))
+        assert aux.name == in_process.name and aux.engine == in_process.engine
+    finally:
+        aux.close()
+    assert not aux._process.is_alive()

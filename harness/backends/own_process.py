@@ -1,0 +1,115 @@
+"""A backend in a process of its own that sees only its own GPUs (issue 32, will-break 2).
+
+`CUDA_VISIBLE_DEVICES` counts only before a process's first CUDA start, and vLLM caches its
+environment after its first engine: a second model that must run on other GPUs than the policy's
+engine (an aux model with `aux_model.resources.num_gpus` of its own) cannot be placed from inside
+the cell's process. An hf aux model's `.to("cuda:1")` fails there, and a vLLM aux model lands on
+GPU 0 beside the policy and fails vLLM's start-up memory check. So the harness builds such a model
+in a spawned child (spawn, not fork: a forked child inherits an initialised CUDA context) whose
+`CUDA_VISIBLE_DEVICES` lists exactly its GPUs, renumbered from 0 there, and talks to it over a
+pipe. The proxy is a `Backend` (generate, count_tokens, name, engine); model output crosses the
+pipe as pickled `Generation`s built by the harness's own code in the child, never evaluated.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import traceback
+from contextlib import contextmanager
+from typing import Any
+
+from harness.core.devices import VISIBLE
+from harness.core.types import Generation, GenerationRequest, Message
+
+START_TIMEOUT_S = 1800.0  # building a large model (download, dequantize, engine start) may take this long
+
+
+def _serve(conn: Any, model_cfg: dict[str, Any]) -> None:
+    """The child: build the backend on the GPUs it sees, then answer calls until told to close."""
+    try:
+        from harness.backends import make_backend
+
+        backend = make_backend(model_cfg)
+        conn.send(("ok", (backend.name, backend.engine, os.environ.get(VISIBLE))))
+    except BaseException:  # noqa: BLE001 - the parent raises it with the child's traceback
+        conn.send(("error", traceback.format_exc()))
+        return
+    while True:
+        op, args = conn.recv()
+        if op == "close":
+            conn.send(("ok", None))
+            return
+        try:
+            conn.send(("ok", getattr(backend, op)(*args)))
+        except BaseException:  # noqa: BLE001
+            conn.send(("error", traceback.format_exc()))
+
+
+@contextmanager
+def _visible(value: str):
+    """CUDA_VISIBLE_DEVICES set for a child started inside (spawn copies the environment at start)."""
+    before = os.environ.get(VISIBLE)
+    os.environ[VISIBLE] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(VISIBLE, None)
+        else:
+            os.environ[VISIBLE] = before
+
+
+class OwnProcessBackend:
+    """`model_cfg`'s backend, built and run in a spawned child that sees only `devices` (physical
+    GPU ids, as CUDA_VISIBLE_DEVICES writes them)."""
+
+    def __init__(self, model_cfg: dict[str, Any], devices: list[str]) -> None:
+        renumbered = {**model_cfg, "gpus": list(range(len(devices)))} if "gpus" in model_cfg else model_cfg
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        with _visible(",".join(devices)):
+            self._process = ctx.Process(target=_serve, args=(child, renumbered), daemon=True,
+                                        name=f"sibench-{model_cfg.get('label', 'model')}")
+            self._process.start()
+        child.close()
+        self.name, self._engine, self.visible_devices = self._answer(START_TIMEOUT_S)
+
+    @property
+    def engine(self) -> str:
+        return self._engine
+
+    def _answer(self, timeout: float | None = None) -> Any:
+        if timeout is not None and not self._conn.poll(timeout):
+            self.close()
+            raise RuntimeError(f"the model process {self._process.name} did not start within {timeout:g} s")
+        try:
+            status, value = self._conn.recv()
+        except EOFError:
+            raise RuntimeError(f"the model process {self._process.name} died "
+                               f"(exit code {self._process.exitcode})") from None
+        if status == "error":
+            raise RuntimeError(f"in the model process {self._process.name}:\n{value}")
+        return value
+
+    def _call(self, op: str, *args: Any) -> Any:
+        self._conn.send((op, args))
+        return self._answer()
+
+    def generate(self, requests: list[GenerationRequest]) -> list[list[Generation]]:
+        return self._call("generate", requests)
+
+    def count_tokens(self, messages: list[Message]) -> int:
+        return self._call("count_tokens", messages)
+
+    def close(self) -> None:
+        if self._process.is_alive():
+            try:
+                self._conn.send(("close", ()))
+                self._conn.poll(30)
+            except (BrokenPipeError, OSError):
+                pass
+            self._process.join(30)
+            if self._process.is_alive():
+                self._process.terminate()
+        self._conn.close()
