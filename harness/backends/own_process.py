@@ -32,7 +32,7 @@ def _serve(conn: Any, model_cfg: dict[str, Any]) -> None:
 
         backend = make_backend(model_cfg)
         conn.send(("ok", (backend.name, backend.engine, os.environ.get(VISIBLE))))
-    except BaseException:  # noqa: BLE001 - the parent raises it with the child's traceback
+    except BaseException:  # the parent raises it with the child's traceback
         conn.send(("error", traceback.format_exc()))
         return
     while True:
@@ -42,7 +42,7 @@ def _serve(conn: Any, model_cfg: dict[str, Any]) -> None:
             return
         try:
             conn.send(("ok", getattr(backend, op)(*args)))
-        except BaseException:  # noqa: BLE001
+        except BaseException:  # sent back: the parent raises it
             conn.send(("error", traceback.format_exc()))
 
 

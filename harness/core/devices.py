@@ -6,7 +6,8 @@ driver, and a vLLM engine forked after it dies with "Cannot re-initialize CUDA i
 subprocess". A cell sees the GPUs its models reserve (`model.resources.num_gpus` plus the aux
 model's): the launcher narrows `CUDA_VISIBLE_DEVICES` before CUDA starts (`narrow_visible`), the
 policy model takes the first `ceil(num_gpus)` of them and the aux model the next (`model_gpus`),
-in a process of its own that sees only those (`placed`), so two models never land on the same `cuda:0`. A plan-time check (`check_reservation`) refuses a
+in a process of its own that sees only those (`placed`), so two models never land on the same
+`cuda:0`. A plan-time check (`check_reservation`) refuses a
 vLLM model whose tensor parallelism does not match its reservation and co-resident vLLM engines
 that claim more than the whole GPU; the launchers free a cached engine before a training cell.
 """
