@@ -15,7 +15,7 @@ from harness.core.types import Backend
 
 # model-config keys the harness itself reads (`trainer`: a weight-training cell's twin, harness/runner/plan.py)
 # `own_process`: the physical GPUs of a model built in a process of its own (harness/core/devices.py `placed`)
-NOT_BACKEND_ARGS = ("backend", "resources", "label", "twin", "trainer", "own_process")
+NOT_BACKEND_ARGS = ("backend", "resources", "label", "twin", "trainer", "own_process", "shape")
 TRAINABLE_BACKENDS = ("hf",)  # backends whose weights a method can train in place
 
 

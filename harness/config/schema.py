@@ -19,6 +19,7 @@ from typing import Any, Optional
 from omegaconf import MISSING
 
 from harness.core.knobs import check_section, config_fields, describe_knobs, knob, schema_of
+from harness.core.memory import DEFAULT_GPU_GIB
 from harness.core.paths import CONF_DIR
 from harness.core.registry import BACKENDS, LAUNCHERS, LOGGERS, METHODS, REGISTRIES, TASKS
 from harness.engine.evaluate import EvalConfig, Sampling
@@ -44,6 +45,8 @@ class Resources:
 
     num_cpus: float = knob(1, "CPUs per cell", ge=0)
     num_gpus: float = knob(0, "GPUs per cell", ge=0)
+    gpu_memory_gib: float = knob(DEFAULT_GPU_GIB, "memory of one GPU in GiB (80: an H100), for the plan-time "
+                                                  "trainer memory check (harness/core/memory.py)", gt=0)
 
 
 @dataclass
@@ -99,7 +102,10 @@ def knob_names(group: str, name: str) -> set[str] | None:
 def backend_schema(name: str) -> type:
     return schema_of(BACKENDS.get(name), {"backend": (str, name), "label": (str, name),
                                           "twin": (Optional[str], None),  # noqa: UP045 - OmegaConf needs Optional
-                                          "resources": (Resources, Resources())})
+                                          "resources": (Resources, Resources()),
+                                          # params, layers, hidden, intermediate, kv (and q) widths: the
+                                          # trainer memory check's input (harness/core/memory.py ModelShape)
+                                          "shape": (Optional[dict[str, float]], None)})  # noqa: UP045
 
 
 _registered = False
@@ -174,7 +180,8 @@ def help_text(only: str = "") -> str:
                     lines += [f"  backend {name}:", *describe_knobs(BACKENDS.get(name))]
             lines += ["  every model also has: label (the name in records and tables), twin (a model entry with",
                       "  the same weights on a trainable backend, used by weight-training methods and where",
-                      "  this backend cannot be imported) and", *describe_knobs(Resources, indent="    resources.")]
+                      "  this backend cannot be imported), shape (params, layers, hidden, intermediate, kv: the",
+                      "  trainer memory check's input) and", *describe_knobs(Resources, indent="    resources.")]
             continue
         for name in REGISTRIES[g].names():
             if entry and entry != name:

@@ -40,6 +40,8 @@ from harness.engine.provenance import (
 )
 from harness.engine.records import attempts_frame, cell_damage, seal_cell, write_json, write_parquet, write_text
 
+DEFAULT_MAX_TOKENS = 128  # completion cap of a task that declares none
+
 
 @dataclass
 class CellSpec:
@@ -196,7 +198,7 @@ def _learn_and_evaluate(spec: CellSpec, cfg: dict[str, Any], meter: BudgetMeter,
                         start: float) -> tuple[list[dict[str, Any]], int]:
     tcfg = cfg["task"]
     method = METHODS.get(cfg["method"]["name"])(**params_of(cfg["method"]))
-    max_tokens = described.get("max_tokens", 128)
+    max_tokens = described.get("max_tokens", DEFAULT_MAX_TOKENS)
     eval_cfg = EvalConfig(**cfg["eval"])
     eval_cfg = replace(eval_cfg, max_tokens=eval_cfg.max_tokens or max_tokens)
     report_k = max(eval_cfg.k or [eval_cfg.n_samples])

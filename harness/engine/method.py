@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from harness.core.knobs import check_knobs
+from harness.core.memory import TrainingPass
 from harness.core.types import Backend, Generation, Message, Problem, SamplingParams, Task, Verdict
 from harness.engine.budget import AttemptRecord, BudgetMeter
 from harness.engine.sampling import sample
@@ -75,6 +76,12 @@ class MethodBase:
         """Plan-time check of a cell this method cannot run (a fixed pre-learning cost above the
         budget, a backend that cannot train): raise ValueError naming the value, and the sweep
         reports it before anything is written."""
+
+    def training_pass(self, max_tokens: int) -> TrainingPass | None:
+        """What one forward/backward pass of a weight-training method holds (rollouts, tokens each,
+        LoRA rank), for the plan-time trainer memory check (harness/core/memory.py); `max_tokens` is
+        the cell's completion cap. None: this method trains no weights."""
+        return None
 
     def learn(self, train: list[Problem], ctx: LearnContext) -> Learned:
         """Learn from the training problems within `ctx.meter`'s budget. `ctx` is the way to the

@@ -102,9 +102,10 @@ def files_hash(files: set[Path]) -> str:
 def serving_keys(model: dict[str, Any]) -> set[str]:
     """Model-config keys that say where and how a model is reached, not what it computes: the
     launcher's `resources` and the backend's own `serving` knobs (an endpoint's URL, timeouts,
-    retries, concurrency). They stay out of the cell id, so moving a server re-runs nothing."""
+    retries, concurrency), and the model's `shape` (its size, read by the memory check). They stay out
+    of the cell id, so moving a server re-runs nothing."""
     backend = BACKENDS.get(model["backend"]) if model.get("backend") else None
-    return {"resources", "gpus", *getattr(backend, "serving", ())}
+    return {"resources", "gpus", "shape", *getattr(backend, "serving", ())}
 
 
 # the installed packages whose versions can change a result (import names)

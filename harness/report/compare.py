@@ -39,7 +39,8 @@ BASE_COLUMNS = ("task", "model", "method")  # summary columns every table groups
 NOT_CONFIGURATION = ("seed", "sweep", "results_dir", "code_version_in_id")  # never make rows differ
 
 
-NOT_CONFIGURATION_PREFIXES = ("launcher.", "logger.", "model.resources", "aux_model.resources")
+NOT_CONFIGURATION_PREFIXES = ("launcher.", "logger.", "model.resources", "aux_model.resources", "model.shape",
+                              "aux_model.shape")
 
 
 def varying_keys(flat: pd.DataFrame, base: pd.DataFrame) -> list[str]:

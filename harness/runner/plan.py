@@ -16,11 +16,12 @@ from harness.config.compose import compose, expand_grid, to_dict
 from harness.core.devices import check_reservation, check_shared_memory
 from harness.core.errors import UserError
 from harness.core.knobs import config_fields, params_of
+from harness.core.memory import check_fractional_share, check_trainer_memory
 from harness.core.paths import results_root
 from harness.core.registry import METHODS, UnknownName
 from harness.core.timeouts import raise_after
 from harness.core.types import content_hash
-from harness.engine.cell import CellSpec, build_task, disjoint_splits
+from harness.engine.cell import DEFAULT_MAX_TOKENS, CellSpec, build_task, disjoint_splits
 
 _splits_checked: dict[str, tuple[int, int]] = {}  # task config -> sizes known to fit, in this process
 
@@ -96,7 +97,10 @@ def plan(overrides: list[str]) -> tuple[Path, list[CellSpec], dict[str, Any]]:
             for key in ("model", "aux_model"):
                 if cfg.get(key):
                     check_reservation(cfg[key], key)
+                    check_fractional_share(cfg[key], key)
             check_shared_memory(cfg)
+            max_tokens = (cfg.get("learn") or {}).get("max_tokens") or t.get("max_tokens", DEFAULT_MAX_TOKENS)
+            check_trainer_memory(cfg["model"], method.training_pass(int(max_tokens)))
         except UnknownName as exc:
             raise UserError(str(exc)) from None
         except (TypeError, ValueError) as exc:

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from harness.core.knobs import knob
+from harness.core.memory import PROMPT_TOKENS, TrainingPass
 from harness.core.types import Backend, Message, Problem, SamplingParams, SyncedSampler, Task, TrainableBackend
 from harness.engine import TRAINABLE_BACKENDS, Attempt, LearnContext, Learned, MethodBase, PromptOnly
 
@@ -106,6 +107,11 @@ class PolicyGradientKnobs(MethodBase):
         cost before training extend this)."""
         self.check_trainable(model)
         budget_steps_check(self, budget)
+
+    def training_pass(self, max_tokens: int) -> TrainingPass:
+        per_pass, _ = micro_batches(self.rollouts_per_step, self.micro_batch_size)
+        return TrainingPass(per_pass, (self.max_completion_length or max_tokens) + PROMPT_TOKENS, self.lora_rank,
+                            checkpointing=self.gradient_checkpointing is not False)
 
     def check_trainable(self, model: dict | None) -> None:
         """A model trains if its backend is trainable, or if it has a trainer twin (harness/runner/plan.py)."""
