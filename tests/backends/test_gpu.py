@@ -89,3 +89,39 @@ def test_lte_trains_on_cuda_in_micro_batches(run_one, tiny_hf):
                             "task.test_size=2", "eval.n_samples=1", backend=backend)
     assert outcome.status == "ok", outcome.error
     assert backend.device.type == "cuda"
+
+
+def test_a_weight_sync_changes_greedy_text_and_restore_gives_the_base_text_back():
+    """The engine the sweep keeps (CUDA graphs on GPU): its runner and dtype printed, greedy decoding
+    deterministic, a sync of perturbed trainer weights changes the greedy text, and reloading the
+    engine's own weights gives the base text exactly (what the next cell of a sweep runs on)."""
+    pytest.importorskip("vllm")
+    import torch
+
+    from harness.backends import make_backend
+    from harness.backends.synced import checkpoint_weights
+    from harness.config.compose import compose, to_dict
+
+    cfg = to_dict(compose(["model=smollm2_135m", "model.gpu_memory_utilization=0.3"]))["model"]
+    engine = make_backend(cfg)
+    try:
+        executor = engine.llm.llm_engine.model_executor
+        runner = getattr(getattr(executor, "driver_worker", None), "model_runner", None)
+        print(f"engine {engine.engine}, runner {type(runner).__name__ if runner else type(executor).__name__}")
+
+        def greedy() -> str:
+            request = GenerationRequest(MSGS, SamplingParams(n=1, temperature=0.0, max_tokens=32))
+            return engine.generate([request])[0][0].text
+
+        base = greedy()
+        assert greedy() == base
+        trainer = make_backend(to_dict(compose(["model=smollm2_135m_hf"]))["model"])
+        with torch.no_grad():
+            for p in trainer.model.parameters():
+                p.add_(torch.randn_like(p) * 0.05 * p.abs().mean())
+        engine.load_weights(checkpoint_weights(trainer.model))
+        assert greedy() != base
+        engine.load_weights(None)
+        assert greedy() == base
+    finally:
+        engine.close()
