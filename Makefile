@@ -33,10 +33,12 @@ help:
 	@echo "make calibrate [MODEL=name ARGS='task=math,zebra task.test_size=100']   zero-shot table of every task"
 	@echo "make paper PAPER=core|rrr|lte [SCALE=full|cpu DRY=1 ONLY='task=hanoi task.train_size=5']   make paper-table PAPER=core [SCALE=cpu]"
 
-$(STAMP): pyproject.toml constraints-cpu.txt
+$(STAMP): pyproject.toml constraints-cpu.txt constraints-gpu.txt
 	test -x $(PY) || python3 -m venv .venv
 ifeq ($(HAS_GPU),1)
-	$(PIP) install -e '.[dev,gpu]'
+	# the whole GPU set pinned (vLLM's CUDA closure and the rest), so peft, accelerate, ray and transformers
+	# cannot float away from what the code was read against
+	$(PIP) install -c constraints-gpu.txt -e '.[dev,gpu]'
 else
 	$(PIP) install torch==2.13.0
 	$(PIP) install -c constraints-cpu.txt -e '.[dev]'
