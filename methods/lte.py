@@ -181,16 +181,25 @@ class LTE(PolicyGradientKnobs):
             firsts = groups_of(prompts, G)
             items = [(problems[prompt_key(m)], m) for m in firsts]
             sampled = sample_groups(ctx, self, task, items, backend, "rollout")
-            for (problem, messages), first_group in zip(items, sampled, strict=True):
+            # every all-fail group's G extras in one engine call (issue 31), in problem order while the
+            # budget pays for whole groups, as the one-problem-at-a-time loop granted them
+            extra_items: dict[int, tuple[Problem, list[Message]]] = {}
+            left = ctx.meter.remaining
+            for i, ((problem, messages), first_group) in enumerate(zip(items, sampled, strict=True)):
+                if not any(a.verdict.passed for a in first_group) and left >= G:
+                    left -= G
+                    hinted = task.prompt(problem, guidance=build_hint(first_group)[1]) if self.hint else messages
+                    extra_items[i] = (problem, hinted)
+            extra_groups = dict(zip(extra_items, sample_groups(
+                ctx, self, task, list(extra_items.values()), backend, "hinted" if self.hint else "extra"),
+                strict=True)) if extra_items else {}
+            for i, ((_, messages), first_group) in enumerate(zip(items, sampled, strict=True)):
                 p_ids = chat_ids(tok, messages)
                 group, replaced = first_group, [False] * G
                 extra_prompt = messages
-                if not any(a.verdict.passed for a in group) and ctx.meter.remaining >= G:
-                    if self.hint:
-                        extra_prompt = task.prompt(problem, guidance=build_hint(group)[1])
-                    extras = sample_groups(ctx, self, task, [(problem, extra_prompt)], backend,
-                                           "hinted" if self.hint else "extra")[0]
-                    group, replaced = mix_group(group, extras, rng)
+                if i in extra_groups:
+                    extra_prompt = extra_items[i][1]
+                    group, replaced = mix_group(group, extra_groups[i], rng)
                 hinted_ids = chat_ids(tok, extra_prompt)
                 for a, swapped in zip(group, replaced, strict=True):
                     c_ids = completion_ids(tok, a.generation.token_ids, a.generation.finish_reason)

@@ -5,6 +5,7 @@ denominator; grpo_extra takes the same extras unhinted and on-policy."""
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -172,3 +173,21 @@ def test_entropy_bonus_lowers_the_loss_by_coef_times_mean_entropy():
     bonus = mixed_policy_loss(*args, entropies, 0.05)
     masked_mean = (1.0 + 2.0 + 0.5 * 3) / 5  # the masked-out 9.0 does not count
     assert bonus.item() == pytest.approx(plain.item() - 0.05 * masked_mean)
+
+
+def test_a_steps_extra_rollouts_share_one_engine_call(run_one, tiny_hf):
+    """Issue 31: the G extras of every all-fail group of a training step are generated in one call
+    after the step's first groups (the old loop made one call per failed problem). A record's `step`
+    is the learn phase's engine-call index."""
+    outcome, attempts, _ = run_one("method=grpo_extra", "budget=24", "method.group_size=2", "method.prompts_per_step=2",
+                                   "task.max_tokens=4", "task.test_size=1", "eval.n_samples=1", "checkpoints=[]",
+                                   backend=tiny_hf())
+    assert outcome.status == "ok", outcome.error
+    learn = attempts[attempts.phase == "learn"]
+    calls = [(c.tag.iloc[0], c) for _, c in learn.groupby("step", sort=True)]
+    assert all(not (a == b == "extra") for (a, _), (b, _) in itertools.pairwise(calls))  # never two in a row
+    for (tag, first), (next_tag, extras) in itertools.pairwise(calls):
+        if tag == "rollout" and next_tag == "extra":
+            all_fail = [p for p, g in first.groupby("problem_id") if not g.passed.astype(bool).any()]
+            assert sorted(extras.problem_id.unique()) == sorted(all_fail)
+    assert any(tag == "extra" and c.problem_id.nunique() == 2 for tag, c in calls)  # a step with two failed groups
