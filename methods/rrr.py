@@ -84,15 +84,21 @@ def retry_conversation(reflection_prompt: list[Message], reflection: str) -> lis
 
 def reflection_sample(tokenizer: Any, conversation: list[Message], reflection: str) -> tuple[list[int], list[int]]:
     """(prompt_ids, completion_ids) of one trained reflection. The prompt is everything up to the
-    reflection (task, first attempt, reflection request); the completion is the reflection and its
-    end-of-turn, the tokens the retry conversation continues from."""
+    reflection (task, first attempt, reflection request); the completion is the reflection up to its
+    end-of-turn token, as the policy sampled it (the template's newline after it is not sampled, and
+    a row that does not end in EOS would count as truncated for TRL), and the retry conversation
+    continues from exactly these tokens."""
     prompt = chat_ids(tokenizer, conversation)
     with_reflection = chat_ids(tokenizer, conversation + [{"role": "assistant", "content": reflection}],
                                generation_prompt=False)
     retry_context = chat_ids(tokenizer, retry_conversation(conversation, reflection))
     if with_reflection[:len(prompt)] != prompt or retry_context[:len(with_reflection)] != with_reflection:
         raise RuntimeError("the chat template does not tokenize turns as prefixes; RRR cannot build its sample")
-    return prompt, with_reflection[len(prompt):]
+    completion = with_reflection[len(prompt):]
+    eos = tokenizer.eos_token_id
+    if eos in completion:
+        completion = completion[:len(completion) - completion[::-1].index(eos)]
+    return prompt, completion
 
 
 @register_method("rrr")

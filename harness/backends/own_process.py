@@ -16,6 +16,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import traceback
+import weakref
 from contextlib import contextmanager
 from typing import Any
 
@@ -36,10 +37,16 @@ def _serve(conn: Any, model_cfg: dict[str, Any]) -> None:
         conn.send(("error", traceback.format_exc()))
         return
     while True:
-        op, args = conn.recv()
+        try:
+            op, args = conn.recv()
+        except EOFError:  # the parent is gone
+            return
         if op == "close":
             conn.send(("ok", None))
             return
+        if op == "reset" and not hasattr(backend, "reset"):
+            conn.send(("ok", None))
+            continue
         try:
             conn.send(("ok", getattr(backend, op)(*args)))
         except BaseException:  # sent back: the parent raises it
@@ -69,11 +76,18 @@ class OwnProcessBackend:
         ctx = multiprocessing.get_context("spawn")
         self._conn, child = ctx.Pipe()
         with _visible(",".join(devices)):
-            self._process = ctx.Process(target=_serve, args=(child, renumbered), daemon=True,
+            # not a daemon: a daemonic process may not start children, and a tensor-parallel vLLM
+            # engine starts its workers as such; the finalizer below closes it instead
+            self._process = ctx.Process(target=_serve, args=(child, renumbered),
                                         name=f"sibench-{model_cfg.get('label', 'model')}")
             self._process.start()
         child.close()
-        self.name, self._engine, self.visible_devices = self._answer(START_TIMEOUT_S)
+        self._closer = weakref.finalize(self, _shut, self._process, self._conn)  # also at interpreter exit
+        try:
+            self.name, self._engine, self.visible_devices = self._answer(START_TIMEOUT_S)
+        except BaseException:
+            self.close()
+            raise
 
     @property
     def engine(self) -> str:
@@ -81,7 +95,6 @@ class OwnProcessBackend:
 
     def _answer(self, timeout: float | None = None) -> Any:
         if timeout is not None and not self._conn.poll(timeout):
-            self.close()
             raise RuntimeError(f"the model process {self._process.name} did not start within {timeout:g} s")
         try:
             status, value = self._conn.recv()
@@ -102,14 +115,24 @@ class OwnProcessBackend:
     def count_tokens(self, messages: list[Message]) -> int:
         return self._call("count_tokens", messages)
 
+    def reset(self) -> None:
+        """A cached backend starts every cell fresh (harness/engine/cell.py): the child's, too."""
+        self._call("reset")
+
     def close(self) -> None:
-        if self._process.is_alive():
-            try:
-                self._conn.send(("close", ()))
-                self._conn.poll(30)
-            except (BrokenPipeError, OSError):
-                pass
-            self._process.join(30)
-            if self._process.is_alive():
-                self._process.terminate()
-        self._conn.close()
+        self._closer()
+
+
+def _shut(process: Any, conn: Any) -> None:
+    """Ask the child to stop, then make sure it did; close the pipe."""
+    if process.is_alive():
+        try:
+            conn.send(("close", ()))
+            conn.poll(30)
+        except (BrokenPipeError, OSError):
+            pass
+        process.join(30)
+        if process.is_alive():
+            process.terminate()
+            process.join(5)
+    conn.close()

@@ -88,7 +88,8 @@ def placed(config: dict[str, Any], key: str) -> dict[str, Any]:
     cell's process the policy's engine already fixed which GPUs CUDA and vLLM see."""
     gpus = model_gpus(config)[key]
     cfg = with_gpus(config[key], gpus)
-    ids = _visible_ids() if key == "aux_model" and gpus else []
+    chosen = config[key].get("gpus") is not None  # the user placed it: left as they wrote it
+    ids = _visible_ids() if key == "aux_model" and gpus and not chosen else []
     if gpus and len(ids) > max(gpus):
         cfg = {**cfg, "own_process": [ids[i] for i in gpus]}
     return cfg

@@ -9,9 +9,14 @@ bf16 weights and gradient checkpointing (the GPU default, methods/common/policy_
     trainable    LoRA: rank x layers x (sum of in + out over q, k, v, o, gate, up, down) params,
                  full fine-tune: params; x 16 (bf16 weight, fp32 grad, AdamW m and v, fp32 copy)
     activations  tokens per pass x layers x hidden x 2 (the hidden state kept at each checkpoint)
-                 + tokens per pass x hidden x 34 (one layer recomputed in backward: Korthikanti et
-                 al. 2022, Eq. 2 with flash attention); without checkpointing, every layer's 34
+                 + tokens per pass x one layer's activations, recomputed in backward: 2 B x (8 hidden
+                 + 4 intermediate) a token (attention's input, q, k, v, output and norms; a SwiGLU
+                 MLP's input, gate, up and product; Korthikanti et al. 2022's 34 x hidden for a 4 x
+                 hidden MLP with flash attention). Without checkpointing, every layer's.
     logits       not counted: TRL 1.16 projects the LM head in tiles (trl.trainer.utils.add_fused_lm_head)
+    generation   an hf model that generates its own rollouts keeps their KV cache: batch_size x tokens
+                 per rollout x layers x kv x 4 B (K and V in bf16), counted as if held during training
+                 (the caching allocator keeps what generation freed)
     overhead     OVERHEAD_GIB for the CUDA context, NCCL and the allocator's fragmentation
 
 tokens per pass = rollouts per pass (`method.micro_batch_size`, or a whole step) x (completion cap
@@ -24,7 +29,7 @@ claims more than that fraction: Ray packs 1 / num_gpus such cells onto one GPU.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 GIB = 2**30
@@ -59,6 +64,7 @@ class TrainingPass:
     tokens_per_rollout: int
     lora_rank: int  # 0 = full fine-tune
     checkpointing: bool = True
+    generation_batch: int = 0  # sequences an hf model generating its own rollouts holds a KV cache for
 
 
 def trainer_gib(shape: ModelShape, p: TrainingPass) -> float:
@@ -66,11 +72,11 @@ def trainer_gib(shape: ModelShape, p: TrainingPass) -> float:
     weights = shape.params * 2
     trainable = (shape.lora_params(p.lora_rank) if p.lora_rank else shape.params) * 16
     tokens = p.rollouts * p.tokens_per_rollout
-    if p.checkpointing:
-        activations = tokens * shape.layers * shape.hidden * 2 + tokens * shape.hidden * 34
-    else:
-        activations = tokens * shape.layers * shape.hidden * 34
-    return (weights + trainable + activations) / GIB + OVERHEAD_GIB
+    layer = tokens * 2 * (8 * shape.hidden + 4 * shape.intermediate)
+    kept = tokens * shape.layers * shape.hidden * 2  # a hidden state at every checkpoint
+    activations = kept + layer if p.checkpointing else layer * shape.layers
+    generation = p.generation_batch * p.tokens_per_rollout * shape.layers * shape.kv * 4
+    return (weights + trainable + activations + generation) / GIB + OVERHEAD_GIB
 
 
 def trainer_room_gib(model: dict[str, Any]) -> float:
@@ -101,13 +107,17 @@ def check_trainer_memory(model: dict[str, Any], need: TrainingPass | None) -> No
     shape_cfg = model.get("shape") or (model.get("trainer") or {}).get("shape")
     if gpus <= 0 or not shape_cfg:
         return  # trains on the CPU (host memory), or a model whose size is not written down
+    engine = model.get("backend") == "vllm"
+    if not engine and model.get("backend") == "hf":
+        need = replace(need, generation_batch=int(model.get("batch_size") or 0))
     need_gib = trainer_gib(ModelShape(**shape_cfg), need)
     room = trainer_room_gib(model)
     if need_gib > room:
-        engine = (f" beside a vLLM engine at model.gpu_memory_utilization="
-                  f"{float(model.get('gpu_memory_utilization', DEFAULT_ENGINE_SHARE)):g}"
-                  if model.get("backend") == "vllm" else "")
+        share = float(model.get("gpu_memory_utilization", DEFAULT_ENGINE_SHARE))
+        where, fix = ((f" beside a vLLM engine at model.gpu_memory_utilization={share:g}",
+                       "a lower model.gpu_memory_utilization") if engine else
+                      ("", "a smaller model.batch_size or more model.resources.num_gpus"))
         raise ValueError(
             f"the trainer needs ~{need_gib:.0f} GiB ({need.rollouts} rollouts x {need.tokens_per_rollout} tokens "
-            f"per pass) but has {room:.0f} GiB{engine}; valid: a smaller method.micro_batch_size, a lower "
-            f"model.gpu_memory_utilization, or more model.resources.num_gpus (harness/core/memory.py)")
+            f"per pass) but has {room:.0f} GiB{where}; valid: a smaller method.micro_batch_size or {fix} "
+            f"(harness/core/memory.py)")

@@ -58,7 +58,11 @@ class CellSpec:
             for key in ("model", "aux_model"):  # where a cell runs does not change what it computes
                 section = ident[key]
                 if isinstance(section, dict):
-                    ident[key] = {k: v for k, v in section.items() if k not in serving_keys(section)}
+                    kept = {k: v for k, v in section.items() if k not in serving_keys(section)}
+                    if isinstance(section.get("trainer"), dict):  # the twin a training cell trains in
+                        trainer = section["trainer"]
+                        kept["trainer"] = {k: v for k, v in trainer.items() if k not in serving_keys(trainer)}
+                    ident[key] = kept
             if self.config.get("code_version_in_id", True):
                 ident["code"] = code_version(self.config["task"]["name"], self.config["method"]["name"])
             self.cell_id = content_hash(ident, 16)

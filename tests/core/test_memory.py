@@ -27,12 +27,15 @@ def test_the_estimate_is_weights_trainable_state_and_checkpointed_activations():
     assert shape.lora_params(8) == lora
     p = TrainingPass(rollouts=4, tokens_per_rollout=1000, lora_rank=8)
     tokens = 4 * 1000
-    expected = (1e9 * 2 + lora * 16 + tokens * 10 * 1000 * 2 + tokens * 1000 * 34) / GIB + OVERHEAD_GIB
+    layer = tokens * 2 * (8 * 1000 + 4 * 3000)  # one layer's activations, recomputed in backward
+    expected = (1e9 * 2 + lora * 16 + tokens * 10 * 1000 * 2 + layer) / GIB + OVERHEAD_GIB
     assert trainer_gib(shape, p) == pytest.approx(expected)
     full = TrainingPass(4, 1000, lora_rank=0)  # a full fine-tune keeps optimizer state for every weight
     assert trainer_gib(shape, full) - trainer_gib(shape, p) == pytest.approx((1e9 - lora) * 16 / GIB)
     no_ckpt = TrainingPass(4, 1000, 8, checkpointing=False)
-    assert trainer_gib(shape, no_ckpt) > trainer_gib(shape, p)
+    assert trainer_gib(shape, no_ckpt) - trainer_gib(shape, p) == pytest.approx((9 * layer - tokens * 10 * 2000) / GIB)
+    generating = TrainingPass(4, 1000, 8, generation_batch=16)  # an hf model's own KV cache: K and V in bf16
+    assert trainer_gib(shape, generating) - trainer_gib(shape, p) == pytest.approx(16 * 1000 * 10 * 500 * 4 / GIB)
 
 
 def test_the_trainer_gets_what_the_engine_leaves():
@@ -55,6 +58,11 @@ def test_a_trainer_that_does_not_fit_beside_the_engine_is_refused_in_one_line():
     check_trainer_memory({**model, "resources": {"num_gpus": 0}}, big)  # trains on the CPU: not checked
     check_trainer_memory({k: v for k, v in model.items() if k != "shape"}, big)  # size unknown: not checked
     check_trainer_memory(model, None)  # a method that trains no weights
+    hf = {"backend": "hf", "batch_size": 16, "shape": SHAPE, "resources": {"num_gpus": 1, "gpu_memory_gib": 80}}
+    with pytest.raises(ValueError) as err:
+        check_trainer_memory(hf, big)
+    assert "gpu_memory_utilization" not in str(err.value)  # hf has no engine share to lower
+    assert "method.micro_batch_size" in str(err.value) and "model.batch_size" in str(err.value)
 
 
 def test_fractional_gpu_cells_must_claim_at_most_their_share():

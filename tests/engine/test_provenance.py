@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from harness.engine import provenance
 from harness.engine.cell import CellSpec
 
@@ -50,3 +52,22 @@ def test_package_versions_are_in_config_json_and_in_every_summary_row(run_one, t
     assert recorded == provenance.package_versions() and {"torch", "transformers", "numpy"} <= set(recorded)
     assert (summary["versions"] == provenance.versions_text(recorded)).all()
     assert f"torch={recorded['torch']}" in summary["versions"].iloc[0]
+
+
+def test_the_training_twins_size_and_reservation_stay_out_of_the_cell_id(tmp_path):
+    """A weight-training cell of a vLLM model carries its trainer twin's config (`model.trainer`):
+    its `shape` (read by the memory check) and `resources` say nothing about what the cell computes."""
+    import copy
+
+    from harness.runner.plan import compose_cell
+
+    cfg = compose_cell(["method=grpo", "model=smollm2_135m", "logger=none"])
+    if not cfg["model"].get("trainer"):
+        pytest.skip("vLLM is not installed here: the cell runs on the twin itself, with no trainer section")
+    ref = CellSpec(cfg, tmp_path).cell_id
+    moved = copy.deepcopy(cfg)
+    moved["model"]["trainer"]["shape"] = {**moved["model"]["trainer"]["shape"], "layers": 1}
+    moved["model"]["trainer"]["resources"] = {**moved["model"]["trainer"]["resources"], "num_gpus": 1}
+    assert CellSpec(moved, tmp_path).cell_id == ref
+    moved["model"]["trainer"]["dtype"] = "bfloat16"
+    assert CellSpec(moved, tmp_path).cell_id != ref

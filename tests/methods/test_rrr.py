@@ -52,6 +52,9 @@ def test_only_reflection_tokens_receive_gradient(tiny_hf):
     assert "Answer: 6" in tok.decode(prompt_ids)  # the first attempt is context, never a completion token
     assert tok.decode(completion_ids).startswith("I added wrong.")
     assert RETRY_PROMPT not in tok.decode(completion_ids)  # the retry only decides the reward
+    assert completion_ids[-1] == tok.eos_token_id  # ends as sampled: TRL does not count it truncated
+    retry_context = chat_ids(tok, retry_conversation(conv, "I added wrong."))
+    assert retry_context[:len(prompt_ids) + len(completion_ids)] == prompt_ids + completion_ids
 
     loss, log_probs = trl_loss_on(backend, prompt_ids, completion_ids, [1] * len(completion_ids))
     loss.backward()
