@@ -33,5 +33,5 @@ def make_backend(model_cfg: dict[str, Any]) -> Backend:
         from harness.backends.own_process import OwnProcessBackend
 
         return OwnProcessBackend({k: v for k, v in model_cfg.items() if k != "own_process"},
-                                 list(model_cfg["own_process"]))
+                                 list(model_cfg["own_process"]), build=make_backend)
     return BACKENDS.get(model_cfg["backend"])(**params_of(model_cfg, drop=NOT_BACKEND_ARGS))

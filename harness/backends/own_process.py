@@ -17,6 +17,7 @@ import multiprocessing
 import os
 import traceback
 import weakref
+from collections.abc import Callable
 from contextlib import contextmanager
 from typing import Any
 
@@ -26,12 +27,10 @@ from harness.core.types import Generation, GenerationRequest, Message
 START_TIMEOUT_S = 1800.0  # building a large model (download, dequantize, engine start) may take this long
 
 
-def _serve(conn: Any, model_cfg: dict[str, Any]) -> None:
+def _serve(conn: Any, model_cfg: dict[str, Any], build: Callable[[dict[str, Any]], Any]) -> None:
     """The child: build the backend on the GPUs it sees, then answer calls until told to close."""
     try:
-        from harness.backends import make_backend
-
-        backend = make_backend(model_cfg)
+        backend = build(model_cfg)
         conn.send(("ok", (backend.name, backend.engine, os.environ.get(VISIBLE))))
     except BaseException:  # the parent raises it with the child's traceback
         conn.send(("error", traceback.format_exc()))
@@ -71,14 +70,17 @@ class OwnProcessBackend:
     """`model_cfg`'s backend, built and run in a spawned child that sees only `devices` (physical
     GPU ids, as CUDA_VISIBLE_DEVICES writes them)."""
 
-    def __init__(self, model_cfg: dict[str, Any], devices: list[str]) -> None:
+    def __init__(self, model_cfg: dict[str, Any], devices: list[str],
+                 build: Callable[[dict[str, Any]], Any]) -> None:
+        """`build` makes the backend in the child (harness.backends.make_backend, passed in rather
+        than imported: it is what dispatches here)."""
         renumbered = {**model_cfg, "gpus": list(range(len(devices)))} if "gpus" in model_cfg else model_cfg
         ctx = multiprocessing.get_context("spawn")
         self._conn, child = ctx.Pipe()
         with _visible(",".join(devices)):
             # not a daemon: a daemonic process may not start children, and a tensor-parallel vLLM
             # engine starts its workers as such; the finalizer below closes it instead
-            self._process = ctx.Process(target=_serve, args=(child, renumbered),
+            self._process = ctx.Process(target=_serve, args=(child, renumbered, build),
                                         name=f"sibench-{model_cfg.get('label', 'model')}")
             self._process.start()
         child.close()

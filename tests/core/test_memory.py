@@ -58,7 +58,7 @@ def test_a_trainer_that_does_not_fit_beside_the_engine_is_refused_in_one_line():
     check_trainer_memory({**model, "resources": {"num_gpus": 0}}, big)  # trains on the CPU: not checked
     check_trainer_memory({k: v for k, v in model.items() if k != "shape"}, big)  # size unknown: not checked
     check_trainer_memory(model, None)  # a method that trains no weights
-    hf = {"backend": "hf", "batch_size": 16, "shape": SHAPE, "resources": {"num_gpus": 1, "gpu_memory_gib": 80}}
+    hf = {"backend": "hf", "batch_size": 16, "shape": SHAPE, "resources": {"num_gpus": 1, "gpu_memory_gib": 8}}
     with pytest.raises(ValueError) as err:
         check_trainer_memory(hf, big)
     assert "gpu_memory_utilization" not in str(err.value)  # hf has no engine share to lower
