@@ -31,6 +31,12 @@ Attempts are generated `rollout_batch` at a time (default 25), never across an e
 sees the memory as it was before it (the official BCB runner buffers writes and Q updates the same
 way: every 25 tasks and at the end of the epoch). A batch's scripts and reflections share one aux
 call. Memory ids (`m<n>`) appear in every record's `context_ids` and in `memories.jsonl`.
+Engine calls (issue 31): each flush is one generation call for its attempts and one aux call for
+their scripts and reflections. The next batch retrieves what this flush writes, so flushes cannot
+share a call; with the default 10 training problems an epoch ends every 10 attempts, so a flush holds
+10, not 25 (the official runner also flushes at an epoch's end). That sequential dependency, and
+aux replies of up to `aux_max_tokens` 160, put the learn phase at MEMRL_RATIO its generation-token
+limit at B=500 (bench/phase_times.py).
 """
 
 from __future__ import annotations

@@ -19,6 +19,13 @@ The model must be trainable (`hf`, or a model with a trainable twin: both expose
 `tokenizer`); the mock cannot train. On a GPU the same code runs on CUDA. TRL's own vLLM modes do
 not apply because the harness, not TRL, generates; the weight sync follows TRL's colocate mode.
 
+Engine calls (issue 31): a step's rollouts are one engine call (prompts_per_step x group_size = 8
+at the defaults); LTE and grpo_extra add one call holding every all-fail group's extras, RRR a
+second for its retries. A step needs the weights the previous one trained, so steps cannot share a
+call. On this 2-core CPU the learn phases run at 4-5x the time their tokens take at the engine's
+batched throughput because training, not generation, fills a step: LTE at B=500 spent 240 of its
+354 s of learning in forward, backward, optimizer step and weight sync (bench/phase_times.py).
+
 Length (~310 lines): the knobs, the TRL config, the rollout-batch builder, the callback and the
 trainer loop are the one TRL integration all four methods share.
 """
