@@ -34,9 +34,10 @@ call. Memory ids (`m<n>`) appear in every record's `context_ids` and in `memorie
 Engine calls (issue 31): each flush is one generation call for its attempts and one aux call for
 their scripts and reflections. The next batch retrieves what this flush writes, so flushes cannot
 share a call; with the default 10 training problems an epoch ends every 10 attempts, so a flush holds
-10, not 25 (the official runner also flushes at an epoch's end). That sequential dependency, and
-aux replies of up to `aux_max_tokens` 160, put the learn phase at MEMRL_RATIO its generation-token
-limit at B=500 (bench/phase_times.py).
+10, not 25 (the official runner also flushes at an epoch's end). At B=500 on this 2-core CPU that is
+100 calls of 10 generations (68k tokens, mostly aux replies of up to `aux_max_tokens` 160) in 753 s
+of learning: 0.73x the time those tokens take at the engine's evaluation throughput
+(bench/phase_times.py), so the small calls cost no more than the limit.
 """
 
 from __future__ import annotations
