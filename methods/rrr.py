@@ -23,13 +23,14 @@ vanilla rows). Both are off by default and on in `conf/paper/rrr.yaml`: a sweep 
 attempts, its zero_shot cell is already the vanilla first attempt (same engine, prompt and eval
 seed), and the second attempt asks the verifier about test problems, which no other method does.
 The paper's prompt wording is not available; ours is in REFLECT_PROMPT / RETRY_PROMPT.
-Step time (issue 31; default model on this 2-core CPU, 8 rollouts a step, `bench/grpo_step.py
---methods grpo,rrr`, cProfile): ~17 s against GRPO's 6.0 s. A step's reflections are one engine
+Step time (issue 31; default model on this 2-core CPU, 8 rollouts a step): 14.5 s in the B=500
+main job against GRPO's 5.8 s (`bench/grpo_step.py --methods grpo,rrr` compares the two; a cProfile
+run gave the split below). A step's reflections are one engine
 call and its retries another, but the retry needs its reflection, so the two cannot share a call:
 ~7.9 s of decoding at ~90 ms a step of the batch of 8 (reflections up to 64 tokens, retries up to
 48; a GRPO step decodes up to 48 once). Training takes ~9 s: RRR's rows are ~210 tokens (the prompt
 carries the failed attempt) against GRPO's ~120. Cutting the masked retry from the trained row took
-the step from ~27 s to ~17 s; the rest is what the algorithm computes, so the issue's 2x target is
+the step from ~27 s to ~15 s; the rest is what the algorithm computes, so the issue's 2x target is
 not reached by batching.
 Where the sampler correction is on (policy_training `sampler_correction`), RRR's rows stay
 uncorrected: the reflection is re-tokenized from its text inside the multi-turn completion, so the
