@@ -18,10 +18,9 @@ import os
 import traceback
 import weakref
 from collections.abc import Callable
-from contextlib import contextmanager
 from typing import Any
 
-from harness.core.devices import VISIBLE
+from harness.core.devices import VISIBLE, visible_set
 from harness.core.types import Generation, GenerationRequest, Message
 
 START_TIMEOUT_S = 1800.0  # building a large model (download, dequantize, engine start) may take this long
@@ -52,20 +51,6 @@ def _serve(conn: Any, model_cfg: dict[str, Any], build: Callable[[dict[str, Any]
             conn.send(("error", traceback.format_exc()))
 
 
-@contextmanager
-def _visible(value: str):
-    """CUDA_VISIBLE_DEVICES set for a child started inside (spawn copies the environment at start)."""
-    before = os.environ.get(VISIBLE)
-    os.environ[VISIBLE] = value
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(VISIBLE, None)
-        else:
-            os.environ[VISIBLE] = before
-
-
 class OwnProcessBackend:
     """`model_cfg`'s backend, built and run in a spawned child that sees only `devices` (physical
     GPU ids, as CUDA_VISIBLE_DEVICES writes them)."""
@@ -77,7 +62,7 @@ class OwnProcessBackend:
         renumbered = {**model_cfg, "gpus": list(range(len(devices)))} if "gpus" in model_cfg else model_cfg
         ctx = multiprocessing.get_context("spawn")
         self._conn, child = ctx.Pipe()
-        with _visible(",".join(devices)):
+        with visible_set(",".join(devices)):  # spawn copies the environment at start
             # not a daemon: a daemonic process may not start children, and a tensor-parallel vLLM
             # engine starts its workers as such; the finalizer below closes it instead
             self._process = ctx.Process(target=_serve, args=(child, renumbered, build),

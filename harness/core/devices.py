@@ -134,9 +134,16 @@ def visible_slice(gpus: list[int] | None) -> Iterator[None]:
     if not gpus:
         yield
         return
-    before = os.environ.get(VISIBLE)
     ids = _visible_ids()
-    os.environ[VISIBLE] = ",".join(ids[i] for i in gpus)
+    with visible_set(",".join(ids[i] for i in gpus)):
+        yield
+
+
+@contextmanager
+def visible_set(value: str) -> Iterator[None]:
+    """CUDA_VISIBLE_DEVICES = `value` for the duration, the previous value (or its absence) after."""
+    before = os.environ.get(VISIBLE)
+    os.environ[VISIBLE] = value
     try:
         yield
     finally:
