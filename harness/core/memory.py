@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 GIB = 2**30
-PROMPT_TOKENS = 2048  # prompt allowance per rollout (RRR's and LTE's prompts carry an earlier attempt)
+PROMPT_TOKENS = 2048  # prompt allowance per rollout (some methods put an earlier attempt or a hint in it)
 OVERHEAD_GIB = 2.0
 DEFAULT_GPU_GIB = 80.0
 DEFAULT_ENGINE_SHARE = 0.85  # vllm_offline.VLLMBackend.gpu_memory_utilization's default

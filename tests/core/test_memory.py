@@ -17,6 +17,7 @@ from harness.core.memory import (
     trainer_room_gib,
 )
 from harness.core.registry import METHODS
+from harness.engine.cell import DEFAULT_MAX_TOKENS
 
 SHAPE = {"params": 1e9, "layers": 10, "hidden": 1000, "intermediate": 3000, "kv": 500}
 
@@ -100,7 +101,7 @@ def full_scale_training_cells(paper_name: str, **method_changes):
                 if not METHODS.get(cfg["method"]["name"]).mutates_policy:
                     continue
                 method = METHODS.get(cfg["method"]["name"])(**{**knobs, **method_changes})
-                max_tokens = cfg["learn"].get("max_tokens") or cfg["task"].get("max_tokens", 128)
+                max_tokens = cfg["learn"].get("max_tokens") or cfg["task"].get("max_tokens", DEFAULT_MAX_TOKENS)
                 need = method.training_pass(int(max_tokens))
                 if need is not None:
                     yield cfg, need
